@@ -1,0 +1,155 @@
+"""Argument validation shared by the functional API, the ops and the modules.
+
+Every check raises before any kernel runs, with a message that names the argument, what was
+expected and what was given.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+
+PaddingArg = Union[str, int, Tuple[int, int]]
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+BACKEND_NAMES = ("auto", "reference", "triton", "cuda")
+
+
+def _describe_tensor(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def check_backend_name(backend: str, argument: str = "backend") -> str:
+    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
+        raise ValueError(f"{argument}: expected one of {BACKEND_NAMES}, got {backend!r}")
+    return backend
+
+
+def kernel_size_pair(kernel_size, argument: str = "kernel_size") -> Tuple[int, int]:
+    if isinstance(kernel_size, bool):
+        raise TypeError(f"{argument}: expected an int or a pair of ints, got {kernel_size!r}")
+    if isinstance(kernel_size, int):
+        pair = (kernel_size, kernel_size)
+    elif isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2 and all(
+        isinstance(k, int) and not isinstance(k, bool) for k in kernel_size
+    ):
+        pair = (int(kernel_size[0]), int(kernel_size[1]))
+    else:
+        raise TypeError(f"{argument}: expected an int or a pair of ints, got {kernel_size!r}")
+    if pair[0] < 1 or pair[1] < 1:
+        raise ValueError(f"{argument}: expected sizes >= 1, got {pair}")
+    return pair
+
+
+def padding_pair(padding: PaddingArg, kernel: Tuple[int, int], argument: str = "padding") -> Tuple[int, int]:
+    """Turn "same", an int or (ph, pw) into (ph, pw) for a kernel of size ``kernel``."""
+    kh, kw = kernel
+    if isinstance(padding, str):
+        if padding == "same":
+            if kh % 2 == 0 or kw % 2 == 0:
+                raise ValueError(
+                    f"{argument}: \"same\" needs odd kernel sizes, got kernel size ({kh}, {kw}); "
+                    "pass explicit padding instead"
+                )
+            return (kh // 2, kw // 2)
+        if padding == "valid":
+            return (0, 0)
+        raise ValueError(f"{argument}: expected \"same\", \"valid\", an int or (ph, pw), got {padding!r}")
+    if isinstance(padding, bool):
+        raise TypeError(f"{argument}: expected \"same\", an int or (ph, pw), got {padding!r}")
+    if isinstance(padding, int):
+        pair = (padding, padding)
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+        isinstance(p, int) and not isinstance(p, bool) for p in padding
+    ):
+        pair = (int(padding[0]), int(padding[1]))
+    else:
+        raise TypeError(f"{argument}: expected \"same\", an int or (ph, pw), got {padding!r}")
+    if pair[0] < 0 or pair[1] < 0:
+        raise ValueError(f"{argument}: expected non-negative padding, got {pair}")
+    return pair
+
+
+def check_dtype(t: torch.Tensor, argument: str) -> None:
+    if t.dtype not in SUPPORTED_DTYPES:
+        names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
+        raise TypeError(f"{argument}: expected a floating-point dtype ({names}), got {t.dtype}")
+
+
+def check_conv_args(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], padding: Tuple[int, int]
+) -> None:
+    """Validate a depthwise conv call; ``padding`` must already be a (ph, pw) pair."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight: expected a torch.Tensor, got {type(weight).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"bias: expected a torch.Tensor or None, got {type(bias).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x: expected a 4-D (N, C, H, W) tensor, got {_describe_tensor(x)}")
+    check_dtype(x, "x")
+    check_dtype(weight, "weight")
+    if weight.dtype != x.dtype:
+        raise TypeError(f"weight: expected dtype {x.dtype} (the dtype of x), got {weight.dtype}")
+    channels = x.shape[1]
+    if weight.dim() != 4 or weight.shape[0] != channels or weight.shape[1] != 1:
+        raise ValueError(
+            f"weight: expected shape ({channels}, 1, kh, kw) for x with {channels} channels, "
+            f"got {tuple(weight.shape)}"
+        )
+    if weight.shape[2] < 1 or weight.shape[3] < 1:
+        raise ValueError(f"weight: expected kernel sizes >= 1, got {tuple(weight.shape[2:])}")
+    if bias is not None:
+        check_dtype(bias, "bias")
+        if bias.dtype != x.dtype:
+            raise TypeError(f"bias: expected dtype {x.dtype} (the dtype of x), got {bias.dtype}")
+        if bias.dim() != 1 or bias.shape[0] != channels:
+            raise ValueError(f"bias: expected shape ({channels},), got {tuple(bias.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise RuntimeError(f"{name}: expected a tensor on {x.device} (the device of x), got {t.device}")
+    ph, pw = padding
+    if ph < 0 or pw < 0:
+        raise ValueError(f"padding: expected non-negative padding, got {padding}")
+    out_h, out_w = output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], ph, pw)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"padding: input {tuple(x.shape[2:])} with padding ({ph}, {pw}) is smaller than the kernel "
+            f"{tuple(weight.shape[2:])}; the output would be {out_h}x{out_w}"
+        )
+
+
+def output_size(h: int, w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
+    return (h + 2 * ph - kh + 1, w + 2 * pw - kw + 1)
+
+
+def is_channels_last(t: torch.Tensor) -> bool:
+    """Whether ``t`` is laid out channels-innermost; ambiguous layouts count as NCHW."""
+    if t.is_contiguous():
+        return False
+    if t.is_contiguous(memory_format=torch.channels_last):
+        return True
+    # A strided view: follow the layout of its parent, judged by which stride is smallest.
+    return t.stride(1) < t.stride(3)
+
+
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if is_channels_last(t) else torch.contiguous_format
+
+
+def dense_strides(shape, memory_format: torch.memory_format) -> Tuple[int, ...]:
+    # torch's own rule: a dimension of size 0 strides as if it had size 1.
+    n, c, h, w = (max(int(d), 1) for d in shape)
+    if memory_format == torch.channels_last:
+        return (h * w * c, 1, w * c, c)
+    return (c * h * w, h * w, w, 1)
+
+
+def in_layout(t: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """``t`` with exactly the dense strides of ``memory_format`` (what the fake impls promise)."""
+    if tuple(t.stride()) == dense_strides(t.shape, memory_format):
+        return t
+    out = torch.empty(t.shape, dtype=t.dtype, device=t.device, memory_format=memory_format)
+    out.copy_(t)
+    return out

@@ -1,0 +1,35 @@
+"""The compiled CUDA C++ backend (``replk_ops._C``), reached through its registered ops."""
+from __future__ import annotations
+
+import torch
+
+from .. import _extension
+from .base import Backend
+
+CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class CudaExtensionBackend(Backend):
+    name = "cuda"
+
+    def unavailable_reason(self, x, weight):
+        status = _extension.STATUS
+        if not status.loaded:
+            return status.reason
+        if x.device.type != "cuda":
+            return f"runs on CUDA tensors only, got a tensor on {x.device}"
+        if x.dtype not in CUDA_DTYPES:
+            return f"supports {', '.join(map(str, CUDA_DTYPES))}, got {x.dtype}"
+        if not hasattr(torch.ops.replk_ops_C, "fwd"):
+            return "replk_ops._C has no kernels in this build"
+        return None
+
+    def fwd(self, x, weight, bias, ph, pw):
+        return torch.ops.replk_ops_C.fwd(x, weight, bias, ph, pw)
+
+    def bwd_input(self, grad_out, weight, ph, pw):
+        return torch.ops.replk_ops_C.bwd_input(grad_out, weight, ph, pw)
+
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        return torch.ops.replk_ops_C.bwd_weight(grad_out, x, kh, kw, ph, pw, deterministic)

@@ -1,0 +1,184 @@
+"""The three registered ops, their fake implementations and autograd, and ``dwconv2d``.
+
+``replk_ops::dwconv2d_fwd``, ``dwconv2d_bwd_input`` and ``dwconv2d_bwd_weight`` are functional
+torch.library custom ops: they allocate their outputs and mutate nothing, so autograd,
+``torch.compile`` and ``torch.library.opcheck`` treat them like built-in ops. Each call resolves
+its backend at run time (``backends.select``).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import backends
+from ._checks import (
+    PaddingArg, check_backend_name, check_conv_args, in_layout, memory_format_of, output_size,
+    padding_pair,
+)
+
+
+def _empty(shape, like: torch.Tensor, memory_format) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
+@torch.library.custom_op("replk_ops::dwconv2d_fwd", mutates_args=())
+def dwconv2d_fwd(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], ph: int, pw: int, backend: str
+) -> torch.Tensor:
+    check_conv_args(x, weight, bias, (ph, pw))
+    impl = backends.select(x, weight, backend)
+    return in_layout(impl.fwd(x, weight, bias, ph, pw), memory_format_of(x))
+
+
+@dwconv2d_fwd.register_fake
+def _(x, weight, bias, ph, pw, backend):
+    out_h, out_w = output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], ph, pw)
+    return _empty((x.shape[0], x.shape[1], out_h, out_w), x, memory_format_of(x))
+
+
+@torch.library.custom_op("replk_ops::dwconv2d_bwd_input", mutates_args=())
+def dwconv2d_bwd_input(grad_out: torch.Tensor, weight: torch.Tensor, ph: int, pw: int, backend: str) -> torch.Tensor:
+    impl = backends.select(grad_out, weight, backend)
+    return in_layout(impl.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
+
+
+@dwconv2d_bwd_input.register_fake
+def _(grad_out, weight, ph, pw, backend):
+    kh, kw = weight.shape[2], weight.shape[3]
+    shape = (grad_out.shape[0], grad_out.shape[1], grad_out.shape[2] - 2 * ph + kh - 1,
+             grad_out.shape[3] - 2 * pw + kw - 1)
+    return _empty(shape, grad_out, memory_format_of(grad_out))
+
+
+@torch.library.custom_op("replk_ops::dwconv2d_bwd_weight", mutates_args=())
+def dwconv2d_bwd_weight(
+    grad_out: torch.Tensor, x: torch.Tensor, kh: int, kw: int, ph: int, pw: int, backend: str
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    probe_weight = x.new_empty((x.shape[1], 1, kh, kw))
+    impl = backends.select(x, probe_weight, backend)
+    grad_weight, grad_bias = impl.bwd_weight(grad_out, x, kh, kw, ph, pw)
+    return grad_weight.contiguous(), grad_bias.contiguous()
+
+
+@dwconv2d_bwd_weight.register_fake
+def _(grad_out, x, kh, kw, ph, pw, backend):
+    channels = x.shape[1]
+    return x.new_empty((channels, 1, kh, kw)), x.new_empty((channels,))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, ph, pw, backend = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.padding = (ph, pw)
+    ctx.backend = backend
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    ph, pw = ctx.padding
+    grad_x = grad_weight = grad_bias = None
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    if need_x:
+        grad_x = dwconv2d_bwd_input(grad_out, weight, ph, pw, ctx.backend)
+    if need_w or need_b:
+        grad_weight, grad_bias = dwconv2d_bwd_weight(
+            grad_out, x, weight.shape[2], weight.shape[3], ph, pw, ctx.backend
+        )
+        grad_weight = grad_weight if need_w else None
+        grad_bias = grad_bias if (need_b and ctx.has_bias) else None
+    return grad_x, grad_weight, grad_bias, None, None, None
+
+
+dwconv2d_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+# The backward ops are linear in each argument, so their own gradients are the other passes
+# (adjoint identities); this gives double backward, e.g. for gradient penalties.
+def _setup_bwd_input(ctx, inputs, output):
+    grad_out, weight, ph, pw, backend = inputs
+    ctx.save_for_backward(grad_out, weight)
+    ctx.padding, ctx.backend = (ph, pw), backend
+
+
+def _backward_bwd_input(ctx, g):
+    # <g, bwd_input(dy, w)> == <fwd(g, w), dy>
+    grad_out, weight = ctx.saved_tensors
+    ph, pw = ctx.padding
+    d_grad_out = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad_out = dwconv2d_fwd(g, weight, None, ph, pw, ctx.backend)
+    if ctx.needs_input_grad[1]:
+        d_weight = dwconv2d_bwd_weight(grad_out, g, weight.shape[2], weight.shape[3], ph, pw, ctx.backend)[0]
+    return d_grad_out, d_weight, None, None, None
+
+
+def _setup_bwd_weight(ctx, inputs, output):
+    grad_out, x, kh, kw, ph, pw, backend = inputs
+    ctx.save_for_backward(grad_out, x)
+    ctx.padding, ctx.backend = (ph, pw), backend
+
+
+def _backward_bwd_weight(ctx, g_weight, g_bias):
+    # <g_w, dw(dy, x)> + <g_b, db(dy)> == <dy, fwd(x, g_w, g_b)>
+    grad_out, x = ctx.saved_tensors
+    ph, pw = ctx.padding
+    d_grad_out = d_x = None
+    if ctx.needs_input_grad[0]:
+        d_grad_out = dwconv2d_fwd(x, g_weight, g_bias, ph, pw, ctx.backend)
+    if ctx.needs_input_grad[1]:
+        d_x = dwconv2d_bwd_input(grad_out, g_weight, ph, pw, ctx.backend)
+    return d_grad_out, d_x, None, None, None, None, None
+
+
+dwconv2d_bwd_input.register_autograd(_backward_bwd_input, setup_context=_setup_bwd_input)
+dwconv2d_bwd_weight.register_autograd(_backward_bwd_weight, setup_context=_setup_bwd_weight)
+
+
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+def dwconv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    padding: PaddingArg = "same",
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Depthwise 2-D cross-correlation, stride 1, dilation 1.
+
+    Equal to ``F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])``. ``x`` is (N, C, H, W)
+    in NCHW or channels_last layout (the output keeps it); ``weight`` is (C, 1, kh, kw) with any
+    kh, kw >= 1; ``padding`` is "same" (odd kernel sizes), "valid", an int or (ph, pw).
+    ``backend`` is "auto", "reference", "triton" or "cuda"; the environment variable
+    ``REPLK_OPS_BACKEND`` overrides "auto". Under ``torch.autocast`` the op runs in the autocast
+    dtype, like ``nn.Conv2d``.
+    """
+    check_backend_name(backend)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"weight: expected a 4-D (C, 1, kh, kw) tensor, got {got}")
+    pad = padding_pair(padding, (weight.shape[2], weight.shape[3]))
+    if isinstance(x, torch.Tensor):
+        cast_to = _autocast_dtype(x.device.type)
+        if cast_to is not None and x.is_floating_point() and x.dtype != torch.float64:
+            x, weight = x.to(cast_to), weight.to(cast_to)
+            bias = bias.to(cast_to) if isinstance(bias, torch.Tensor) else bias
+    check_conv_args(x, weight, bias, pad)
+    return dwconv2d_fwd(x, weight, bias, pad[0], pad[1], backend)
+
+
+def explain(x: torch.Tensor, weight: torch.Tensor, padding: PaddingArg = "same", backend: str = "auto"):
+    """Which backend would run ``dwconv2d(x, weight, padding=padding, backend=backend)``, and why
+    every other backend was rejected. Printing the result gives a readable report."""
+    pad = padding_pair(padding, (weight.shape[2], weight.shape[3]))
+    check_conv_args(x, weight, None, pad)
+    return backends.explain_choice(x, weight, backend)
+
+
+__all__ = ["dwconv2d", "explain"]

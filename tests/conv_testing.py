@@ -1,0 +1,69 @@
+"""Shared helpers: a float64 reference and dtype-aware error bounds."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def make_input(n, c, h, w, dtype, device="cpu", layout="nchw"):
+    """An input of the requested layout: "nchw", "channels_last" or "strided" (a sliced view)."""
+    if layout == "strided":
+        big = torch.randn(n, c, h, 2 * w + 1, dtype=torch.float64, device=device)
+        return big[..., 1::2].to(dtype) if dtype == torch.float64 else big.to(dtype)[..., 1::2]
+    x = torch.randn(n, c, h, w, dtype=torch.float64, device=device).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def conv64(x, weight, bias, padding):
+    """``F.conv2d`` in float64 on CPU: the ground truth."""
+    b = None if bias is None else bias.detach().double().cpu()
+    return F.conv2d(x.detach().double().cpu(), weight.detach().double().cpu(), b, padding=padding,
+                    groups=x.shape[1])
+
+
+def grads64(x, weight, bias, padding, grad_out):
+    """(dx, dw, db) of the float64 reference for the given output gradient."""
+    xd = x.detach().double().cpu().requires_grad_()
+    wd = weight.detach().double().cpu().requires_grad_()
+    bd = None if bias is None else bias.detach().double().cpu().requires_grad_()
+    y = F.conv2d(xd, wd, bd, padding=padding, groups=x.shape[1])
+    y.backward(grad_out.detach().double().cpu())
+    return xd.grad, wd.grad, (None if bd is None else bd.grad)
+
+
+def torch_same_dtype(x, weight, bias, padding, grad_out):
+    """PyTorch's own conv and gradients in the inputs' dtype: the yardstick for half precision."""
+    xs = x.detach().clone().requires_grad_()
+    ws = weight.detach().clone().requires_grad_()
+    bs = None if bias is None else bias.detach().clone().requires_grad_()
+    y = F.conv2d(xs, ws, bs, padding=padding, groups=x.shape[1])
+    y.backward(grad_out)
+    return y, xs.grad, ws.grad, (None if bs is None else bs.grad)
+
+
+def max_rel_error(actual, expected):
+    """Max absolute error relative to the largest magnitude of ``expected``."""
+    actual = actual.detach().double().cpu()
+    expected = expected.detach().double().cpu()
+    if expected.numel() == 0:
+        return 0.0
+    scale = expected.abs().max().item() or 1.0
+    return (actual - expected).abs().max().item() / scale
+
+
+def assert_close_to_reference(actual, expected, dtype, yardstick=None, what="output"):
+    """fp32/fp64: 1e-4 relative (1e-10 for fp64). fp16/bf16: at most 2x PyTorch's own error."""
+    assert torch.isfinite(actual).all() or not torch.isfinite(expected).all(), f"{what}: non-finite values"
+    err = max_rel_error(actual, expected)
+    if dtype == torch.float64:
+        bound = 1e-10
+    elif dtype == torch.float32:
+        bound = 1e-4
+    else:
+        assert yardstick is not None, "half precision needs PyTorch's own result as a yardstick"
+        # a small floor keeps a yardstick that happened to be exact from demanding exactness
+        unit = torch.finfo(dtype).eps
+        bound = max(2 * max_rel_error(yardstick, expected), unit)
+    assert err <= bound, f"{what}: relative error {err:.3e} exceeds {bound:.3e} ({dtype})"

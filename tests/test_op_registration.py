@@ -1,0 +1,98 @@
+"""The registered ops behave like built-in ops: opcheck, torch.compile, autocast, explain."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import replk_ops
+from conv_testing import max_rel_error
+
+OPS = torch.ops.replk_ops
+
+
+def _samples():
+    x = torch.randn(2, 3, 9, 8)
+    w = torch.randn(3, 1, 5, 3)
+    b = torch.randn(3)
+    dy = torch.randn(2, 3, 9, 8)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    return [
+        (OPS.dwconv2d_fwd, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2, 1, "auto")),
+        (OPS.dwconv2d_fwd, (x_cl, w, None, 2, 1, "reference")),
+        (OPS.dwconv2d_fwd, (x, w, None, 0, 3, "reference")),
+        (OPS.dwconv2d_bwd_input, (dy.requires_grad_(), w, 2, 1, "reference")),
+        (OPS.dwconv2d_bwd_input, (dy.contiguous(memory_format=torch.channels_last), w, 2, 1, "reference")),
+        (OPS.dwconv2d_bwd_weight, (dy, x, 5, 3, 2, 1, "reference")),
+        (OPS.dwconv2d_bwd_weight, (dy.detach().requires_grad_(), x.detach().requires_grad_(), 5, 3, 2, 1, "auto")),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_opcheck(index):
+    op, args = _samples()[index]
+    torch.library.opcheck(op, args)
+
+
+def test_compile_fullgraph_matches_eager():
+    torch._dynamo.reset()
+    conv = replk_ops.LargeKernelDWConv2d(4, 9)
+    x = torch.randn(2, 4, 12, 11, requires_grad=True)
+    eager = conv(x)
+    eager.sum().backward()
+    grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
+    x.grad = None
+    conv.zero_grad()
+    compiled = torch.compile(conv, fullgraph=True)
+    out = compiled(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, eager)
+    for got, want in zip((x.grad, conv.weight.grad, conv.bias.grad), grads):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16])
+def test_autocast_runs_in_autocast_dtype_like_conv2d(dtype):
+    x = torch.randn(1, 4, 10, 10)
+    w = torch.randn(4, 1, 7, 7)
+    with torch.autocast("cpu", dtype=dtype):
+        ours = replk_ops.dwconv2d(x, w)
+        theirs = F.conv2d(x, w, padding=3, groups=4)
+    assert ours.dtype == theirs.dtype == dtype
+    assert max_rel_error(ours, theirs.float()) < 1e-2
+
+
+def test_autocast_leaves_float64_alone():
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
+    w = torch.randn(2, 1, 3, 3, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert replk_ops.dwconv2d(x, w).dtype == torch.float64
+
+
+def test_autocast_gradients_reach_float32_parameters():
+    conv = replk_ops.LargeKernelDWConv2d(4, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(torch.randn(2, 4, 9, 9))
+    y.float().sum().backward()
+    assert conv.weight.grad.dtype == torch.float32 and torch.isfinite(conv.weight.grad).all()
+
+
+def test_explain_on_cpu():
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 7, 7)
+    report = replk_ops.explain(x, w)
+    assert report.backend == "reference"
+    assert set(report.reasons) == {"reference", "triton", "cuda"}
+    assert "rejected" in report.reasons["cuda"]
+    assert "backend 'reference'" in str(report)
+
+
+def test_environment_variable_overrides_auto(monkeypatch):
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 7, 7)
+    monkeypatch.setenv("REPLK_OPS_BACKEND", "reference")
+    assert replk_ops.explain(x, w).requested == "reference"
+    monkeypatch.setenv("REPLK_OPS_BACKEND", "cuda")
+    with pytest.raises(RuntimeError, match="'cuda' cannot run"):
+        replk_ops.dwconv2d(x, w)
+
+
+def test_available_backends_on_cpu():
+    assert "reference" in replk_ops.available_backends("cpu")
+    assert "cuda" not in replk_ops.available_backends("cpu")
