@@ -30,8 +30,28 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def _in_compute_dtype(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    if t is None or t.dtype in (torch.float32, torch.float64):
+        return t
+    return t.to(torch.float32)
+
+
 def _prepared(t: torch.Tensor) -> torch.Tensor:
-    return t.to(_compute_dtype(t.dtype)).contiguous(memory_format=CL)
+    return _in_compute_dtype(t).contiguous(memory_format=CL)
+
+
+def _keep_nchw(t: torch.Tensor, kh: int, kw: int) -> bool:
+    """oneDNN has a fast NCHW depthwise kernel for kernels up to 13; on small NCHW tensors it beats
+    the layout round trip (measured on CPU: 1x1024x7x7 k13 0.11 ms NCHW vs 0.34 ms via
+    channels_last, 2x256x14x14 k13 0.24 vs 0.52 ms), while from k15 up it is ~20x slower
+    (1x256x14x14 k15 3.4 ms vs 0.18 ms)."""
+    return t.device.type == "cpu" and t.is_contiguous() and max(kh, kw) <= 13
+
+
+def _conv_input(t: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    if _keep_nchw(t, kh, kw):
+        return _in_compute_dtype(t)
+    return _prepared(t)
 
 
 class ReferenceBackend(Backend):
@@ -41,12 +61,11 @@ class ReferenceBackend(Backend):
         return None
 
     def fwd(self, x, weight, bias, ph, pw):
-        cdt = _compute_dtype(x.dtype)
         out = F.conv2d(
-            _prepared(x), weight.to(cdt), None if bias is None else bias.to(cdt),
+            _conv_input(x, weight.shape[2], weight.shape[3]), _in_compute_dtype(weight), _in_compute_dtype(bias),
             padding=(ph, pw), groups=x.shape[1],
         )
-        return out.to(x.dtype)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def bwd_input(self, grad_out, weight, ph, pw):
         kh, kw = weight.shape[2], weight.shape[3]
@@ -60,7 +79,7 @@ class ReferenceBackend(Backend):
             dy = dy[:, :, :, -qw: dy.shape[3] + qw]
         cdt = _compute_dtype(grad_out.dtype)
         dx = F.conv2d(
-            _prepared(dy), weight.to(cdt).flip(2, 3), padding=(max(qh, 0), max(qw, 0)), groups=weight.shape[0]
+            _conv_input(dy, kh, kw), weight.to(cdt).flip(2, 3), padding=(max(qh, 0), max(qw, 0)), groups=weight.shape[0]
         )
         return dx.to(grad_out.dtype)
 

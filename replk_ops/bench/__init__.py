@@ -1,0 +1,1 @@
+"""The side-by-side speed comparison; run it as ``python -m replk_ops.bench``."""

@@ -1,0 +1,177 @@
+"""Runs the comparison: for each shape and dtype, check every candidate against a float64
+reference, then time the ones that are right. A wrong candidate is reported, never timed."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .candidates import PASSES, Candidate
+from .hardware import Peaks, compute_peak
+from .shapes import Shape
+from .timing import time_cpu, time_cuda
+
+# Max error relative to the reference's largest magnitude. fp32 must be fp32-exact (TF32 fails).
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
+CHECK_CHANNELS = 8
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}  # the reference check runs on the first channels only, in float64
+
+
+@dataclasses.dataclass
+class Row:
+    shape: str
+    label: str
+    dtype: str
+    pass_name: str
+    candidate: str
+    status: str  # "ok", "wrong" or "error"
+    detail: str = ""
+    median_ms: Optional[float] = None
+    p20_ms: Optional[float] = None
+    p80_ms: Optional[float] = None
+    tflops_nominal: Optional[float] = None
+    tflops_valid: Optional[float] = None
+    pct_of_bound: Optional[float] = None
+    speedup: Dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _valid_taps_1d(size: int, k: int, pad: int) -> int:
+    out = size + 2 * pad - k + 1
+    return sum(max(0, min(k, size + pad - o) - max(0, pad - o)) for o in range(out))
+
+
+def flops(shape: Shape, pass_name: str, valid: bool) -> float:
+    ph, pw = shape.padding
+    if valid:
+        taps = _valid_taps_1d(shape.h, shape.kh, ph) * _valid_taps_1d(shape.w, shape.kw, pw)
+    else:
+        taps = (shape.h + 2 * ph - shape.kh + 1) * (shape.w + 2 * pw - shape.kw + 1) * shape.kh * shape.kw
+    per_pass = 2.0 * shape.n * shape.c * taps * shape.layers
+    return per_pass * (3 if pass_name == "fwd+bwd" else 1)
+
+
+def min_bytes(shape: Shape, pass_name: str, dtype: torch.dtype) -> float:
+    elem = torch.tensor([], dtype=dtype).element_size()
+    act = shape.n * shape.c * shape.h * shape.w * elem
+    per_pass = {"fwd": 2 * act, "bwd_input": 2 * act, "bwd_weight": 2 * act, "fwd+bwd": 6 * act}[pass_name]
+    return per_pass * shape.layers
+
+
+def _inputs(shape: Shape, dtype, device, channels_last: bool):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(shape.n, shape.c, shape.h, shape.w, generator=gen).to(device=device, dtype=dtype)
+    w = (torch.randn(shape.c, 1, shape.kh, shape.kw, generator=gen) / (shape.kh * shape.kw) ** 0.5).to(device, dtype)
+    b = torch.randn(shape.c, generator=gen).to(device, dtype)
+    dy = torch.randn(shape.n, shape.c, shape.h, shape.w, generator=gen).to(device=device, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        dy = dy.contiguous(memory_format=torch.channels_last)
+    return x, w, b, dy
+
+
+def _reference(x, w, b, dy, pad):
+    """float64 fwd / bwd_input (image 0) and bwd_weight (all images) on the checked channels."""
+    cs = slice(0, min(CHECK_CHANNELS, x.shape[1]))
+    x64 = x[:, cs].double().requires_grad_()
+    w64 = w[cs].double().requires_grad_()
+    b64 = b[cs].double().requires_grad_()
+    y = F.conv2d(x64, w64, b64, padding=pad, groups=x64.shape[1])
+    y.backward(dy[:, cs].double())
+    return {"fwd": y[:1].detach(), "bwd_input": x64.grad[:1], "bwd_weight": (w64.grad, b64.grad)}
+
+
+def _error(got, want) -> float:
+    got = got.detach().double()
+    scale = want.abs().max().item() or 1.0
+    return (got - want).abs().max().item() / scale
+
+
+def check(candidate: Candidate, tensors, pad, reference) -> Dict[str, str]:
+    """pass -> "" if right, else what is wrong. fwd+bwd is right when all three passes are."""
+    x, w, b, dy = tensors
+    cs = slice(0, min(CHECK_CHANNELS, x.shape[1]))
+    tol = TOLERANCE[x.dtype]
+    problems = {}
+    for pass_name in ("fwd", "bwd_input", "bwd_weight"):
+        try:
+            out = candidate.passes[pass_name](x, w, b, dy, pad)
+            if pass_name == "bwd_weight":
+                errs = [_error(out[0][cs], reference["bwd_weight"][0]), _error(out[1][cs], reference["bwd_weight"][1])]
+            else:
+                errs = [_error(out[:1, cs], reference[pass_name])]
+            err = max(errs)
+            problems[pass_name] = "" if err <= tol else f"max relative error {err:.2e} > {tol:.0e}"
+        except Exception as exc:  # reported, never fatal: one broken backend must not hide the others
+            problems[pass_name] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    problems["fwd+bwd"] = next((p for p in problems.values() if p), "")
+    return problems
+
+
+def run(
+    shapes: Sequence[Shape],
+    dtypes: Sequence[torch.dtype],
+    passes: Sequence[str],
+    candidates: Sequence[Candidate],
+    device: torch.device,
+    peaks: Peaks,
+    budget_s: float = 0.2,
+    progress: Optional[Callable[[str], None]] = None,
+) -> List[Row]:
+    rows: List[Row] = []
+    for shape in shapes:
+        for dtype in dtypes:
+            rows += _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress)
+    return rows
+
+
+def _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress) -> List[Row]:
+    pad = shape.padding
+    base = _inputs(shape, dtype, device, channels_last=False)
+    reference = _reference(*base, pad)
+    rows = []
+    for candidate in candidates:
+        tensors = _inputs(shape, dtype, device, candidate.channels_last)
+        problems = check(candidate, tensors, pad, reference)
+        for pass_name in passes:
+            if progress:
+                progress(f"{shape} {DTYPE_NAMES[dtype]} {pass_name} {candidate.name}")
+            row = Row(str(shape), shape.label, DTYPE_NAMES[dtype], pass_name, candidate.name, "ok")
+            if problems[pass_name]:
+                row.status = "error" if problems[pass_name].startswith("error") else "wrong"
+                row.detail = problems[pass_name]
+                rows.append(row)
+                continue
+            fn = candidate.passes[pass_name]
+            args = tensors + (pad,)
+
+            def call(fn=fn, args=args):
+                for _ in range(shape.layers):
+                    fn(*args)
+
+            if device.type == "cuda":
+                row.median_ms, row.p20_ms, row.p80_ms = time_cuda(call, rep_ms=budget_s * 1e3)
+            else:
+                row.median_ms, row.p20_ms, row.p80_ms = time_cpu(call, min_run_time=budget_s)
+            seconds = row.median_ms / 1e3
+            row.tflops_nominal = flops(shape, pass_name, valid=False) / seconds / 1e12
+            row.tflops_valid = flops(shape, pass_name, valid=True) / seconds / 1e12
+            bound_s = max(flops(shape, pass_name, valid=True) / (compute_peak(peaks, dtype) * 1e12),
+                          min_bytes(shape, pass_name, dtype) / (peaks.bandwidth_tbs * 1e12))
+            row.pct_of_bound = 100.0 * bound_s / seconds
+            rows.append(row)
+    _add_speedups(rows, [c.name for c in candidates if c.is_baseline])
+    return rows
+
+
+def _add_speedups(rows: List[Row], baselines: List[str]) -> None:
+    for pass_name in {r.pass_name for r in rows}:
+        group = [r for r in rows if r.pass_name == pass_name]
+        for baseline in baselines:
+            ref = next((r for r in group if r.candidate == baseline and r.median_ms), None)
+            if ref is None:
+                continue
+            for r in group:
+                if r.median_ms:
+                    r.speedup[baseline] = ref.median_ms / r.median_ms

@@ -1,0 +1,93 @@
+"""Embedded shape sets: the layers people train, by model family."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    label: str = ""
+    layers: int = 1  # stacked identical layers timed as one row (the paper's setting)
+
+    @property
+    def padding(self):
+        return (self.kh // 2, self.kw // 2)
+
+    def __str__(self) -> str:
+        core = f"{self.n}x{self.c}x{self.h}x{self.w} k{self.kh}x{self.kw}"
+        return core + (f" x{self.layers}" if self.layers > 1 else "")
+
+
+# (C, H=W, k) per stage at 224 input; see the design notes.
+STAGES = {
+    "replknet31b": [(128, 56, 31), (256, 28, 29), (512, 14, 27), (1024, 7, 13)],
+    "replknet31l": [(192, 56, 31), (384, 28, 29), (768, 14, 27), (1536, 7, 13)],
+    "replknet_xl": [(384, 56, 27), (768, 28, 27), (1536, 14, 27), (3072, 7, 13)],
+    # UniRepLKNet-S: 13x13 main kernels on every stage
+    "unireplknet": [(96, 56, 13), (192, 28, 13), (384, 14, 13), (768, 7, 13)],
+}
+# SLaK-T: kernels 51, 49, 47, 13 decomposed into (k, 5) and (5, k), plus the 51x51 they replace
+SLAK_STAGES = [(96, 56, 51), (192, 28, 49), (384, 14, 47), (768, 7, 13)]
+
+
+def _stages(name: str, batches: List[int]) -> List[Shape]:
+    return [Shape(n, c, hw, hw, k, k, f"{name} stage {i + 1}") for n in batches
+            for i, (c, hw, k) in enumerate(STAGES[name])]
+
+
+def _slak(batches: List[int]) -> List[Shape]:
+    shapes = []
+    for n in batches:
+        for i, (c, hw, k) in enumerate(SLAK_STAGES):
+            label = f"slak stage {i + 1}"
+            shapes += [Shape(n, c, hw, hw, k, 5, label), Shape(n, c, hw, hw, 5, k, label),
+                       Shape(n, c, hw, hw, k, k, label)]
+    return shapes
+
+
+def _paper() -> List[Shape]:
+    # RepLKNet paper, Table 1: 24 stacked layers on a (64, 384, R, R) input.
+    return [Shape(64, 384, r, r, k, k, "paper table 1", layers=24) for r in (16, 32, 64)
+            for k in (3, 7, 13, 17, 21, 27, 29, 31)]
+
+
+def preset(name: str, device_type: str) -> List[Shape]:
+    """The shapes of a preset; CPU runs use a small training batch so the default stays quick."""
+    batches = [64, 1] if device_type == "cuda" else [4, 1]
+    if name in STAGES:
+        return _stages(name, batches)
+    if name == "slak":
+        return _slak(batches)
+    if name == "paper":
+        shapes = _paper()
+        if device_type != "cuda":  # the paper's full setting takes minutes a row on a CPU
+            shapes = [dataclasses.replace(s, n=1, layers=1) for s in shapes if s.h <= 32]
+        return shapes
+    raise KeyError(name)
+
+
+PRESETS: Dict[str, str] = {
+    "replknet31b": "RepLKNet-31B stage shapes (default)",
+    "replknet31l": "RepLKNet-31L stage shapes",
+    "replknet_xl": "RepLKNet-XL stage shapes",
+    "slak": "SLaK-T decomposed (k, 5) and (5, k) kernels and the k x k they replace",
+    "unireplknet": "UniRepLKNet-S 13x13 stage shapes",
+    "paper": "RepLKNet paper Table 1: 24 layers of (64, 384, R, R), k from 3 to 31",
+}
+
+
+def parse_shape(text: str) -> Shape:
+    try:
+        n, c, h, w, kh, kw = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--shape: expected N,C,H,W,kh,kw (six integers), got {text!r}") from None
+    if min(n, c, h, w, kh, kw) < 1:
+        raise ValueError(f"--shape: expected positive sizes, got {text!r}")
+    return Shape(n, c, h, w, kh, kw, "custom")
