@@ -16,6 +16,7 @@ from .._checks import BACKEND_NAMES, check_backend_name
 from .base import Backend
 from .cuda_ext import CudaExtensionBackend
 from .reference import ReferenceBackend
+from .triton_backend import TritonBackend
 
 ENV_VAR = "REPLK_OPS_BACKEND"
 
@@ -31,7 +32,8 @@ def register(backend: Backend, auto_priority: Optional[int] = None) -> None:
 
 
 register(CudaExtensionBackend(), auto_priority=0)
-register(ReferenceBackend(), auto_priority=1)
+register(TritonBackend(), auto_priority=1)
+register(ReferenceBackend(), auto_priority=2)
 
 
 def get(name: str) -> Backend:
@@ -46,6 +48,12 @@ def requested_backend(backend: str) -> str:
         if env:
             return check_backend_name(env, argument=f"environment variable {ENV_VAR}")
     return backend
+
+
+def _auto_rejects(impl: Backend, x: torch.Tensor) -> Optional[str]:
+    if x.device.type not in impl.auto_device_types:
+        return f"available, but \"auto\" does not pick it for {x.device.type} tensors"
+    return None
 
 
 def _reasons(x: torch.Tensor, weight: torch.Tensor) -> Dict[str, Optional[str]]:
@@ -75,13 +83,16 @@ def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto")
     requested = requested_backend(backend)
     reasons = _reasons(x, weight)
     if requested == "auto":
-        chosen = next(name for name in _AUTO_ORDER if reasons.get(name) is None)
+        chosen = next(name for name in _AUTO_ORDER
+                      if reasons.get(name) is None and _auto_rejects(_BACKENDS[name], x) is None)
     else:
         chosen = requested
     described = {}
     for name, why in reasons.items():
         if name == chosen:
             described[name] = "chosen" if why is None else f"requested, but cannot run: {why}"
+        elif why is None and requested == "auto" and _auto_rejects(_BACKENDS[name], x):
+            described[name] = _auto_rejects(_BACKENDS[name], x)
         elif why is None:
             described[name] = "available; not chosen" + (
                 " (lower priority for auto)" if requested == "auto" else f" (backend {requested!r} was requested)"
@@ -97,7 +108,7 @@ def select(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Backend:
     if requested == "auto":
         for name in _AUTO_ORDER:
             impl = _BACKENDS[name]
-            if impl.unavailable_reason(x, weight) is None:
+            if _auto_rejects(impl, x) is None and impl.unavailable_reason(x, weight) is None:
                 return impl
         raise AssertionError("the reference backend runs everywhere")
     impl = _BACKENDS.get(requested)

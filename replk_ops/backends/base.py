@@ -12,6 +12,7 @@ import torch
 
 class Backend:
     name: str = ""
+    auto_device_types = ("cpu", "cuda")  # where "auto" may pick this backend
 
     def unavailable_reason(self, x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
         """None if this backend can run a call on tensors like these, else why not."""

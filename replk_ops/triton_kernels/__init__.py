@@ -1,0 +1,1 @@
+"""Triton kernels for the three passes; imported only when Triton is."""

@@ -1,0 +1,103 @@
+"""Launchers: tile choice, grids and workspaces for the Triton kernels."""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+
+from .._checks import memory_format_of
+from .kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
+
+MAX_KERNEL = 63  # BK = next_pow2(BN + k - 1) stays <= 128 with BN = 32 (Hopper's shared memory)
+
+
+# How workspaces are allocated; tests swap in a NaN-filling allocator to catch unwritten elements.
+new_workspace = torch.empty
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _tiles(kw: int, total_rows: int):
+    bn = 32
+    bk = triton.next_power_of_2(bn + kw - 1)
+    # big row tiles amortize the Toeplitz build; small maps at small batch want small ones
+    bm = 64 if total_rows >= 64 else max(16, triton.next_power_of_2(total_rows))
+    return bm, bn, bk
+
+
+def _flags(x: torch.Tensor):
+    upcast = interpreting() and x.dtype == torch.bfloat16
+    # fp32 via tensor cores needs the 3xTF32 split for fp32 accuracy; the interpreter is exact
+    ieee = interpreting()
+    return upcast, ieee
+
+
+def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[2], weight.shape[3]
+    ho, wo = out_hw if out_hw is not None else (h + 2 * ph - kh + 1, w + 2 * pw - kw + 1)
+    if out is None:
+        out = torch.empty((n, c, ho, wo), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    if out.numel() == 0:
+        return out
+    weight = weight.contiguous()
+    bm, bn, bk = _tiles(kw, n * ho)
+    upcast, ieee = _flags(x)
+    grid = (triton.cdiv(n * ho, bm), triton.cdiv(wo, bn), c)
+    dwconv_fwd_kernel[grid](
+        x, weight, bias if bias is not None else weight, out,
+        n, h, w, ho, wo, kh, kw, ph, pw,
+        *x.stride(), *out.stride(),
+        HAS_BIAS=bias is not None, BM=bm, BN=bn, BK=bk, UPCAST=upcast, IEEE=ieee,
+    )
+    return out
+
+
+def bwd_input(grad_out, weight, ph, pw, out=None):
+    kh, kw = weight.shape[2], weight.shape[3]
+    h = grad_out.shape[2] - 2 * ph + kh - 1
+    w = grad_out.shape[3] - 2 * pw + kw - 1
+    # the correlation of dy with the rotated kernel and padding k - 1 - p (negative is fine: the
+    # kernel masks by index, so no cropping is needed)
+    return fwd(grad_out, weight.flip(2, 3), None, kh - 1 - ph, kw - 1 - pw, out_hw=(h, w), out=out)
+
+
+def bwd_weight(grad_out, x, kh, kw, ph, pw):
+    n, c, h, w = x.shape
+    ho, wo = grad_out.shape[2], grad_out.shape[3]
+    grad_bias = grad_out.sum(dim=(0, 2, 3), dtype=torch.float32).to(x.dtype)
+    if n == 0:
+        return torch.zeros((c, 1, kh, kw), dtype=x.dtype, device=x.device), grad_bias
+    bn = 32
+    bk = triton.next_power_of_2(bn + kw - 1)
+    br = 64 if n * ho >= 64 else 16
+    strips = triton.cdiv(wo, bn)
+    total_rows = n * ho
+    if interpreting() or x.device.type != "cuda":
+        splits = 1
+    else:  # enough programs to fill the GPU several times over
+        want = 4 * _sm_count(x.device.index or 0)
+        splits = max(1, min(triton.cdiv(want, strips * kh * c), triton.cdiv(total_rows, 4 * br)))
+    rows_per_split = triton.cdiv(triton.cdiv(total_rows, splits), br) * br
+    splits = triton.cdiv(total_rows, rows_per_split)
+    partials = new_workspace((strips * splits, c, kh, kw), dtype=torch.float32, device=x.device)
+    upcast, ieee = _flags(x)
+    grid = (strips * splits, kh, c)
+    dwconv_bwd_weight_kernel[grid](
+        grad_out, x, partials,
+        n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
+        *grad_out.stride(), *x.stride(),
+        BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee,
+    )
+    # a fixed-order sum of the partials: deterministic, whatever the grid
+    grad_weight = partials.sum(dim=0).unsqueeze(1).to(x.dtype)
+    return grad_weight, grad_bias

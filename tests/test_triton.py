@@ -1,0 +1,130 @@
+"""The Triton kernels against the float64 reference. Without a GPU they run on CPU tensors
+through the Triton interpreter (conftest sets TRITON_INTERPRET=1); with one, on the GPU."""
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import replk_ops  # noqa: E402
+from replk_ops.triton_kernels import launch  # noqa: E402
+from conv_testing import (  # noqa: E402
+    assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
+)
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+# (N, C, H, W, kh, kw, padding), small for the interpreter but hitting every path: several row
+# tiles (N*Ho > 64) and column strips (Wo > 32), maps smaller than the kernel, rectangular
+# kernels, explicit and wider-than-kernel padding, tap loops cut by the tile's rows.
+CASES = [
+    (2, 3, 9, 11, 5, 5, "same"),
+    (1, 2, 40, 37, 7, 7, "same"),         # 2 column strips, rows span several tiles
+    (3, 2, 30, 5, 13, 3, "same"),         # rows of one tile span images
+    (2, 2, 10, 9, 31, 31, "same"),        # map far smaller than the kernel
+    (1, 2, 12, 26, 51, 5, "same"),
+    (1, 2, 12, 26, 5, 51, "same"),
+    (1, 3, 8, 8, 1, 1, "same"),
+    (1, 2, 11, 13, 4, 6, (2, 1)),         # even kernel, explicit padding
+    (1, 2, 6, 7, 3, 5, (4, 6)),           # padding wider than the kernel
+    (1, 1, 70, 9, 63, 3, "same"),         # the largest kernel
+]
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def _pad(padding, kh, kw):
+    return (kh // 2, kw // 2) if padding == "same" else padding
+
+
+@pytest.fixture(autouse=True)
+def _nan_workspaces(monkeypatch):
+    """Workspaces start as NaN, so a partial the kernel forgets to write poisons the result."""
+    monkeypatch.setattr(launch, "new_workspace", lambda shape, **kw: torch.full(shape, float("nan"), **kw))
+
+
+def _reference_set(x, weight, bias, pad, grad_out):
+    ref_y = conv64(x, weight, bias, pad)
+    ref = (ref_y,) + grads64(x, weight, bias, pad, grad_out)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        yard = torch_same_dtype(x, weight, bias, pad, grad_out)
+    else:
+        yard = (None,) * 4
+    return ref, yard
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
+def test_triton_matches_float64(case, dtype):
+    n, c, h, w, kh, kw, padding = case
+    pad = _pad(padding, kh, kw)
+    x = make_input(n, c, h, w, dtype, device=DEVICE)
+    weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(DEVICE, dtype)
+    bias = torch.randn(c, dtype=torch.float64).to(DEVICE, dtype)
+    ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
+    grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to(DEVICE, dtype)
+    (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
+
+    # outputs start as NaN: every element must be written
+    y = launch.fwd(x, weight, bias, pad[0], pad[1], out=torch.full((n, c, ho, wo), float("nan"), dtype=dtype,
+                                                                  device=DEVICE))
+    dx = launch.bwd_input(grad_out, weight, pad[0], pad[1],
+                          out=torch.full((n, c, h, w), float("nan"), dtype=dtype, device=DEVICE))
+    dw, db = launch.bwd_weight(grad_out, x, kh, kw, pad[0], pad[1])
+    assert_close_to_reference(y, ref_y, dtype, ty, "output")
+    assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
+    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
+    assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
+def test_triton_layouts_through_autograd(layout, dtype):
+    n, c, h, w, k = 2, 3, 12, 35, 7
+    x = make_input(n, c, h, w, dtype, device=DEVICE, layout=layout).requires_grad_()
+    weight = (torch.randn(c, 1, k, k, dtype=torch.float64) / k).to(DEVICE, dtype).requires_grad_()
+    bias = torch.randn(c, dtype=torch.float64).to(DEVICE, dtype).requires_grad_()
+    y = replk_ops.dwconv2d(x, weight, bias, backend="triton")
+    grad_out = torch.randn_like(y)
+    y.backward(grad_out)
+    pad = (k // 2, k // 2)
+    (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    assert_close_to_reference(y, ref_y, dtype, ty, "output")
+    assert_close_to_reference(x.grad, ref_dx, dtype, tdx, "grad x")
+    assert_close_to_reference(weight.grad, ref_dw, dtype, tdw, "grad weight")
+    assert_close_to_reference(bias.grad, ref_db, dtype, tdb, "grad bias")
+
+
+def test_triton_weight_gradient_is_bitwise_deterministic():
+    x = make_input(3, 2, 20, 40, torch.float32, device=DEVICE)
+    grad_out = torch.randn(3, 2, 20, 40, device=DEVICE)
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = launch.bwd_weight(grad_out, x, 9, 9, 4, 4)
+        second = launch.bwd_weight(grad_out, x, 9, 9, 4, 4)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_triton_empty_batch():
+    x = torch.randn(0, 3, 9, 9, device=DEVICE)
+    weight = torch.randn(3, 1, 5, 5, device=DEVICE)
+    assert replk_ops.dwconv2d(x, weight, backend="triton").shape == (0, 3, 9, 9)
+    dw, db = launch.bwd_weight(torch.randn(0, 3, 9, 9, device=DEVICE), x, 5, 5, 2, 2)
+    assert torch.equal(dw, torch.zeros_like(dw)) and torch.equal(db, torch.zeros_like(db))
+
+
+def test_explain_names_triton_for_its_devices():
+    x, w = torch.randn(1, 4, 8, 8, device=DEVICE), torch.randn(4, 1, 7, 7, device=DEVICE)
+    report = replk_ops.explain(x, w)
+    if DEVICE == "cuda":
+        assert report.backend in ("triton", "cuda")
+    else:
+        assert report.backend == "reference"
+        assert "does not pick it for cpu" in report.reasons["triton"]
+    assert "supports kernels up to 63" in replk_ops.explain(x, torch.randn(4, 1, 65, 65, device=DEVICE),
+                                                           backend="triton").reasons["triton"]
+    with pytest.raises(RuntimeError, match="'triton' cannot run"):
+        replk_ops.dwconv2d(x.double(), w.double(), backend="triton")
