@@ -72,7 +72,9 @@ def replk_candidate(backend: str, channels_last: bool = False) -> Candidate:
 
 def default_candidates(device: torch.device) -> List[Candidate]:
     found = [torch_candidate(False), torch_candidate(True)]
-    names = _backends.available_backends(device)
+    # backends that "auto" would consider here (not the Triton interpreter on CPU)
+    names = [n for n in _backends.available_backends(device)
+             if device.type in _backends.get(n).auto_device_types]
     if device.type == "cuda":
         # the GPU backends first; the reference (cuDNN underneath) for completeness
         names = [n for n in ("cuda", "triton", "reference") if n in names]
