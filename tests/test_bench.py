@@ -73,3 +73,12 @@ def test_cli_writes_json_and_plot(tmp_path):
     assert {"shape", "dtype", "pass_name", "candidate", "status", "median_ms", "p20_ms", "p80_ms",
             "tflops_nominal", "tflops_valid", "pct_of_bound", "speedup"} <= set(row)
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_model_level_json(tmp_path):
+    out_json = tmp_path / "m.json"
+    assert bench_main.main(["--model", "replknet31b", "--image-size", "32", "--budget", "0.01",
+                            "--json", str(out_json)]) == 0
+    rows = json.loads(out_json.read_text())["models"]
+    assert [r["convs"] for r in rows] == ["nn.Conv2d", "replk_ops"]
+    assert all(r["train_step_ms"] > 0 and r["inference_images_per_s"] > 0 for r in rows)

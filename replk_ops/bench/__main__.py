@@ -32,6 +32,9 @@ def parse_args(argv=None):
                         "(default 0.1 on CPU, 0.1 on CUDA)")
     parser.add_argument("--backends", default=None, help="comma-separated replk_ops backends to time "
                         "(default: every available one)")
+    parser.add_argument("--model", choices=["replknet31b", "replknet31l", "replknet_xl"], default=None,
+                        help="time a whole model (training step and inference) instead of layers")
+    parser.add_argument("--image-size", type=int, default=224, help="with --model (default 224)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH.png", help="write a speedup plot")
     return parser.parse_args(argv)
@@ -61,6 +64,19 @@ def main(argv=None) -> int:
     peaks = peaks_for(device)
     env = environment(device, peaks)
     budget = args.budget if args.budget is not None else 0.1
+    if args.model:
+        from .model_bench import print_rows, run_model
+
+        batch = (args.batch or [64 if device.type == "cuda" else 1])[0]
+        model_rows = run_model(args.model, device, batch, args.image_size, budget)
+        print_rows(model_rows)
+        if args.json:
+            import json
+            from pathlib import Path
+
+            Path(args.json).write_text(json.dumps({"environment": env, "arguments": vars(args),
+                                                   "models": model_rows}, indent=2))
+        return 0
 
     from rich.progress import Progress
 
