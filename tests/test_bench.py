@@ -77,7 +77,7 @@ def test_cli_writes_json_and_plot(tmp_path):
 
 def test_cli_model_level_json(tmp_path):
     out_json = tmp_path / "m.json"
-    assert bench_main.main(["--model", "replknet31b", "--image-size", "32", "--budget", "0.01",
+    assert bench_main.main(["--model", "replknet31b", "--image-size", "64", "--batch", "2", "--budget", "0.01",
                             "--json", str(out_json)]) == 0
     rows = json.loads(out_json.read_text())["models"]
     assert [r["convs"] for r in rows] == ["nn.Conv2d", "replk_ops"]
