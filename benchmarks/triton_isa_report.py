@@ -1,0 +1,83 @@
+"""Compile the Triton kernels ahead of time for sm_80 and sm_90 (no GPU needed) and report their
+instruction mix and resources: tensor-core instructions in the PTX (mma.sync on sm_80, wgmma on
+sm_90) and registers, stack, shared and local memory from the cubin (cuobjdump, shipped with
+Triton). Usage: python benchmarks/triton_isa_report.py [--json]. Run it without TRITON_INTERPRET."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
+
+FWD_INTS = ["N", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "sxn", "sxc", "sxh", "sxw", "syn", "syc", "syh", "syw"]
+BWD_INTS = ["N", "C", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "ROWS_PER_SPLIT", "SPLITS",
+            "sdn", "sdc", "sdh", "sdw", "sxn", "sxc", "sxh", "sxw"]
+
+
+def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
+    bk = triton.next_power_of_2(32 + kw - 1)
+    if kernel == "fwd":
+        sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
+               **{k: "i32" for k in FWD_INTS}}
+        const = {"HAS_BIAS": True, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False, "IEEE": False}
+        fn = dwconv_fwd_kernel
+    else:
+        sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS}}
+        const = {"BR": 64, "BN": 32, "BK": bk, "KWP": triton.next_power_of_2(kw), "UPCAST": False, "IEEE": False}
+        fn = dwconv_bwd_weight_kernel
+    sig.update({k: "constexpr" for k in const})
+    return ASTSource(fn=fn, signature=sig, constexprs=const)
+
+
+def _resources(cubin: bytes) -> dict:
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
+        handle.write(cubin)
+        handle.flush()
+        text = subprocess.run([tool, "--dump-resource-usage", handle.name], capture_output=True, text=True,
+                              check=True).stdout
+    return {key: int(value) for key, value in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", text)}
+
+
+def report(kernels=("fwd", "bwd_weight"), dtypes=("fp16", "bf16", "fp32"), archs=(80, 90)):
+    rows = []
+    for arch in archs:
+        for kernel in kernels:
+            for dtype in dtypes:
+                compiled = triton.compile(_source(kernel, dtype), target=GPUTarget("cuda", arch, 32))
+                ptx = compiled.asm["ptx"]
+                rows.append({"arch": f"sm_{arch}", "kernel": kernel, "dtype": dtype,
+                             "wgmma": len(re.findall(r"\bwgmma\.mma_async", ptx)),
+                             "mma.sync": len(re.findall(r"\bmma\.sync", ptx)),
+                             **_resources(compiled.asm["cubin"])})
+    return rows
+
+
+def main() -> int:
+    rows = report()
+    if "--json" in sys.argv:
+        import json
+
+        print(json.dumps(rows))
+        return 0
+    print(f"{'arch':<6} {'kernel':<11} {'dtype':<5} {'wgmma':>6} {'mma.sync':>9} {'REG':>4} {'STACK':>6} "
+          f"{'SHARED':>7} {'LOCAL':>6}")
+    for r in rows:
+        print(f"{r['arch']:<6} {r['kernel']:<11} {r['dtype']:<5} {r['wgmma']:>6} {r['mma.sync']:>9} "
+              f"{r.get('REG', 0):>4} {r.get('STACK', 0):>6} {r.get('SHARED', 0):>7} {r.get('LOCAL', 0):>6}")
+    missing = [r for r in rows if r["wgmma"] + r["mma.sync"] == 0]
+    if missing:
+        print("no tensor-core instructions in:", missing, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
