@@ -25,17 +25,18 @@ def check_backend_name(backend: str, argument: str = "backend") -> str:
     return backend
 
 
+def _int_pair(value, argument: str, expected: str) -> Tuple[int, int]:
+    """An int or a pair of ints (bools excluded) as a pair; TypeError naming ``argument`` else."""
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    if is_int(value):
+        return (int(value), int(value))
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{argument}: expected {expected}, got {value!r}")
+
+
 def kernel_size_pair(kernel_size, argument: str = "kernel_size") -> Tuple[int, int]:
-    if isinstance(kernel_size, bool):
-        raise TypeError(f"{argument}: expected an int or a pair of ints, got {kernel_size!r}")
-    if isinstance(kernel_size, int):
-        pair = (kernel_size, kernel_size)
-    elif isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2 and all(
-        isinstance(k, int) and not isinstance(k, bool) for k in kernel_size
-    ):
-        pair = (int(kernel_size[0]), int(kernel_size[1]))
-    else:
-        raise TypeError(f"{argument}: expected an int or a pair of ints, got {kernel_size!r}")
+    pair = _int_pair(kernel_size, argument, "an int or a pair of ints")
     if pair[0] < 1 or pair[1] < 1:
         raise ValueError(f"{argument}: expected sizes >= 1, got {pair}")
     return pair
@@ -55,16 +56,7 @@ def padding_pair(padding: PaddingArg, kernel: Tuple[int, int], argument: str = "
         if padding == "valid":
             return (0, 0)
         raise ValueError(f"{argument}: expected \"same\", \"valid\", an int or (ph, pw), got {padding!r}")
-    if isinstance(padding, bool):
-        raise TypeError(f"{argument}: expected \"same\", an int or (ph, pw), got {padding!r}")
-    if isinstance(padding, int):
-        pair = (padding, padding)
-    elif isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-        isinstance(p, int) and not isinstance(p, bool) for p in padding
-    ):
-        pair = (int(padding[0]), int(padding[1]))
-    else:
-        raise TypeError(f"{argument}: expected \"same\", an int or (ph, pw), got {padding!r}")
+    pair = _int_pair(padding, argument, "\"same\", an int or (ph, pw)")
     if pair[0] < 0 or pair[1] < 0:
         raise ValueError(f"{argument}: expected non-negative padding, got {pair}")
     return pair

@@ -33,6 +33,13 @@ def conv_bn_relu(in_channels, out_channels, kernel_size, stride=1, groups=1, bn=
     return seq
 
 
+def _run(layer: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
+    """``layer(x)``, recomputed in backward instead of stored when checkpointing a training step."""
+    if use_checkpoint and layer.training and x.requires_grad:
+        return checkpoint(layer, x, use_reentrant=False)
+    return layer(x)
+
+
 class DropPath(nn.Module):
     """Stochastic depth: drops the residual branch per sample while training."""
 
@@ -152,10 +159,7 @@ class RepLKNetStage(nn.Module):
 
     def forward(self, x):
         for block in self.blocks:
-            if self.use_checkpoint and self.training and x.requires_grad:
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = _run(block, x, self.use_checkpoint)
         return x
 
 
@@ -205,10 +209,7 @@ class RepLKNet(nn.Module):
 
     def forward_features(self, x):
         for layer in self.stem:
-            if self.use_checkpoint and self.training and x.requires_grad:
-                x = checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
+            x = _run(layer, x, self.use_checkpoint)
         outputs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
