@@ -27,7 +27,7 @@ def dwconv2d_fwd(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], ph: int, pw: int, backend: str
 ) -> torch.Tensor:
     check_conv_args(x, weight, bias, (ph, pw))
-    impl = backends.select(x, weight, backend)
+    impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, ph, pw))
     return in_layout(impl.fwd(x, weight, bias, ph, pw), memory_format_of(x))
 
 
@@ -39,7 +39,7 @@ def _(x, weight, bias, ph, pw, backend):
 
 @torch.library.custom_op("replk_ops::dwconv2d_bwd_input", mutates_args=())
 def dwconv2d_bwd_input(grad_out: torch.Tensor, weight: torch.Tensor, ph: int, pw: int, backend: str) -> torch.Tensor:
-    impl = backends.select(grad_out, weight, backend)
+    impl = backends.select(grad_out, weight, backend, "bwd_input", lambda b: b.bwd_input(grad_out, weight, ph, pw))
     return in_layout(impl.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
 
 
@@ -56,7 +56,8 @@ def dwconv2d_bwd_weight(
     grad_out: torch.Tensor, x: torch.Tensor, kh: int, kw: int, ph: int, pw: int, backend: str
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     probe_weight = x.new_empty((x.shape[1], 1, kh, kw))
-    impl = backends.select(x, probe_weight, backend)
+    impl = backends.select(x, probe_weight, backend, "bwd_weight",
+                           lambda b: b.bwd_weight(grad_out, x, kh, kw, ph, pw))
     grad_weight, grad_bias = impl.bwd_weight(grad_out, x, kh, kw, ph, pw)
     return grad_weight.contiguous(), grad_bias.contiguous()
 
@@ -173,7 +174,7 @@ def dwconv2d(
     if _is_plain_eager_inference(x, weight, bias):
         # Same backend, same result, without the dispatcher's round trip through Python
         # (~60 us a call on CPU, which matters for small layers at batch 1).
-        impl = backends.select(x, weight, backend)
+        impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, pad[0], pad[1]))
         return in_layout(impl.fwd(x, weight, bias, pad[0], pad[1]), memory_format_of(x))
     return dwconv2d_fwd(x, weight, bias, pad[0], pad[1], backend)
 

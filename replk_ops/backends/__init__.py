@@ -1,18 +1,21 @@
 """Backend registry and selection: which implementation runs a call, and why.
 
 ``backend="auto"`` (or the environment variable ``REPLK_OPS_BACKEND``) picks the first backend in
-priority order that can run the call; an explicitly named backend that cannot run it raises with
-the reason. ``explain`` returns the decision and every rejected backend's reason.
+priority order that can run the call, except that when both GPU backends ("cuda" and "triton") can,
+it measures them on the first call of each kind and keeps the faster (``measured``). An explicitly
+named backend that cannot run the call raises with the reason. ``explain`` returns the decision,
+the measurement behind it and every rejected backend's reason.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
 from .._checks import BACKEND_NAMES, check_backend_name
+from . import measured
 from .base import Backend
 from .cuda_ext import CudaExtensionBackend
 from .reference import ReferenceBackend
@@ -23,6 +26,8 @@ ENV_VAR = "REPLK_OPS_BACKEND"
 _BACKENDS: Dict[str, Backend] = {}
 # Priority for "auto": the first one that can run the call wins.
 _AUTO_ORDER: List[str] = []
+# Backends "auto" times against each other when more than one of them can run a call.
+MEASURED = ("cuda", "triton")
 
 
 def register(backend: Backend, auto_priority: Optional[int] = None) -> None:
@@ -79,18 +84,32 @@ class Explanation:
         return "\n".join(lines)
 
 
-def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto") -> Explanation:
+def _auto_candidates(x: torch.Tensor, reasons: Dict[str, Optional[str]]) -> List[str]:
+    return [name for name in _AUTO_ORDER if reasons.get(name) is None and _auto_rejects(_BACKENDS[name], x) is None]
+
+
+def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto", op: str = "fwd") -> Explanation:
     requested = requested_backend(backend)
     reasons = _reasons(x, weight)
+    note = ""
     if requested == "auto":
-        chosen = next(name for name in _AUTO_ORDER
-                      if reasons.get(name) is None and _auto_rejects(_BACKENDS[name], x) is None)
+        candidates = _auto_candidates(x, reasons)
+        chosen = candidates[0]
+        racing = [name for name in candidates if name in MEASURED]
+        if len(racing) > 1:
+            result = measured.remembered(measured.kind(op, x, weight))
+            if result is not None:
+                chosen, note = result.chosen, f" ({result})"
+            elif measured.enabled():
+                note = f" (by priority until the first {op} call of this kind measures {' against '.join(racing)})"
+            else:
+                note = f" (by priority: measuring is off, {measured.ENV_VAR}=0)"
     else:
         chosen = requested
     described = {}
     for name, why in reasons.items():
         if name == chosen:
-            described[name] = "chosen" if why is None else f"requested, but cannot run: {why}"
+            described[name] = "chosen" + note if why is None else f"requested, but cannot run: {why}"
         elif why is None and requested == "auto" and _auto_rejects(_BACKENDS[name], x):
             described[name] = _auto_rejects(_BACKENDS[name], x)
         elif why is None:
@@ -102,15 +121,23 @@ def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto")
     return Explanation(chosen, requested, described)
 
 
-def select(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Backend:
-    """The backend that runs this call; raises RuntimeError if a requested one cannot."""
+def select(
+    x: torch.Tensor, weight: torch.Tensor, backend: str, op: str = "fwd",
+    run: Optional[Callable[[Backend], object]] = None,
+) -> Backend:
+    """The backend that runs this call; raises RuntimeError if a requested one cannot. With
+    ``run`` (the call itself, for a given backend), "auto" may time the GPU backends on it."""
     requested = requested_backend(backend)
     if requested == "auto":
-        for name in _AUTO_ORDER:
-            impl = _BACKENDS[name]
-            if _auto_rejects(impl, x) is None and impl.unavailable_reason(x, weight) is None:
-                return impl
-        raise AssertionError("the reference backend runs everywhere")
+        candidates = [name for name in _AUTO_ORDER
+                      if _auto_rejects(_BACKENDS[name], x) is None
+                      and _BACKENDS[name].unavailable_reason(x, weight) is None]
+        racing = [name for name in candidates if name in MEASURED]
+        if run is not None and len(racing) > 1:
+            best = measured.choose(measured.kind(op, x, weight), racing, lambda name: run(_BACKENDS[name]))
+            if best is not None:
+                return _BACKENDS[best]
+        return _BACKENDS[candidates[0]]
     impl = _BACKENDS.get(requested)
     why = "not part of this installation" if impl is None else impl.unavailable_reason(x, weight)
     if why is not None:

@@ -7,6 +7,7 @@ from .. import _extension
 from .base import Backend
 
 CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_KERNEL = 63
 
 
 class CudaExtensionBackend(Backend):
@@ -22,6 +23,9 @@ class CudaExtensionBackend(Backend):
             return f"supports {', '.join(map(str, CUDA_DTYPES))}, got {x.dtype}"
         if not hasattr(torch.ops.replk_ops_C, "fwd"):
             return "replk_ops._C has no kernels in this build"
+        kh, kw = weight.shape[2], weight.shape[3]
+        if max(kh, kw) > MAX_KERNEL:
+            return f"supports kernels up to {MAX_KERNEL}x{MAX_KERNEL}, got {kh}x{kw}"
         return None
 
     def fwd(self, x, weight, bias, ph, pw):
@@ -31,5 +35,6 @@ class CudaExtensionBackend(Backend):
         return torch.ops.replk_ops_C.bwd_input(grad_out, weight, ph, pw)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+        # always deterministic (fixed-order partial sums); the flag is part of the op's schema
         deterministic = torch.are_deterministic_algorithms_enabled()
         return torch.ops.replk_ops_C.bwd_weight(grad_out, x, kh, kw, ph, pw, deterministic)

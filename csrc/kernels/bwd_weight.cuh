@@ -1,0 +1,165 @@
+// Weight and bias gradients on CUDA cores, fp32 accumulation, deterministic.
+//
+// dw[c, i, j] = sum over (n, h, w) of dy[n, c, h, w] * x[n, c, h + i - ph, w + j - pw].
+// A block owns one channel and a fixed range of (image, row-tile, column-tile) tiles. Per tile it
+// stages dy (TH x TW) and the x rows and columns those outputs see in shared memory as float.
+// Each thread owns strips of 8 taps (i, j0..j0+7); threads are split into groups that take
+// different (row, 8-column) items of the tile. Per item a thread reads 8 dy values (the same for
+// its whole group: a broadcast) and 16 x values as float4s for 64 FMAs. At the end the groups are
+// summed in a fixed order and the block writes its partial sums, which the caller reduces over
+// blocks in a fixed order too: the result does not depend on scheduling.
+#pragma once
+
+#include "common.cuh"
+
+namespace replk_ops {
+
+struct BwdWeightLayout {
+  BwdWeightTiling tiling;
+  int strips;        // kh * kwp / 8 strips of 8 taps
+  int groups;        // thread groups taking different items of a tile
+  int stride;        // shared row length of the x tile, = 4 (mod 32)
+  int rows;          // th + kh - 1
+  size_t smem_bytes;
+};
+
+inline BwdWeightLayout bwd_weight_layout(const BwdWeightParams& p, const DeviceInfo& d) {
+  BwdWeightLayout l;
+  l.tiling = bwd_weight_tiling(p, d);
+  const BwdWeightTiling& t = l.tiling;
+  l.strips = p.kh * t.kwp / 8;
+  l.groups = l.strips <= 256 ? 256 / l.strips : 1;
+  l.stride = static_cast<int>(round_up(t.tw + t.kwp - 4, 32) + 4);
+  l.rows = t.th + p.kh - 1;
+  size_t tiles = static_cast<size_t>(l.rows) * l.stride + static_cast<size_t>(t.th) * t.tw;
+  size_t reduce = static_cast<size_t>(l.groups) * l.strips * 8 + 256;
+  l.smem_bytes = (tiles > reduce ? tiles : reduce) * sizeof(float);
+  return l;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightParams p, const BwdWeightLayout l) {
+  extern __shared__ __align__(16) float smem[];
+  const BwdWeightTiling& t = l.tiling;
+  float* tile_x = smem;
+  float* tile_dy = smem + static_cast<size_t>(l.rows) * l.stride;
+  const int64_t c = blockIdx.x % p.C;
+  const int64_t split = blockIdx.x / p.C;
+  const T* x = static_cast<const T*>(p.x);
+  const T* dy = static_cast<const T*>(p.grad_out);
+  const int chunks = t.kwp / 8;
+  const int tid = threadIdx.x;
+  // strips t and t + 256 (only when there are more than 256 strips, then one group)
+  const int group = tid / l.strips < l.groups ? tid / l.strips : -1;
+  int strip_i[2], strip_j0[2];
+  bool has[2];
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    int s = l.groups > 1 ? tid % l.strips : tid + 256 * q;
+    has[q] = group >= 0 && s < l.strips && (q == 0 || l.groups == 1);
+    strip_i[q] = s / chunks;
+    strip_j0[q] = (s % chunks) * 8;
+  }
+  float acc[2][8];
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[q][k] = 0.f;
+  float bias_sum = 0.f;
+
+  const int64_t per_block = ceil_div(t.tiles_per_channel, p.splits);
+  const int64_t first = split * per_block;
+  const int64_t last = min(first + per_block, t.tiles_per_channel);
+  const int width = t.tw + t.kwp;
+  const int items = t.th * (t.tw / 8);
+  for (int64_t tile = first; tile < last; ++tile) {
+    const int64_t n = tile / (t.tiles_h * t.tiles_w);
+    const int64_t r = tile % (t.tiles_h * t.tiles_w);
+    const int64_t h0 = (r / t.tiles_w) * t.th, w0 = (r % t.tiles_w) * t.tw;
+    __syncthreads();  // the previous tile is consumed
+    for (int e = tid; e < l.rows * width; e += blockDim.x) {
+      int rr = e / width, q = e % width;
+      int64_t hi = h0 - p.ph + rr, wi = w0 - p.pw + q;
+      float v = 0.f;
+      if (hi >= 0 && hi < p.H && wi >= 0 && wi < p.W) v = to_float(x[offset4(p.xs, n, c, hi, wi)]);
+      tile_x[rr * l.stride + q] = v;
+    }
+    for (int e = tid; e < t.th * t.tw; e += blockDim.x) {
+      int64_t oh = h0 + e / t.tw, ow = w0 + e % t.tw;
+      float v = 0.f;
+      if (oh < p.Ho && ow < p.Wo) v = to_float(dy[offset4(p.gs, n, c, oh, ow)]);
+      tile_dy[e] = v;
+      bias_sum += v;
+    }
+    __syncthreads();
+    if (group < 0) continue;
+    for (int it = group; it < items; it += l.groups) {
+      const int row = it / (t.tw / 8), col = (it % (t.tw / 8)) * 8;
+      if (h0 + row >= p.Ho || w0 + col >= p.Wo) continue;  // all-zero dy
+      float d[8];
+      *reinterpret_cast<float4*>(d) = *reinterpret_cast<const float4*>(tile_dy + row * t.tw + col);
+      *reinterpret_cast<float4*>(d + 4) = *reinterpret_cast<const float4*>(tile_dy + row * t.tw + col + 4);
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        if (!has[q]) continue;
+        const int64_t hi = h0 + row + strip_i[q] - p.ph;
+        if (hi < 0 || hi >= p.H) continue;  // the x row is padding
+        const int64_t wi = w0 + col + strip_j0[q] - p.pw;
+        if (wi + 14 < 0 || wi >= p.W) continue;  // the 15 x columns are padding
+        const float* xr = tile_x + (row + strip_i[q]) * l.stride + col + strip_j0[q];
+        float b[16];
+#pragma unroll
+        for (int k = 0; k < 16; k += 4) *reinterpret_cast<float4*>(b + k) = *reinterpret_cast<const float4*>(xr + k);
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) acc[q][k] = fmaf(d[u], b[u + k], acc[q][k]);
+        }
+      }
+    }
+  }
+  __syncthreads();
+  // sum the groups in a fixed order, then the block's bias partial in a fixed order
+  float* reduce = smem;
+  float* bias_part = smem + static_cast<size_t>(l.groups) * l.strips * 8;
+  if (group >= 0) {
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      if (!has[q]) continue;
+      int s = l.groups > 1 ? tid % l.strips : tid + 256 * q;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) reduce[(static_cast<size_t>(group) * l.strips + s) * 8 + k] = acc[q][k];
+    }
+  }
+  bias_part[tid] = bias_sum;
+  __syncthreads();
+  float* out_w = p.partial_w + (split * p.C + c) * p.kh * p.kw;
+  for (int e = tid; e < l.strips * 8; e += blockDim.x) {
+    int s = e / 8, k = e % 8;
+    int i = s / chunks, j = (s % chunks) * 8 + k;
+    if (j >= p.kw) continue;
+    float sum = 0.f;
+    for (int g = 0; g < l.groups; ++g) sum += reduce[(static_cast<size_t>(g) * l.strips + s) * 8 + k];
+    out_w[i * p.kw + j] = sum;
+  }
+  if (tid == 0) {
+    float sum = 0.f;
+    for (int k = 0; k < static_cast<int>(blockDim.x); ++k) sum += bias_part[k];
+    p.partial_b[split * p.C + c] = sum;
+  }
+}
+
+template <typename T>
+cudaError_t launch_bwd_weight(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream) {
+  BwdWeightLayout l = bwd_weight_layout(p, d);
+  if (l.tiling.splits != p.splits || l.strips > 512) return cudaErrorInvalidValue;
+  int64_t blocks = p.C * p.splits;
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+  cudaError_t err = allow_shared_memory(dwconv_bwd_weight_kernel<T>, l.smem_bytes);
+  if (err != cudaSuccess) return err;
+  dwconv_bwd_weight_kernel<T><<<static_cast<unsigned>(blocks), 256, l.smem_bytes, stream>>>(p, l);
+  return cudaGetLastError();
+}
+
+}  // namespace replk_ops

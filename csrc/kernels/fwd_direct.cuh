@@ -1,0 +1,141 @@
+// Forward (and, with the rotated kernel, input gradient) as a direct tiled convolution on CUDA
+// cores, fp32 accumulation for every dtype.
+//
+// A block stages, for PB planes (n, c), a (TY + kh - 1) x (TW + KWP) input tile and the plane's
+// kernel (rows zero-padded to KWP, a multiple of 8) in shared memory as float. Each thread owns a
+// strip of 8 outputs along W and slides along its input row eight taps at a time: per 8 taps it
+// reads 16 floats of input and 8 weights (broadcast) as float4s and issues 64 FMAs, so shared
+// memory stays below the FMA rate. Kernel rows and 8-tap chunks that only touch padding are
+// skipped, which matters when the map is smaller than the kernel.
+#pragma once
+
+#include "common.cuh"
+
+namespace replk_ops {
+
+struct DirectTiling {
+  int tx, ty;        // threads per plane along W (8 outputs each) and along H
+  int pb;            // planes per block
+  int kwp;           // kw rounded up to 8
+  int stride;        // shared row length in floats, = 4 (mod 32) so float4 rows avoid bank conflicts
+  int rows;          // ty + kh - 1
+  int64_t plane_groups, tiles_w, tiles;
+  size_t slot_floats, smem_bytes;
+};
+
+inline DirectTiling direct_tiling(const ConvParams& p, const DeviceInfo& d) {
+  DirectTiling t;
+  t.kwp = static_cast<int>(round_up(p.kw, 8));
+  t.tx = static_cast<int>(ceil_div(p.Wo, 8) < 4 ? ceil_div(p.Wo, 8) : 4);
+  t.ty = static_cast<int>(p.Ho < 64 ? p.Ho : 64);
+  for (;;) {
+    t.rows = t.ty + p.kh - 1;
+    int width = 8 * t.tx + t.kwp;
+    t.stride = static_cast<int>(round_up(width - 4, 32) + 4);
+    t.slot_floats = static_cast<size_t>(t.rows) * t.stride + static_cast<size_t>(p.kh) * t.kwp;
+    if (t.slot_floats * sizeof(float) <= static_cast<size_t>(d.max_smem_per_block) || t.ty == 1) break;
+    t.ty = (t.ty + 1) / 2;  // very large kernels on GPUs with less shared memory
+  }
+  int per_plane = t.tx * t.ty;
+  int by_threads = 256 / per_plane;
+  int by_smem = static_cast<int>((48 * 1024) / (t.slot_floats * sizeof(float)));
+  t.pb = by_threads < by_smem ? by_threads : by_smem;
+  if (t.pb < 1) t.pb = 1;
+  t.plane_groups = ceil_div(p.N * p.C, t.pb);
+  t.tiles_w = ceil_div(p.Wo, 8 * t.tx);
+  t.tiles = ceil_div(p.Ho, t.ty) * t.tiles_w;
+  t.smem_bytes = t.pb * t.slot_floats * sizeof(float);
+  return t;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams p, const DirectTiling t) {
+  extern __shared__ __align__(16) float smem[];
+  const int per_plane = t.tx * t.ty;
+  const int slot = threadIdx.x / per_plane;
+  const int lt = threadIdx.x % per_plane;
+  const int tx = lt % t.tx, ty = lt / t.tx;
+  // adjacent blocks take adjacent channels of the same tile: with channels_last they share lines
+  const int64_t group = blockIdx.x % t.plane_groups;
+  const int64_t tile = blockIdx.x / t.plane_groups;
+  const int64_t h0 = (tile / t.tiles_w) * t.ty;
+  const int64_t w0 = (tile % t.tiles_w) * 8 * t.tx;
+  const int64_t plane = group * t.pb + slot;
+  const bool active = plane < p.N * p.C;
+  const int64_t n = plane / p.C, c = plane % p.C;
+  float* tile_in = smem + slot * t.slot_floats;
+  float* tile_w = tile_in + static_cast<size_t>(t.rows) * t.stride;
+  const T* x = static_cast<const T*>(p.x);
+  const T* w = static_cast<const T*>(p.w);
+
+  if (active) {
+    for (int e = lt; e < p.kh * t.kwp; e += per_plane) {
+      int i = e / t.kwp, j = e % t.kwp;
+      tile_w[e] = j < p.kw ? weight_at(w, c, i, j, p.kh, p.kw, p.flip) : 0.f;
+    }
+    const int width = 8 * t.tx + t.kwp;
+    for (int e = lt; e < t.rows * width; e += per_plane) {
+      int r = e / width, q = e % width;
+      int64_t hi = h0 - p.ph + r, wi = w0 - p.pw + q;
+      float v = 0.f;
+      if (hi >= 0 && hi < p.H && wi >= 0 && wi < p.W) v = to_float(x[offset4(p.xs, n, c, hi, wi)]);
+      tile_in[r * t.stride + q] = v;
+    }
+  }
+  __syncthreads();
+  const int64_t oh = h0 + ty, ow0 = w0 + 8 * tx;
+  if (!active || oh >= p.Ho || ow0 >= p.Wo) return;
+
+  float acc[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k) acc[k] = 0.f;
+  // input row oh + i - ph must lie in [0, H); 8-tap chunk j0 reads input columns
+  // ow0 + j0 - pw .. ow0 + j0 + 14 - pw, which must meet [0, W)
+  const int i_lo = static_cast<int>(max(int64_t(0), p.ph - oh));
+  const int i_hi = static_cast<int>(min(int64_t(p.kh), p.H + p.ph - oh));
+  int64_t j_first = p.pw - ow0 - 14;
+  const int j_lo = j_first <= 0 ? 0 : static_cast<int>(round_up(j_first, 8));
+  const int64_t j_last = p.W - 1 + p.pw - ow0;
+  const int j_hi = static_cast<int>(min(int64_t(t.kwp), j_last + 1));
+  for (int i = i_lo; i < i_hi && j_lo < j_hi; ++i) {
+    const float* row = tile_in + (ty + i) * t.stride + 8 * tx;
+    const float* wrow = tile_w + i * t.kwp;
+    float b[16];
+    *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(row + j_lo);
+    *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(row + j_lo + 4);
+    for (int j0 = j_lo; j0 < j_hi; j0 += 8) {
+      float wv[8];
+      *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(row + j0 + 8);
+      *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(row + j0 + 12);
+      *reinterpret_cast<float4*>(wv) = *reinterpret_cast<const float4*>(wrow + j0);
+      *reinterpret_cast<float4*>(wv + 4) = *reinterpret_cast<const float4*>(wrow + j0 + 4);
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) acc[k] = fmaf(wv[u], b[k + u], acc[k]);
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
+    }
+  }
+  const float bias = p.bias ? to_float(static_cast<const T*>(p.bias)[c]) : 0.f;
+  T* y = static_cast<T*>(p.y);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    if (ow0 + k < p.Wo) y[offset4(p.ys, n, c, oh, ow0 + k)] = from_float<T>(acc[k] + bias);
+  }
+}
+
+template <typename T>
+cudaError_t launch_fwd_direct(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream) {
+  if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
+  DirectTiling t = direct_tiling(p, d);
+  int64_t blocks = t.plane_groups * t.tiles;
+  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+  cudaError_t err = allow_shared_memory(dwconv_fwd_direct_kernel<T>, t.smem_bytes);
+  if (err != cudaSuccess) return err;
+  dwconv_fwd_direct_kernel<T><<<static_cast<unsigned>(blocks), t.pb * t.tx * t.ty, t.smem_bytes, stream>>>(p, t);
+  return cudaGetLastError();
+}
+
+}  // namespace replk_ops

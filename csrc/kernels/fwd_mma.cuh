@@ -1,0 +1,147 @@
+// Forward (and input gradient) for fp16/bf16 on tensor cores: the row-Toeplitz product.
+//
+// For kernel row i, a 16 x 16 output tile is A_i @ T_i, where A_i is 16 input rows of BK columns
+// (BK >= 16 + kw - 1, a multiple of 16) and T_i[a, b] = w[i, a - b] for 0 <= a - b < kw, else 0.
+// A block owns one channel and builds all kh Toeplitz matrices in shared memory once; each warp
+// then takes 16 x 16 output tiles of that channel (any image) in turn, stages its input rows in
+// its own shared buffer and accumulates kh x BK/16 WMMA products in fp32. Kernel rows and column
+// blocks that only see padding are skipped.
+#pragma once
+
+#include <mma.h>
+
+#include "common.cuh"
+
+namespace replk_ops {
+
+struct MmaTiling {
+  int bk;            // K of one kernel row's product
+  int ldx;           // shared row length of a warp's input tile (a multiple of 16)
+  int rows;          // 16 + kh - 1
+  int warps;
+  int64_t tiles_w, tiles_per_image, tiles_per_channel, tiles_per_block;
+  int splits;        // blocks per channel
+  size_t toeplitz_bytes, warp_bytes, smem_bytes;
+};
+
+inline MmaTiling mma_tiling(const ConvParams& p, const DeviceInfo& d) {
+  MmaTiling t;
+  t.bk = static_cast<int>(round_up(15 + p.kw, 16));
+  t.ldx = (t.bk / 16) % 2 ? t.bk : t.bk + 16;  // an odd number of 32-byte units: fewer bank conflicts
+  t.rows = 16 + p.kh - 1;
+  t.toeplitz_bytes = static_cast<size_t>(p.kh) * t.bk * 16 * 2;
+  t.warp_bytes = static_cast<size_t>(t.rows) * t.ldx * 2 + 16 * 16 * sizeof(float);
+  t.warps = 8;
+  while (t.warps > 1 && t.toeplitz_bytes + t.warps * t.warp_bytes > static_cast<size_t>(d.max_smem_per_block))
+    --t.warps;
+  t.smem_bytes = t.toeplitz_bytes + t.warps * t.warp_bytes;
+  t.tiles_w = ceil_div(p.Wo, 16);
+  t.tiles_per_image = ceil_div(p.Ho, 16) * t.tiles_w;
+  t.tiles_per_channel = p.N * t.tiles_per_image;
+  int64_t splits = ceil_div(4LL * d.sm_count, p.C);
+  int64_t most = ceil_div(t.tiles_per_channel, t.warps);  // at least a tile per warp
+  if (splits > most) splits = most;
+  t.splits = static_cast<int>(splits < 1 ? 1 : splits);
+  t.tiles_per_block = ceil_div(t.tiles_per_channel, t.splits);
+  return t;
+}
+
+inline bool mma_fits(const ConvParams& p, const DeviceInfo& d) {
+  MmaTiling t = mma_tiling(p, d);
+  return d.cc_major >= 8 && t.smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) dwconv_fwd_mma_kernel(const ConvParams p, const MmaTiling t) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* toeplitz = reinterpret_cast<T*>(smem);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  unsigned char* mine = smem + t.toeplitz_bytes + warp * t.warp_bytes;
+  T* tile_in = reinterpret_cast<T*>(mine);
+  float* tile_out = reinterpret_cast<float*>(mine + static_cast<size_t>(t.rows) * t.ldx * 2);
+  const int64_t c = blockIdx.x % p.C;
+  const int64_t split = blockIdx.x / p.C;
+  const T* x = static_cast<const T*>(p.x);
+  const T* w = static_cast<const T*>(p.w);
+  T* y = static_cast<T*>(p.y);
+
+  const int toeplitz_elems = p.kh * t.bk * 16;
+  for (int e = threadIdx.x; e < toeplitz_elems; e += blockDim.x) {
+    int i = e / (t.bk * 16), a = (e / 16) % t.bk, b = e % 16;
+    int j = a - b;
+    toeplitz[e] = from_float<T>(j >= 0 && j < p.kw ? weight_at(w, c, i, j, p.kh, p.kw, p.flip) : 0.f);
+  }
+  __syncthreads();
+  const float bias = p.bias ? to_float(static_cast<const T*>(p.bias)[c]) : 0.f;
+
+  const int64_t first = split * t.tiles_per_block;
+  const int64_t last = min(first + t.tiles_per_block, t.tiles_per_channel);
+  for (int64_t tile = first + warp; tile < last; tile += t.warps) {
+    const int64_t n = tile / t.tiles_per_image;
+    const int64_t r = tile % t.tiles_per_image;
+    const int64_t h0 = (r / t.tiles_w) * 16, w0 = (r % t.tiles_w) * 16;
+    // input rows h0 - ph + 0 .. rows-1, columns w0 - pw + 0 .. bk-1; zero outside the image
+    const int elems = t.rows * t.bk;
+    for (int base = 0; base < elems; base += 32 * 4) {
+      T v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {  // four loads in flight per lane
+        int e = base + u * 32 + lane;
+        int rr = e / t.bk, q = e % t.bk;
+        int64_t hi = h0 - p.ph + rr, wi = w0 - p.pw + q;
+        bool inside = e < elems && hi >= 0 && hi < p.H && wi >= 0 && wi < p.W;
+        v[u] = inside ? x[offset4(p.xs, n, c, hi, wi)] : from_float<T>(0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        int e = base + u * 32 + lane;
+        if (e < elems) tile_in[(e / t.bk) * t.ldx + e % t.bk] = v[u];
+      }
+    }
+    __syncwarp();
+
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+    const int64_t last_row = min(int64_t(15), p.Ho - 1 - h0);
+    const int i_lo = static_cast<int>(max(int64_t(0), p.ph - h0 - last_row));
+    const int i_hi = static_cast<int>(min(int64_t(p.kh), p.H + p.ph - h0));
+    // column block kk covers input columns w0 - pw + 16 kk .. + 15
+    const int64_t k_first = p.pw - w0 - 15;
+    const int k_lo = k_first <= 0 ? 0 : static_cast<int>(ceil_div(k_first, 16));
+    const int k_hi = static_cast<int>(min(int64_t(t.bk / 16), (p.W - 1 + p.pw - w0) / 16 + 1));
+    for (int i = i_lo; i < i_hi; ++i) {
+      for (int kk = k_lo; kk < k_hi; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
+        wmma::load_matrix_sync(a, tile_in + i * t.ldx + kk * 16, t.ldx);
+        wmma::load_matrix_sync(b, toeplitz + (static_cast<size_t>(i) * t.bk + kk * 16) * 16, 16);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+    }
+    wmma::store_matrix_sync(tile_out, acc, 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 256; e += 32) {
+      int64_t oh = h0 + e / 16, ow = w0 + e % 16;
+      if (oh < p.Ho && ow < p.Wo) y[offset4(p.ys, n, c, oh, ow)] = from_float<T>(tile_out[e] + bias);
+    }
+    __syncwarp();  // tile_in and tile_out are reused by the next tile
+  }
+#endif
+}
+
+template <typename T>
+cudaError_t launch_fwd_mma(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream) {
+  if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
+  if (!mma_fits(p, d)) return cudaErrorInvalidConfiguration;
+  MmaTiling t = mma_tiling(p, d);
+  int64_t blocks = p.C * t.splits;
+  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+  cudaError_t err = allow_shared_memory(dwconv_fwd_mma_kernel<T>, t.smem_bytes);
+  if (err != cudaSuccess) return err;
+  dwconv_fwd_mma_kernel<T><<<static_cast<unsigned>(blocks), 32 * t.warps, t.smem_bytes, stream>>>(p, t);
+  return cudaGetLastError();
+}
+
+}  // namespace replk_ops

@@ -1,0 +1,100 @@
+""""auto" between the GPU backends by measurement: the first call of each kind times every
+candidate on that call's own tensors and remembers the fastest.
+
+A kind is (device, pass, dtype, kernel size, layout, map-size class); the batch size and channel
+count are left out so a new batch size never triggers a new measurement. Measuring is skipped
+(static priority instead) while a CUDA graph is being captured, and when
+``REPLK_OPS_AUTOTUNE=0``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+
+from .._checks import memory_format_of
+
+ENV_VAR = "REPLK_OPS_AUTOTUNE"
+REPEATS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    chosen: str
+    milliseconds: Dict[str, float]
+
+    def __str__(self) -> str:
+        times = ", ".join(f"{name} {ms:.3f} ms" for name, ms in sorted(self.milliseconds.items(), key=lambda kv: kv[1]))
+        return f"measured on first use: {times}"
+
+
+_CHOICES: Dict[Tuple, Measurement] = {}
+_LOCK = threading.Lock()
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_VAR, "1").strip() != "0"
+
+
+def _size_class(size: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(size, 1))))
+
+
+def kind(op: str, x: torch.Tensor, weight: torch.Tensor) -> Tuple:
+    fmt = "channels_last" if memory_format_of(x) == torch.channels_last else "nchw"
+    return (str(x.device), op, x.dtype, tuple(weight.shape[2:]), fmt,
+            _size_class(x.shape[2]), _size_class(x.shape[3]))
+
+
+def remembered(key: Tuple) -> Optional[Measurement]:
+    return _CHOICES.get(key)
+
+
+def forget() -> None:
+    """Drop every remembered choice (tests, or after changing GPUs' clocks)."""
+    with _LOCK:
+        _CHOICES.clear()
+
+
+def _time(run: Callable[[], object]) -> float:
+    run()  # warm-up: compiles Triton kernels, sets shared-memory attributes
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(REPEATS):
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def choose(key: Tuple, candidates: Sequence[str], run: Callable[[str], object]) -> Optional[str]:
+    """The fastest of ``candidates`` for ``key``, measured once with ``run(name)``; None when
+    measuring is not possible now (the caller falls back to the static priority)."""
+    known = _CHOICES.get(key)
+    if known is not None:
+        return known.chosen
+    if not enabled() or torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling():
+        return None
+    with _LOCK:
+        known = _CHOICES.get(key)
+        if known is not None:
+            return known.chosen
+        times = {}
+        with torch.no_grad():
+            for name in candidates:
+                try:
+                    times[name] = _time(lambda: run(name))
+                except RuntimeError:  # a candidate that fails here is simply not chosen
+                    continue
+        if not times:
+            return None
+        best = min(times, key=times.get)
+        _CHOICES[key] = Measurement(best, times)
+        return best
+

@@ -1,0 +1,184 @@
+"""The CUDA C++ extension. Without a GPU: it was built, registers its ops and is rejected with a
+reason for CPU tensors. With one: every kernel path against the float64 reference, with outputs
+and workspaces poisoned with NaN so an unwritten element fails."""
+import os
+
+import pytest
+import torch
+
+import replk_ops
+from replk_ops import _extension
+from conv_testing import assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype
+
+needs_extension = pytest.mark.skipif(not _extension.STATUS.loaded, reason=f"replk_ops._C: {_extension.STATUS.reason}")
+
+# (N, C, H, W, kh, kw, padding): tile edges (maps not a multiple of 16/32/64), maps smaller than
+# the kernel, rectangular kernels, even kernels with explicit padding, padding wider than the
+# kernel, the largest kernel, and sizes that span several row tiles and strips.
+CASES = [
+    (2, 3, 9, 11, 5, 5, "same"),
+    (1, 2, 40, 37, 7, 7, "same"),
+    (3, 2, 30, 5, 13, 3, "same"),
+    (2, 2, 10, 9, 31, 31, "same"),
+    (1, 2, 12, 26, 51, 5, "same"),
+    (1, 2, 12, 26, 5, 51, "same"),
+    (1, 3, 8, 8, 1, 1, "same"),
+    (1, 2, 11, 13, 4, 6, (2, 1)),
+    (1, 2, 6, 7, 3, 5, (4, 6)),
+    (1, 1, 70, 9, 63, 3, "same"),
+    (2, 4, 67, 75, 31, 31, "same"),     # several 64-row tiles and 32/64-column tiles
+    (1, 3, 7, 7, 13, 13, "same"),       # RepLKNet stage 4 map
+    (1, 2, 20, 20, 63, 63, "same"),     # the largest square kernel
+]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def _pad(padding, kh, kw):
+    return (kh // 2, kw // 2) if padding == "same" else padding
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    monkeypatch.setenv("REPLK_OPS_POISON_OUTPUTS", "1")
+
+
+def test_extension_built_when_a_toolkit_was_present():
+    """CI builds with nvcc present: the extension must then have loaded, with its kernels."""
+    if os.environ.get("REPLK_OPS_EXPECT_EXTENSION") != "1":
+        pytest.skip("set REPLK_OPS_EXPECT_EXTENSION=1 where the build must have produced replk_ops._C")
+    assert _extension.STATUS.loaded, _extension.STATUS.reason
+    for op in ("fwd", "bwd_input", "bwd_weight"):
+        assert hasattr(torch.ops.replk_ops_C, op)
+
+
+@needs_extension
+def test_schemas_and_cpu_rejection():
+    schema = str(torch.ops.replk_ops_C.fwd.default._schema)
+    assert "Tensor? bias" in schema and 'str algo="auto"' in schema
+    x, w = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3)
+    assert "CUDA tensors only" in replk_ops.explain(x, w).reasons["cuda"]
+    with pytest.raises(RuntimeError, match="'cuda' cannot run"):
+        replk_ops.dwconv2d(x, w, backend="cuda")
+    with pytest.raises(NotImplementedError):  # the op itself has no CPU kernel
+        torch.ops.replk_ops_C.fwd(x, w, None, 1, 1)
+
+
+def _algos(dtype):
+    return ["direct"] + (["mma"] if dtype != torch.float32 and torch.cuda.get_device_capability()[0] >= 8 else [])
+
+
+@pytest.mark.gpu
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
+def test_cuda_matches_float64(case, dtype, poisoned):
+    n, c, h, w, kh, kw, padding = case
+    pad = _pad(padding, kh, kw)
+    x = make_input(n, c, h, w, dtype, device="cuda")
+    weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to("cuda", dtype)
+    bias = torch.randn(c, dtype=torch.float64).to("cuda", dtype)
+    ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
+    grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to("cuda", dtype)
+    ref_y = conv64(x, weight, bias, pad)
+    ref_dx, ref_dw, ref_db = grads64(x, weight, bias, pad, grad_out)
+    yard = torch_same_dtype(x, weight, bias, pad, grad_out) if dtype != torch.float32 else (None,) * 4
+    ops = torch.ops.replk_ops_C
+    for algo in _algos(dtype):
+        y = ops.fwd(x, weight, bias, pad[0], pad[1], algo)
+        dx = ops.bwd_input(grad_out, weight, pad[0], pad[1], algo)
+        assert_close_to_reference(y, ref_y, dtype, yard[0], f"output ({algo})")
+        assert_close_to_reference(dx, ref_dx, dtype, yard[1], f"grad x ({algo})")
+    dw, db = ops.bwd_weight(grad_out, x, kh, kw, pad[0], pad[1], False)
+    assert_close_to_reference(dw, ref_dw, dtype, yard[2], "grad weight")
+    assert_close_to_reference(db, ref_db, dtype, yard[3], "grad bias")
+
+
+@pytest.mark.gpu
+@needs_extension
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+def test_cuda_layouts_through_autograd(layout, dtype, poisoned):
+    n, c, h, w, k = 2, 5, 23, 35, 9
+    x = make_input(n, c, h, w, dtype, device="cuda", layout=layout).requires_grad_()
+    weight = (torch.randn(c, 1, k, k, dtype=torch.float64) / k).to("cuda", dtype).requires_grad_()
+    bias = torch.randn(c, dtype=torch.float64).to("cuda", dtype).requires_grad_()
+    y = replk_ops.dwconv2d(x, weight, bias, backend="cuda")
+    grad_out = torch.randn_like(y)
+    y.backward(grad_out)
+    pad = (k // 2, k // 2)
+    ref_y = conv64(x, weight, bias, pad)
+    ref_dx, ref_dw, ref_db = grads64(x, weight, bias, pad, grad_out)
+    yard = torch_same_dtype(x, weight, bias, pad, grad_out) if dtype != torch.float32 else (None,) * 4
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    assert_close_to_reference(y, ref_y, dtype, yard[0], "output")
+    assert_close_to_reference(x.grad, ref_dx, dtype, yard[1], "grad x")
+    assert_close_to_reference(weight.grad, ref_dw, dtype, yard[2], "grad weight")
+    assert_close_to_reference(bias.grad, ref_db, dtype, yard[3], "grad bias")
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_cuda_weight_gradient_is_bitwise_deterministic():
+    x = torch.randn(8, 16, 56, 56, device="cuda")
+    grad_out = torch.randn_like(x)
+    first = torch.ops.replk_ops_C.bwd_weight(grad_out, x, 31, 31, 15, 15, True)
+    second = torch.ops.replk_ops_C.bwd_weight(grad_out, x, 31, 31, 15, 15, True)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_cuda_errors_are_exceptions_and_leave_the_device_usable():
+    x = torch.randn(1, 4, 16, 16, device="cuda")
+    ops = torch.ops.replk_ops_C
+    with pytest.raises(RuntimeError, match="weight: expected shape"):
+        ops.fwd(x, torch.randn(3, 1, 5, 5, device="cuda"), None, 2, 2)
+    with pytest.raises(RuntimeError, match="kernel size"):
+        ops.fwd(x, torch.randn(4, 1, 65, 65, device="cuda"), None, 32, 32)
+    with pytest.raises(RuntimeError, match="x: expected float32"):
+        ops.fwd(x.double(), torch.randn(4, 1, 5, 5, device="cuda").double(), None, 2, 2)
+    with pytest.raises(RuntimeError, match="algo"):
+        ops.fwd(x, torch.randn(4, 1, 5, 5, device="cuda"), None, 2, 2, "fast")
+    with pytest.raises(RuntimeError, match="algo: \"mma\" needs"):
+        ops.fwd(x, torch.randn(4, 1, 5, 5, device="cuda"), None, 2, 2, "mma")
+    y = ops.fwd(x, torch.randn(4, 1, 5, 5, device="cuda"), None, 2, 2)
+    torch.cuda.synchronize()
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_cuda_respects_the_current_stream():
+    x = torch.randn(4, 8, 56, 56, device="cuda")
+    w = torch.randn(8, 1, 31, 31, device="cuda")
+    expected = torch.ops.replk_ops_C.fwd(x, w, None, 15, 15)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        got = torch.ops.replk_ops_C.fwd(x, w, None, 15, 15)
+    torch.cuda.current_stream().wait_stream(stream)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_auto_measures_the_gpu_backends_once_and_explains():
+    from replk_ops.backends import measured
+
+    measured.forget()
+    x = torch.randn(2, 8, 28, 28, device="cuda", dtype=torch.float16)
+    w = torch.randn(8, 1, 13, 13, device="cuda", dtype=torch.float16)
+    candidates = replk_ops.available_backends("cuda")
+    if not {"cuda", "triton"} <= set(candidates):
+        pytest.skip(f"needs both GPU backends, have {candidates}")
+    before = replk_ops.explain(x, w)
+    assert "until the first fwd call" in before.reasons[before.backend]
+    replk_ops.dwconv2d(x, w)
+    after = replk_ops.explain(x, w)
+    assert "measured on first use" in after.reasons[after.backend]
+    assert "cuda" in after.reasons[after.backend] and "triton" in after.reasons[after.backend]
+    # another batch size is the same kind: no new measurement
+    replk_ops.dwconv2d(x.repeat(3, 1, 1, 1), w)
+    assert len([k for k in measured._CHOICES if k[1] == "fwd"]) == 1
