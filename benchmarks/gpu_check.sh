@@ -1,36 +1,52 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine (no network) should do, in one call of at most ~8 minutes:
-# build the extension in place against the installed torch, the GPU tests, compute-sanitizer
-# memcheck on a small case, the default bench with JSON and plot. Logs go to OUTDIR.
-# Usage: benchmarks/gpu_check.sh OUTDIR
+# Everything a lent GPU machine (no network) should do, in one call of at most ~8 minutes: build
+# the extension in place against the installed torch, the GPU tests, compute-sanitizer memcheck and
+# racecheck on a small case, the default bench with JSON and plot. At most 8 files go to OUTDIR.
+# Usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]
 set -uo pipefail
-out=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
+out=${1:?usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]}
+shift
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 py=${PYTHON:-python3}
+summary="$out/summary.txt"
 status=0
 step() {  # step NAME SECONDS CMD...: run with a time limit, log to OUTDIR/NAME.log, keep going
     local name=$1 limit=$2; shift 2
-    echo "== $name" | tee -a "$out/summary.txt"
+    local start=$SECONDS
     timeout "$limit" "$@" > "$out/$name.log" 2>&1
     local rc=$?
-    echo "   exit $rc" | tee -a "$out/summary.txt"
+    echo "== $name: exit $rc in $((SECONDS - start)) s" | tee -a "$summary"
+    tail -n 3 "$out/$name.log" | sed 's/^/   /' | tee -a "$summary"
     [ $rc -eq 0 ] || status=1
 }
 
-{ date -u; git rev-parse HEAD; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
-  $py -c "import torch, triton, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__)"; } \
-  > "$out/environment.txt" 2>&1
-step build 240 $py setup.py build_ext --inplace
-step tests 180 $py -m pytest -q -x -p no:cacheprovider tests/test_triton.py tests/test_reference_correctness.py \
-    tests/test_op_registration.py tests/test_models.py
-step memcheck 90 compute-sanitizer --tool memcheck --error-exitcode 1 $py -c "
+{ date -u; echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+  $py -c "import torch, triton, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA', torch.version.cuda, '| triton', triton.__version__)"
+  nvcc --version | tail -n 2; } > "$summary" 2>&1
+
+step build 110 $py setup.py build_ext --inplace
+step cuda_tests 70 $py -m pytest -q -p no:cacheprovider -rs tests/test_cuda_ext.py tests/test_gpu_reliability.py
+step triton_tests 110 $py -m pytest -q -p no:cacheprovider -rs --maxfail=20 tests/test_triton.py
+cat > "$out/sanitize_case.py" <<'PY'
 import torch, replk_ops
-x = torch.randn(2, 8, 20, 40, device='cuda', requires_grad=True)
-w = torch.randn(8, 1, 13, 13, device='cuda', requires_grad=True)
-for backend in replk_ops.available_backends('cuda'):
-    replk_ops.dwconv2d(x, w, backend=backend).sum().backward()
-torch.cuda.synchronize(); print('ok', replk_ops.available_backends('cuda'))"
-step bench 180 $py -m replk_ops.bench --passes all --json "$out/bench.json" --plot "$out/bench.png"
+ops = torch.ops.replk_ops_C
+for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    x = torch.randn(2, 8, 20, 40, device="cuda", dtype=dtype)
+    w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
+    b = torch.randn(8, device="cuda", dtype=dtype)
+    for algo in ("direct", "mma") if dtype != torch.float32 else ("direct",):
+        y = ops.fwd(x, w, b, 6, 6, algo)
+        ops.bwd_input(y, w, 6, 6, algo)
+    ops.bwd_weight(y, x, 13, 13, 6, 6, True)
+torch.cuda.synchronize()
+print("ok")
+PY
+step sanitizer 60 bash -c "compute-sanitizer --tool memcheck --error-exitcode 1 $py $out/sanitize_case.py && \
+    compute-sanitizer --tool racecheck --error-exitcode 1 $py $out/sanitize_case.py"
+rm -f "$out/sanitize_case.py"
+step bench 150 $py -m replk_ops.bench --budget 0.05 --json "$out/bench.json" --plot "$out/bench.png" "$@"
 exit $status
