@@ -23,6 +23,7 @@ import sys
 # kernel-name fragment -> (instructions that must appear, what they show)
 EXPECTED = {
     "dwconv_fwd_mma_kernel": ("HMMA", "tensor-core MMAs (row-Toeplitz WMMA)"),
+    "dwconv_fwd_mma_block_kernel": ("HMMA", "tensor-core MMAs (row-Toeplitz WMMA)"),
     "dwconv_fwd_direct_kernel": ("FFMA", "fp32 FMAs (direct tiles, fp32 accumulation)"),
     "dwconv_bwd_weight_kernel": ("FFMA", "fp32 FMAs (fp32 accumulation)"),
 }
@@ -99,13 +100,13 @@ def instruction_mix(tool: str, so: str, arch: str):
 
 
 def short(function: str) -> str:
-    for fragment in EXPECTED:
-        if fragment in function:
-            for dtype, label in (("13__nv_bfloat16", "bf16"), ("6__half", "f16"), ("IfE", "f32")):
-                if dtype in function:
-                    return f"{fragment}<{label}>"
-            return fragment
-    return function
+    """dwconv_fwd_direct_kernel<f32,4> for the mangled name of dwconv_fwd_direct_kernel<float, 4>."""
+    match = re.search(r"(dwconv_\w+?_kernel)I(13__nv_bfloat16|6__half|f)(?:Li(\d+)E)?", function)
+    if not match:
+        return function
+    label = {"13__nv_bfloat16": "bf16", "6__half": "f16", "f": "f32"}[match.group(2)]
+    extra = f",{match.group(3)}" if match.group(3) else ""
+    return f"{match.group(1)}<{label}{extra}>"
 
 
 def main(argv=None) -> int:
@@ -131,11 +132,11 @@ def main(argv=None) -> int:
             if counts["STL"] or counts["LDL"]:
                 failures.append(f"{arch} {short(function)}: local-memory loads/stores in SASS")
             for fragment, (needed, meaning) in EXPECTED.items():
-                if fragment in function and not counts[needed]:
+                if short(function).startswith(fragment + "<") and not counts[needed]:
                     failures.append(f"{arch} {short(function)}: no {needed} instructions; the design relies on {meaning}")
     kernels = {row["kernel"] for row in rows}
     for fragment in EXPECTED:
-        if not any(k.startswith(fragment) for k in kernels):
+        if not any(k.startswith(fragment + "<") for k in kernels):
             failures.append(f"{fragment}: not found in {so}")
     print(f"{'arch':<6} {'kernel':<34} {'regs':>4} {'stack':>5} {'local':>5} {'static smem':>11}  instructions")
     for row in rows:

@@ -28,9 +28,21 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log to OUTDIR/NAME.
   $py -c "import torch, triton, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA', torch.version.cuda, '| triton', triton.__version__)"
   nvcc --version | tail -n 2; } > "$summary" 2>&1
 
-step build 110 $py setup.py build_ext --inplace
-step cuda_tests 70 $py -m pytest -q -p no:cacheprovider -rs tests/test_cuda_ext.py tests/test_gpu_reliability.py
-step triton_tests 110 $py -m pytest -q -p no:cacheprovider -rs --maxfail=20 tests/test_triton.py
+want() { [ -z "${GPU_CHECK_STEPS:-}" ] || [[ " $GPU_CHECK_STEPS " == *" $1 "* ]]; }  # e.g. "build bench"
+
+want build && step build 110 $py setup.py build_ext --inplace
+# A C++ exception from the extension must reach Python as RuntimeError. If it crashes the process
+# instead, the C++ toolchain is the suspect: rebuild with the system compiler and check again.
+want exceptions && step exceptions 120 bash -c "$py benchmarks/exception_check.py && exit 0
+    echo '-- crashed with the default compiler:'; command -v gcc g++ c++; gcc --version | head -n 1
+    for cc in /usr/bin/gcc /usr/bin/gcc-13 /usr/bin/gcc-12; do [ -x \$cc ] || continue
+        echo '-- rebuilding with' \$cc; cxx=\${cc/gcc/g++}
+        CC=\$cc CXX=\$cxx $py setup.py build_ext --inplace --force > '$out/rebuild.txt' 2>&1 || { tail -n 5 '$out/rebuild.txt'; continue; }
+        $py benchmarks/exception_check.py && exit 0
+    done; exit 1"
+rm -f "$out/rebuild.txt"
+want cuda_tests && step cuda_tests 90 $py -m pytest -q -p no:cacheprovider -rs tests/test_cuda_ext.py tests/test_gpu_reliability.py
+want triton_tests && step triton_tests 110 $py -m pytest -q -p no:cacheprovider -rs --maxfail=20 tests/test_triton.py
 cat > "$out/sanitize_case.py" <<'PY'
 import torch, replk_ops
 ops = torch.ops.replk_ops_C
@@ -38,15 +50,16 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
     x = torch.randn(2, 8, 20, 40, device="cuda", dtype=dtype)
     w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
     b = torch.randn(8, device="cuda", dtype=dtype)
-    for algo in ("direct", "mma") if dtype != torch.float32 else ("direct",):
+    for algo in ("direct", "direct_generic") + (("mma", "mma_warp") if dtype != torch.float32 else ()):
         y = ops.fwd(x, w, b, 6, 6, algo)
         ops.bwd_input(y, w, 6, 6, algo)
     ops.bwd_weight(y, x, 13, 13, 6, 6, True)
 torch.cuda.synchronize()
 print("ok")
 PY
-step sanitizer 60 bash -c "compute-sanitizer --tool memcheck --error-exitcode 1 $py $out/sanitize_case.py && \
+want sanitizer && step sanitizer 60 bash -c "compute-sanitizer --tool memcheck --error-exitcode 1 $py $out/sanitize_case.py && \
     compute-sanitizer --tool racecheck --error-exitcode 1 $py $out/sanitize_case.py"
 rm -f "$out/sanitize_case.py"
-step bench 150 $py -m replk_ops.bench --budget 0.05 --json "$out/bench.json" --plot "$out/bench.png" "$@"
+want bench && step bench 240 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
+    $py -m replk_ops.bench --model replknet31b"
 exit $status

@@ -47,15 +47,15 @@ struct DeviceInfo {
 // Each returns cudaSuccess or the launch error. The mma launchers return cudaErrorInvalidConfiguration
 // without launching when the shape does not fit them (the caller then uses the direct kernel).
 #define REPLK_DECLARE(SUFFIX)                                                                 \
-  cudaError_t fwd_direct_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);  \
+  cudaError_t fwd_direct_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool unrolled); \
   cudaError_t bwd_weight_##SUFFIX(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
 REPLK_DECLARE(f32)
 REPLK_DECLARE(f16)
 REPLK_DECLARE(bf16)
 #undef REPLK_DECLARE
 
-cudaError_t fwd_mma_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);
-cudaError_t fwd_mma_bf16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);
+cudaError_t fwd_mma_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool block_tiles);
+cudaError_t fwd_mma_bf16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool block_tiles);
 // Whether the tensor-core kernel can run this shape on this GPU (compute capability 8.0+, shared memory).
 bool fwd_mma_fits(const ConvParams& p, const DeviceInfo& d);
 
@@ -82,7 +82,7 @@ inline BwdWeightTiling bwd_weight_tiling(const BwdWeightParams& p, const DeviceI
   BwdWeightTiling t;
   t.kwp = static_cast<int>(round_up(p.kw, 8));
   t.tw = static_cast<int>(round_up(p.Wo < 64 ? p.Wo : 64, 8));
-  t.th = static_cast<int>(p.Ho < 16 ? p.Ho : 16);
+  t.th = static_cast<int>(p.Ho < 32 ? p.Ho : 32);
   t.tiles_h = ceil_div(p.Ho, t.th);
   t.tiles_w = ceil_div(p.Wo, t.tw);
   t.tiles_per_channel = p.N * t.tiles_h * t.tiles_w;

@@ -102,26 +102,29 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   auto dtype = x.scalar_type();
   bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  bool mma = half && algo != "direct" && fwd_mma_fits(p, info);
-  TORCH_CHECK(!(algo == "mma" && !mma), "algo: \"mma\" needs float16 or bfloat16 on compute capability 8.0+ "
-              "and a kernel whose Toeplitz matrices fit in shared memory; got ", dtype, ", kernel (", p.kh,
-              ", ", p.kw, "), compute capability ", info.cc_major, ".x");
+  bool wants_mma = algo == "auto" || algo == "mma" || algo == "mma_warp";
+  bool mma = half && wants_mma && fwd_mma_fits(p, info);
+  TORCH_CHECK(mma || !(algo == "mma" || algo == "mma_warp"), "algo: \"", algo, "\" needs float16 or bfloat16 on "
+              "compute capability 8.0+ and a kernel whose Toeplitz matrices fit in shared memory; got ", dtype,
+              ", kernel (", p.kh, ", ", p.kw, "), compute capability ", info.cc_major, ".x");
+  bool unrolled = algo != "direct_generic";
   cudaError_t err;
   if (mma) {
-    err = dtype == at::kHalf ? fwd_mma_f16(p, info, stream) : fwd_mma_bf16(p, info, stream);
+    bool block_tiles = algo != "mma_warp";
+    err = dtype == at::kHalf ? fwd_mma_f16(p, info, stream, block_tiles) : fwd_mma_bf16(p, info, stream, block_tiles);
   } else if (dtype == at::kFloat) {
-    err = fwd_direct_f32(p, info, stream);
+    err = fwd_direct_f32(p, info, stream, unrolled);
   } else if (dtype == at::kHalf) {
-    err = fwd_direct_f16(p, info, stream);
+    err = fwd_direct_f16(p, info, stream, unrolled);
   } else {
-    err = fwd_direct_bf16(p, info, stream);
+    err = fwd_direct_bf16(p, info, stream, unrolled);
   }
   throw_on_error(err, "forward");
 }
 
 void check_algo(const std::string& algo) {
-  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "mma",
-              "algo: expected \"auto\", \"direct\" or \"mma\", got \"", algo, "\"");
+  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_generic" || algo == "mma" || algo == "mma_warp",
+              "algo: expected \"auto\", \"direct\", \"direct_generic\", \"mma\" or \"mma_warp\", got \"", algo, "\"");
 }
 
 at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t ph,

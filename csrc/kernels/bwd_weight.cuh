@@ -4,8 +4,9 @@
 // A block owns one channel and a fixed range of (image, row-tile, column-tile) tiles. Per tile it
 // stages dy (TH x TW) and the x rows and columns those outputs see in shared memory as float.
 // Each thread owns strips of 8 taps (i, j0..j0+7); threads are split into groups that take
-// different (row, 8-column) items of the tile. Per item a thread reads 8 dy values (the same for
-// its whole group: a broadcast) and 16 x values as float4s for 64 FMAs. At the end the groups are
+// different rows of the tile. Along a row a thread slides eight columns at a time: per step it
+// reads 8 dy values (the same for its whole group: a broadcast) and 8 new x values as float4s for
+// 64 FMAs. At the end the groups are
 // summed in a fixed order and the block writes its partial sums, which the caller reduces over
 // blocks in a fixed order too: the result does not depend on scheduling.
 #pragma once
@@ -71,7 +72,6 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
   const int64_t first = split * per_block;
   const int64_t last = min(first + per_block, t.tiles_per_channel);
   const int width = t.tw + t.kwp;
-  const int items = t.th * (t.tw / 8);
   for (int64_t tile = first; tile < last; ++tile) {
     const int64_t n = tile / (t.tiles_h * t.tiles_w);
     const int64_t r = tile % (t.tiles_h * t.tiles_w);
@@ -93,27 +93,33 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
     }
     __syncthreads();
     if (group < 0) continue;
-    for (int it = group; it < items; it += l.groups) {
-      const int row = it / (t.tw / 8), col = (it % (t.tw / 8)) * 8;
-      if (h0 + row >= p.Ho || w0 + col >= p.Wo) continue;  // all-zero dy
-      float d[8];
-      *reinterpret_cast<float4*>(d) = *reinterpret_cast<const float4*>(tile_dy + row * t.tw + col);
-      *reinterpret_cast<float4*>(d + 4) = *reinterpret_cast<const float4*>(tile_dy + row * t.tw + col + 4);
+    // a group takes whole rows and slides along them: the 16 x values of one 8-column step
+    // overlap the next step's by 8, so each step loads 8 new x values and 8 dy values
+    for (int row = group; row < t.th; row += l.groups) {
+      if (h0 + row >= p.Ho) break;  // all-zero dy from here on
 #pragma unroll
       for (int q = 0; q < 2; ++q) {
         if (!has[q]) continue;
         const int64_t hi = h0 + row + strip_i[q] - p.ph;
         if (hi < 0 || hi >= p.H) continue;  // the x row is padding
-        const int64_t wi = w0 + col + strip_j0[q] - p.pw;
-        if (wi + 14 < 0 || wi >= p.W) continue;  // the 15 x columns are padding
-        const float* xr = tile_x + (row + strip_i[q]) * l.stride + col + strip_j0[q];
+        const float* xr = tile_x + (row + strip_i[q]) * l.stride + strip_j0[q];
+        const float* dr = tile_dy + row * t.tw;
         float b[16];
+        *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(xr);
+        *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(xr + 4);
+        for (int col = 0; col < t.tw; col += 8) {
+          float d[8];
+          *reinterpret_cast<float4*>(d) = *reinterpret_cast<const float4*>(dr + col);
+          *reinterpret_cast<float4*>(d + 4) = *reinterpret_cast<const float4*>(dr + col + 4);
+          *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(xr + col + 8);
+          *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(xr + col + 12);
 #pragma unroll
-        for (int k = 0; k < 16; k += 4) *reinterpret_cast<float4*>(b + k) = *reinterpret_cast<const float4*>(xr + k);
+          for (int u = 0; u < 8; ++u) {
 #pragma unroll
-        for (int u = 0; u < 8; ++u) {
+            for (int k = 0; k < 8; ++k) acc[q][k] = fmaf(d[u], b[u + k], acc[q][k]);
+          }
 #pragma unroll
-          for (int k = 0; k < 8; ++k) acc[q][k] = fmaf(d[u], b[u + k], acc[q][k]);
+          for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
         }
       }
     }

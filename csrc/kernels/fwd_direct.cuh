@@ -48,7 +48,9 @@ inline DirectTiling direct_tiling(const ConvParams& p, const DeviceInfo& d) {
   return t;
 }
 
-template <typename T>
+// CHUNKS = kwp / 8 as a compile-time constant fully unrolls the tap loop, so the sliding window
+// costs no moves; CHUNKS = 0 is the generic loop for any kwp.
+template <typename T, int CHUNKS>
 __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams p, const DirectTiling t) {
   extern __shared__ __align__(16) float smem[];
   const int per_plane = t.tx * t.ty;
@@ -63,17 +65,18 @@ __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams
   const int64_t plane = group * t.pb + slot;
   const bool active = plane < p.N * p.C;
   const int64_t n = plane / p.C, c = plane % p.C;
+  const int kwp = CHUNKS > 0 ? CHUNKS * 8 : t.kwp;
   float* tile_in = smem + slot * t.slot_floats;
   float* tile_w = tile_in + static_cast<size_t>(t.rows) * t.stride;
   const T* x = static_cast<const T*>(p.x);
   const T* w = static_cast<const T*>(p.w);
 
   if (active) {
-    for (int e = lt; e < p.kh * t.kwp; e += per_plane) {
-      int i = e / t.kwp, j = e % t.kwp;
+    for (int e = lt; e < p.kh * kwp; e += per_plane) {
+      int i = e / kwp, j = e % kwp;
       tile_w[e] = j < p.kw ? weight_at(w, c, i, j, p.kh, p.kw, p.flip) : 0.f;
     }
-    const int width = 8 * t.tx + t.kwp;
+    const int width = 8 * t.tx + kwp;
     for (int e = lt; e < t.rows * width; e += per_plane) {
       int r = e / width, q = e % width;
       int64_t hi = h0 - p.ph + r, wi = w0 - p.pw + q;
@@ -96,26 +99,47 @@ __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams
   int64_t j_first = p.pw - ow0 - 14;
   const int j_lo = j_first <= 0 ? 0 : static_cast<int>(round_up(j_first, 8));
   const int64_t j_last = p.W - 1 + p.pw - ow0;
-  const int j_hi = static_cast<int>(min(int64_t(t.kwp), j_last + 1));
+  const int j_hi = static_cast<int>(min(int64_t(kwp), j_last + 1));
   for (int i = i_lo; i < i_hi && j_lo < j_hi; ++i) {
     const float* row = tile_in + (ty + i) * t.stride + 8 * tx;
-    const float* wrow = tile_w + i * t.kwp;
+    const float* wrow = tile_w + i * kwp;
     float b[16];
-    *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(row + j_lo);
-    *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(row + j_lo + 4);
-    for (int j0 = j_lo; j0 < j_hi; j0 += 8) {
-      float wv[8];
-      *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(row + j0 + 8);
-      *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(row + j0 + 12);
-      *reinterpret_cast<float4*>(wv) = *reinterpret_cast<const float4*>(wrow + j0);
-      *reinterpret_cast<float4*>(wv + 4) = *reinterpret_cast<const float4*>(wrow + j0 + 4);
+    if (CHUNKS > 0) {  // all chunks, unrolled; chunks on padding multiply zeros
+      *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(row);
+      *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(row + 4);
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
+      for (int chunk = 0; chunk < (CHUNKS > 0 ? CHUNKS : 1); ++chunk) {
+        const int j0 = chunk * 8;
+        float wv[8];
+        *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(row + j0 + 8);
+        *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(row + j0 + 12);
+        *reinterpret_cast<float4*>(wv) = *reinterpret_cast<const float4*>(wrow + j0);
+        *reinterpret_cast<float4*>(wv + 4) = *reinterpret_cast<const float4*>(wrow + j0 + 4);
 #pragma unroll
-        for (int k = 0; k < 8; ++k) acc[k] = fmaf(wv[u], b[k + u], acc[k]);
+        for (int u = 0; u < 8; ++u) {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) acc[k] = fmaf(wv[u], b[k + u], acc[k]);
+        }
+#pragma unroll
+        for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
       }
+    } else {
+      *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(row + j_lo);
+      *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(row + j_lo + 4);
+      for (int j0 = j_lo; j0 < j_hi; j0 += 8) {
+        float wv[8];
+        *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(row + j0 + 8);
+        *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(row + j0 + 12);
+        *reinterpret_cast<float4*>(wv) = *reinterpret_cast<const float4*>(wrow + j0);
+        *reinterpret_cast<float4*>(wv + 4) = *reinterpret_cast<const float4*>(wrow + j0 + 4);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
+        for (int u = 0; u < 8; ++u) {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) acc[k] = fmaf(wv[u], b[k + u], acc[k]);
+        }
+#pragma unroll
+        for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
+      }
     }
   }
   const float bias = p.bias ? to_float(static_cast<const T*>(p.bias)[c]) : 0.f;
@@ -126,16 +150,34 @@ __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams
   }
 }
 
+template <typename T, int CHUNKS>
+cudaError_t launch_fwd_direct_as(const ConvParams& p, const DirectTiling& t, int64_t blocks, cudaStream_t stream) {
+  cudaError_t err = allow_shared_memory(dwconv_fwd_direct_kernel<T, CHUNKS>, t.smem_bytes);
+  if (err != cudaSuccess) return err;
+  dwconv_fwd_direct_kernel<T, CHUNKS>
+      <<<static_cast<unsigned>(blocks), t.pb * t.tx * t.ty, t.smem_bytes, stream>>>(p, t);
+  return cudaGetLastError();
+}
+
+// `unrolled`: the compile-time specialization for kw's chunk count (every kw <= 64); else the
+// generic loop.
 template <typename T>
-cudaError_t launch_fwd_direct(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream) {
+cudaError_t launch_fwd_direct(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, bool unrolled) {
   if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
   DirectTiling t = direct_tiling(p, d);
   int64_t blocks = t.plane_groups * t.tiles;
   if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
-  cudaError_t err = allow_shared_memory(dwconv_fwd_direct_kernel<T>, t.smem_bytes);
-  if (err != cudaSuccess) return err;
-  dwconv_fwd_direct_kernel<T><<<static_cast<unsigned>(blocks), t.pb * t.tx * t.ty, t.smem_bytes, stream>>>(p, t);
-  return cudaGetLastError();
+  switch (unrolled ? t.kwp / 8 : 0) {
+    case 1: return launch_fwd_direct_as<T, 1>(p, t, blocks, stream);
+    case 2: return launch_fwd_direct_as<T, 2>(p, t, blocks, stream);
+    case 3: return launch_fwd_direct_as<T, 3>(p, t, blocks, stream);
+    case 4: return launch_fwd_direct_as<T, 4>(p, t, blocks, stream);
+    case 5: return launch_fwd_direct_as<T, 5>(p, t, blocks, stream);
+    case 6: return launch_fwd_direct_as<T, 6>(p, t, blocks, stream);
+    case 7: return launch_fwd_direct_as<T, 7>(p, t, blocks, stream);
+    case 8: return launch_fwd_direct_as<T, 8>(p, t, blocks, stream);
+    default: return launch_fwd_direct_as<T, 0>(p, t, blocks, stream);
+  }
 }
 
 }  // namespace replk_ops

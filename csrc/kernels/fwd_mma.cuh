@@ -131,10 +131,138 @@ __global__ void __launch_bounds__(256) dwconv_fwd_mma_kernel(const ConvParams p,
 #endif
 }
 
+// The same product for maps of 32 x 32 and up, with the block sharing its input tile: a block of
+// wh x ww warps computes a (16 wh) x (16 ww) output tile, so the input rows and columns around it
+// are loaded once for all its warps (about a third of the loads of one 16 x 16 tile per warp).
+struct MmaBlockTiling {
+  int bk, ldx, rows, cols, wh, ww;
+  int64_t tiles_w, tiles_per_image, tiles_per_channel, tiles_per_block;
+  int splits;
+  size_t toeplitz_bytes, input_bytes, smem_bytes;
+};
+
+inline MmaBlockTiling mma_block_tiling(const ConvParams& p, const DeviceInfo& d) {
+  MmaBlockTiling t;
+  t.bk = static_cast<int>(round_up(15 + p.kw, 16));
+  t.wh = static_cast<int>(min(int64_t(4), ceil_div(p.Ho, 16)));
+  t.ww = static_cast<int>(min(int64_t(2), ceil_div(p.Wo, 16)));
+  t.rows = 16 * t.wh + p.kh - 1;
+  t.cols = 16 * (t.ww - 1) + t.bk;
+  t.ldx = (t.cols / 16) % 2 ? t.cols : t.cols + 16;
+  t.toeplitz_bytes = static_cast<size_t>(p.kh) * t.bk * 16 * 2;
+  t.input_bytes = static_cast<size_t>(t.rows) * t.ldx * 2;
+  t.smem_bytes = t.toeplitz_bytes + t.input_bytes + static_cast<size_t>(t.wh) * t.ww * 256 * sizeof(float);
+  t.tiles_w = ceil_div(p.Wo, 16 * t.ww);
+  t.tiles_per_image = ceil_div(p.Ho, 16 * t.wh) * t.tiles_w;
+  t.tiles_per_channel = p.N * t.tiles_per_image;
+  int64_t splits = ceil_div(4LL * d.sm_count, p.C);
+  if (splits > t.tiles_per_channel) splits = t.tiles_per_channel;
+  t.splits = static_cast<int>(splits < 1 ? 1 : splits);
+  t.tiles_per_block = ceil_div(t.tiles_per_channel, t.splits);
+  (void)d;
+  return t;
+}
+
+// Block tiles pay off once a block has several warps to share them.
+inline bool mma_block_preferred(const ConvParams& p, const DeviceInfo& d) {
+  MmaBlockTiling t = mma_block_tiling(p, d);
+  return t.wh * t.ww >= 4 && t.smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
+}
+
 template <typename T>
-cudaError_t launch_fwd_mma(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream) {
+__global__ void __launch_bounds__(256) dwconv_fwd_mma_block_kernel(const ConvParams p, const MmaBlockTiling t) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* toeplitz = reinterpret_cast<T*>(smem);
+  T* tile_in = reinterpret_cast<T*>(smem + t.toeplitz_bytes);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int wr = warp / t.ww, wc = warp % t.ww;
+  float* tile_out = reinterpret_cast<float*>(smem + t.toeplitz_bytes + t.input_bytes) + warp * 256;
+  const int64_t c = blockIdx.x % p.C;
+  const int64_t split = blockIdx.x / p.C;
+  const T* x = static_cast<const T*>(p.x);
+  const T* w = static_cast<const T*>(p.w);
+  T* y = static_cast<T*>(p.y);
+
+  const int toeplitz_elems = p.kh * t.bk * 16;
+  for (int e = threadIdx.x; e < toeplitz_elems; e += blockDim.x) {
+    int i = e / (t.bk * 16), a = (e / 16) % t.bk, b = e % 16;
+    int j = a - b;
+    toeplitz[e] = from_float<T>(j >= 0 && j < p.kw ? weight_at(w, c, i, j, p.kh, p.kw, p.flip) : 0.f);
+  }
+  const float bias = p.bias ? to_float(static_cast<const T*>(p.bias)[c]) : 0.f;
+
+  const int64_t first = split * t.tiles_per_block;
+  const int64_t last = min(first + t.tiles_per_block, t.tiles_per_channel);
+  const int elems = t.rows * t.cols;
+  for (int64_t tile = first; tile < last; ++tile) {
+    const int64_t n = tile / t.tiles_per_image;
+    const int64_t r = tile % t.tiles_per_image;
+    const int64_t bh0 = (r / t.tiles_w) * 16 * t.wh, bw0 = (r % t.tiles_w) * 16 * t.ww;
+    __syncthreads();  // the Toeplitz matrices are built; the previous tile's input is consumed
+    for (int base = 0; base < elems; base += blockDim.x * 4) {
+      T v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {  // four loads in flight per thread
+        int e = base + u * blockDim.x + threadIdx.x;
+        int rr = e / t.cols, q = e % t.cols;
+        int64_t hi = bh0 - p.ph + rr, wi = bw0 - p.pw + q;
+        bool inside = e < elems && hi >= 0 && hi < p.H && wi >= 0 && wi < p.W;
+        v[u] = inside ? x[offset4(p.xs, n, c, hi, wi)] : from_float<T>(0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        int e = base + u * blockDim.x + threadIdx.x;
+        if (e < elems) tile_in[(e / t.cols) * t.ldx + e % t.cols] = v[u];
+      }
+    }
+    __syncthreads();
+    const int64_t h0 = bh0 + 16 * wr, w0 = bw0 + 16 * wc;
+    if (h0 >= p.Ho || w0 >= p.Wo) continue;  // this warp's part of the tile is past the map
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+    const int64_t last_row = min(int64_t(15), p.Ho - 1 - h0);
+    const int i_lo = static_cast<int>(max(int64_t(0), p.ph - h0 - last_row));
+    const int i_hi = static_cast<int>(min(int64_t(p.kh), p.H + p.ph - h0));
+    const int64_t k_first = p.pw - w0 - 15;
+    const int k_lo = k_first <= 0 ? 0 : static_cast<int>(ceil_div(k_first, 16));
+    const int k_hi = static_cast<int>(min(int64_t(t.bk / 16), (p.W - 1 + p.pw - w0) / 16 + 1));
+    const T* a_base = tile_in + 16 * wr * t.ldx + 16 * wc;
+    for (int i = i_lo; i < i_hi; ++i) {
+      for (int kk = k_lo; kk < k_hi; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
+        wmma::load_matrix_sync(a, a_base + i * t.ldx + kk * 16, t.ldx);
+        wmma::load_matrix_sync(b, toeplitz + (static_cast<size_t>(i) * t.bk + kk * 16) * 16, 16);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+    }
+    wmma::store_matrix_sync(tile_out, acc, 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 256; e += 32) {
+      int64_t oh = h0 + e / 16, ow = w0 + e % 16;
+      if (oh < p.Ho && ow < p.Wo) y[offset4(p.ys, n, c, oh, ow)] = from_float<T>(tile_out[e] + bias);
+    }
+    __syncwarp();
+  }
+#endif
+}
+
+template <typename T>
+cudaError_t launch_fwd_mma(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, bool block_tiles) {
   if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
   if (!mma_fits(p, d)) return cudaErrorInvalidConfiguration;
+  if (block_tiles && mma_block_preferred(p, d)) {
+    MmaBlockTiling t = mma_block_tiling(p, d);
+    int64_t blocks = p.C * t.splits;
+    if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+    cudaError_t err = allow_shared_memory(dwconv_fwd_mma_block_kernel<T>, t.smem_bytes);
+    if (err != cudaSuccess) return err;
+    dwconv_fwd_mma_block_kernel<T>
+        <<<static_cast<unsigned>(blocks), 32 * t.wh * t.ww, t.smem_bytes, stream>>>(p, t);
+    return cudaGetLastError();
+  }
   MmaTiling t = mma_tiling(p, d);
   int64_t blocks = p.C * t.splits;
   if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;

@@ -2,8 +2,8 @@
 #include "fwd_mma.cuh"
 
 namespace replk_ops {
-cudaError_t fwd_mma_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s) {
-  return launch_fwd_mma<__half>(p, d, s);
+cudaError_t fwd_mma_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool block_tiles) {
+  return launch_fwd_mma<__half>(p, d, s, block_tiles);
 }
 }  // namespace replk_ops
 

@@ -120,9 +120,16 @@ def run(
     progress: Optional[Callable[[str], None]] = None,
 ) -> List[Row]:
     rows: List[Row] = []
-    for shape in shapes:
-        for dtype in dtypes:
-            rows += _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress)
+    # fp32 rows are checked to fp32 accuracy; cuDNN's default TF32 convolutions would fail that
+    # check and never be timed, so the baselines run in true fp32 here
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        for shape in shapes:
+            for dtype in dtypes:
+                rows += _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     return rows
 
 
