@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 from setuptools import setup
@@ -50,6 +51,46 @@ def max_jobs() -> str:
     return str(max(1, min(cores, int(mem_gib // 3))))  # nvcc on torch headers takes ~2-3 GiB a job
 
 
+def gcc_major(compiler: str):
+    """The GCC major version of ``compiler``, or None if it is not GCC or cannot run."""
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+        if "Free Software Foundation" not in out:
+            return None
+        version = subprocess.run([compiler, "-dumpversion"], capture_output=True, text=True, timeout=30).stdout
+        return int(version.strip().split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def check_compiler(torch) -> None:
+    """C++ exceptions thrown by an extension built with another GCC major version than torch's can
+    crash the process instead of raising (seen: a GCC from /opt against torch's GCC 13 runtime).
+    Pick a matching system compiler when CXX is not set; warn when it is set to a mismatch."""
+    match = re.search(r"GCC (\d+)", torch.__config__.show())
+    if not match:
+        return
+    wanted = int(match.group(1))
+    chosen = os.environ.get("CXX", "c++")
+    have = gcc_major(chosen)
+    if have is None or have == wanted:
+        return
+    if "CXX" in os.environ:
+        say(f"warning: CXX={chosen} is GCC {have} but torch was built with GCC {wanted}; if errors raised by "
+            f"replk_ops._C crash Python, rebuild with CXX=g++-{wanted} CC=gcc-{wanted} (or another GCC {wanted})")
+        return
+    for cxx in (f"g++-{wanted}", "/usr/bin/g++", "g++"):
+        path = shutil.which(cxx)
+        if path and gcc_major(path) == wanted:
+            os.environ["CXX"] = path
+            cc = path.replace("g++", "gcc")
+            if shutil.which(cc):
+                os.environ.setdefault("CC", cc)
+            say(f"using {path} (GCC {wanted}, like torch) instead of {chosen} (GCC {have})")
+            return
+    say(f"warning: {chosen} is GCC {have} but torch was built with GCC {wanted}; no GCC {wanted} found")
+
+
 def extension_modules():
     """(ext_modules, cmdclass), empty when the extension cannot or should not be built."""
     if os.environ.get("REPLK_OPS_SKIP_CUDA_BUILD") == "1":
@@ -70,6 +111,7 @@ def extension_modules():
     if torch.version.cuda is None:
         say(f"torch {torch.__version__} is a CPU-only build: installing without the CUDA extension")
         return [], {}
+    check_compiler(torch)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "visible GPU")

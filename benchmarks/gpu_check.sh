@@ -30,7 +30,8 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log to OUTDIR/NAME.
 
 want() { [ -z "${GPU_CHECK_STEPS:-}" ] || [[ " $GPU_CHECK_STEPS " == *" $1 "* ]]; }  # e.g. "build bench"
 
-want build && step build 110 $py setup.py build_ext --inplace
+# setup.py picks a compiler of torch's GCC major version when CC/CXX are not set (see exceptions)
+want build && step build 110 env -u CC -u CXX $py setup.py build_ext --inplace
 # A C++ exception from the extension must reach Python as RuntimeError. If it crashes the process
 # instead, the C++ toolchain is the suspect: rebuild with the system compiler and check again.
 want exceptions && step exceptions 120 bash -c "$py benchmarks/exception_check.py && exit 0

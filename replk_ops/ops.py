@@ -137,6 +137,42 @@ dwconv2d_bwd_input.register_autograd(_backward_bwd_input, setup_context=_setup_b
 dwconv2d_bwd_weight.register_autograd(_backward_bwd_weight, setup_context=_setup_bwd_weight)
 
 
+class _EagerDWConv2d(torch.autograd.Function):
+    """Eager training calls: the same backends and the same gradients as the registered ops, with
+    one autograd node instead of three trips through the dispatcher (about 0.3 ms a layer saved,
+    which is most of the time of a small layer at batch 1). torch.compile, tensor subclasses and
+    double backward use the registered ops."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, ph, pw, backend):
+        impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, ph, pw))
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.backend, ctx.has_bias = (ph, pw), backend, bias is not None
+        return in_layout(impl.fwd(x, weight, bias, ph, pw), memory_format_of(x))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if torch.is_grad_enabled():  # create_graph=True: differentiate through the registered ops
+            return _backward(ctx, grad_out)
+        x, weight = ctx.saved_tensors
+        ph, pw = ctx.padding
+        kh, kw = weight.shape[2], weight.shape[3]
+        grad_x = grad_weight = grad_bias = None
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if need_x:
+            impl = backends.select(grad_out, weight, ctx.backend, "bwd_input",
+                                   lambda b: b.bwd_input(grad_out, weight, ph, pw))
+            grad_x = in_layout(impl.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
+        if need_w or need_b:
+            probe_weight = x.new_empty((x.shape[1], 1, kh, kw))
+            impl = backends.select(x, probe_weight, ctx.backend, "bwd_weight",
+                                   lambda b: b.bwd_weight(grad_out, x, kh, kw, ph, pw))
+            grad_weight, grad_bias = impl.bwd_weight(grad_out, x, kh, kw, ph, pw)
+            grad_weight = grad_weight.contiguous() if need_w else None
+            grad_bias = grad_bias.contiguous() if (need_b and ctx.has_bias) else None
+        return grad_x, grad_weight, grad_bias, None, None, None
+
+
 def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
@@ -176,18 +212,26 @@ def dwconv2d(
         # (~60 us a call on CPU, which matters for small layers at batch 1).
         impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, pad[0], pad[1]))
         return in_layout(impl.fwd(x, weight, bias, pad[0], pad[1]), memory_format_of(x))
+    if _is_plain_eager(x, weight, bias):
+        return _EagerDWConv2d.apply(x, weight, bias, pad[0], pad[1], backend)
     return dwconv2d_fwd(x, weight, bias, pad[0], pad[1], backend)
 
 
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
-def _is_plain_eager_inference(x, weight, bias) -> bool:
-    """An eager call that autograd, torch.compile and tensor subclasses (fake tensors, DTensor)
-    have no stake in; every other call goes through the registered op."""
+def _is_plain_eager(x, weight, bias) -> bool:
+    """An eager call on plain tensors: torch.compile and tensor subclasses (fake tensors, DTensor)
+    go through the registered op."""
     tensors = (x, weight) if bias is None else (x, weight, bias)
-    if torch.compiler.is_compiling() or any(type(t) not in _PLAIN_TENSOR_TYPES for t in tensors):
+    return not torch.compiler.is_compiling() and all(type(t) in _PLAIN_TENSOR_TYPES for t in tensors)
+
+
+def _is_plain_eager_inference(x, weight, bias) -> bool:
+    """An eager call that neither autograd nor torch.compile has a stake in."""
+    if not _is_plain_eager(x, weight, bias):
         return False
+    tensors = (x, weight) if bias is None else (x, weight, bias)
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
