@@ -15,6 +15,19 @@ if not _HAS_GPU:
 # Tests choose backends explicitly; a user's override must not leak into them.
 os.environ.pop("REPLK_OPS_BACKEND", None)
 
+# Property-based tests: "ci" (default) is bounded to keep CI short; "long" is for GPU machines and
+# nightly runs: `python -m pytest tests/test_fuzz.py --hypothesis-profile=long`.
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=20, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.load_profile("ci")
+except ImportError:  # pragma: no cover - hypothesis is a test extra
+    pass
+
 
 def pytest_collection_modifyitems(config, items):
     if _HAS_GPU:

@@ -81,6 +81,20 @@ def test_bad_environment_backend(monkeypatch, value):
         replk_ops.dwconv2d(X, W)
 
 
+@pytest.mark.parametrize("value", ["yes", "off", "2", "true"])
+def test_bad_environment_autotune(monkeypatch, value):
+    monkeypatch.setenv("REPLK_OPS_AUTOTUNE", value)
+    with pytest.raises(ValueError, match="REPLK_OPS_AUTOTUNE: expected 0 or 1"):
+        replk_ops.dwconv2d(X, W)
+
+
+@pytest.mark.parametrize("name,value", [("REPLK_OPS_BACKEND", ""), ("REPLK_OPS_BACKEND", "  "),
+                                        ("REPLK_OPS_AUTOTUNE", "0"), ("REPLK_OPS_AUTOTUNE", "1")])
+def test_accepted_environment_values(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    torch.testing.assert_close(replk_ops.dwconv2d(X, W), torch.nn.functional.conv2d(X, W, padding=2, groups=4))
+
+
 def test_registered_op_validates_too():
     with pytest.raises(ValueError, match="weight: expected shape"):
         torch.ops.replk_ops.dwconv2d_fwd(X, torch.randn(3, 1, 5, 5), None, 2, 2, "auto")

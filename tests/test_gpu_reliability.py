@@ -99,3 +99,22 @@ def test_peak_memory_of_a_training_step(backend):
     peak = torch.cuda.max_memory_allocated() - before + size(x, w, dy)
     needed = size(x, w, dy, y, x.grad, w.grad)
     assert peak <= 1.1 * needed, f"peak {peak / 2**20:.1f} MiB, inputs + output + gradients {needed / 2**20:.1f} MiB"
+
+
+def test_bad_cuda_inputs_raise_and_leave_the_device_usable():
+    x = torch.randn(2, 4, 16, 16, device="cuda")
+    w = torch.randn(4, 1, 5, 5, device="cuda")
+    bad = [
+        (lambda: replk_ops.dwconv2d(x, torch.randn(3, 1, 5, 5, device="cuda")), ValueError, "weight: expected shape"),
+        (lambda: replk_ops.dwconv2d(x, w.cpu()), RuntimeError, "weight: expected a tensor on cuda"),
+        (lambda: replk_ops.dwconv2d(x, w.half()), TypeError, "weight: expected dtype"),
+        (lambda: replk_ops.dwconv2d(x[:, :, :2, :2], w, padding=0), ValueError, "smaller than the kernel"),
+        (lambda: replk_ops.dwconv2d(x, torch.randn(4, 1, 65, 65, device="cuda"), backend="cuda"), RuntimeError,
+         "cannot run"),
+    ]
+    for call, exception, text in bad:
+        with pytest.raises(exception, match=text):
+            call()
+    y = replk_ops.dwconv2d(x, w)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=2, groups=4), rtol=1e-4, atol=1e-4)

@@ -49,6 +49,7 @@ def requested_backend(backend: str) -> str:
     """``backend`` with the environment override applied to "auto"."""
     check_backend_name(backend)
     if backend == "auto":
+        measured.enabled()  # validates REPLK_OPS_AUTOTUNE on every "auto" call, GPU or not
         env = os.environ.get(ENV_VAR, "").strip()
         if env:
             return check_backend_name(env, argument=f"environment variable {ENV_VAR}")

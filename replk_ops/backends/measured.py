@@ -37,7 +37,11 @@ _LOCK = threading.Lock()
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV_VAR, "1").strip() != "0"
+    """Whether "auto" may measure; raises ValueError naming the variable for a value other than 0 or 1."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"environment variable {ENV_VAR}: expected 0 or 1, got {value!r}")
+    return value != "0"
 
 
 def _size_class(size: int) -> int:
