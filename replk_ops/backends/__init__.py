@@ -26,8 +26,9 @@ ENV_VAR = "REPLK_OPS_BACKEND"
 _BACKENDS: Dict[str, Backend] = {}
 # Priority for "auto": the first one that can run the call wins.
 _AUTO_ORDER: List[str] = []
-# Backends "auto" times against each other when more than one of them can run a call.
-MEASURED = ("cuda", "triton")
+# Backends "auto" times against each other on CUDA when more than one of them can run a call
+# (the reference there is PyTorch's own kernel, the fastest for some small maps).
+MEASURED = ("cuda", "triton", "reference")
 
 
 def register(backend: Backend, auto_priority: Optional[int] = None) -> None:
@@ -96,13 +97,13 @@ def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto",
     if requested == "auto":
         candidates = _auto_candidates(x, reasons)
         chosen = candidates[0]
-        racing = [name for name in candidates if name in MEASURED]
+        racing = [name for name in candidates if name in MEASURED] if x.device.type == "cuda" else []
         if len(racing) > 1:
             result = measured.remembered(measured.kind(op, x, weight))
             if result is not None:
                 chosen, note = result.chosen, f" ({result})"
             elif measured.enabled():
-                note = f" (by priority until the first {op} call of this kind measures {' against '.join(racing)})"
+                note = f" (by priority until the first {op} call of this kind times {', '.join(racing)})"
             else:
                 note = f" (by priority: measuring is off, {measured.ENV_VAR}=0)"
     else:
@@ -133,7 +134,7 @@ def select(
         candidates = [name for name in _AUTO_ORDER
                       if _auto_rejects(_BACKENDS[name], x) is None
                       and _BACKENDS[name].unavailable_reason(x, weight) is None]
-        racing = [name for name in candidates if name in MEASURED]
+        racing = [name for name in candidates if name in MEASURED] if x.device.type == "cuda" else []
         if run is not None and len(racing) > 1:
             best = measured.choose(measured.kind(op, x, weight), racing, lambda name: run(_BACKENDS[name]))
             if best is not None:

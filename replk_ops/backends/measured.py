@@ -1,8 +1,8 @@
 """"auto" between the GPU backends by measurement: the first call of each kind times every
 candidate on that call's own tensors and remembers the fastest.
 
-A kind is (device, pass, dtype, kernel size, layout, map-size class); the batch size and channel
-count are left out so a new batch size never triggers a new measurement. Measuring is skipped
+A kind is (device, pass, dtype, kernel size, layout, map-size class, deterministic mode); the
+batch size and channel count are left out so a new batch size never triggers a new measurement. Measuring is skipped
 (static priority instead) while a CUDA graph is being captured, and when
 ``REPLK_OPS_AUTOTUNE=0``.
 """
@@ -51,7 +51,7 @@ def _size_class(size: int) -> int:
 def kind(op: str, x: torch.Tensor, weight: torch.Tensor) -> Tuple:
     fmt = "channels_last" if memory_format_of(x) == torch.channels_last else "nchw"
     return (str(x.device), op, x.dtype, tuple(weight.shape[2:]), fmt,
-            _size_class(x.shape[2]), _size_class(x.shape[3]))
+            _size_class(x.shape[2]), _size_class(x.shape[3]), torch.are_deterministic_algorithms_enabled())
 
 
 def remembered(key: Tuple) -> Optional[Measurement]:
