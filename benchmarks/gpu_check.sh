@@ -42,7 +42,8 @@ want exceptions && step exceptions 120 bash -c "$py benchmarks/exception_check.p
         $py benchmarks/exception_check.py && exit 0
     done; exit 1"
 rm -f "$out/rebuild.txt"
-want cuda_tests && step cuda_tests 90 $py -m pytest -q -p no:cacheprovider -rs tests/test_cuda_ext.py tests/test_gpu_reliability.py
+want cuda_tests && step cuda_tests 150 $py -m pytest -q -p no:cacheprovider -rs tests/test_cuda_ext.py \
+    tests/test_gpu_reliability.py tests/test_reliability.py tests/test_fuzz.py
 want triton_tests && step triton_tests 110 $py -m pytest -q -p no:cacheprovider -rs --maxfail=20 tests/test_triton.py
 cat > "$out/sanitize_case.py" <<'PY'
 import torch, replk_ops
