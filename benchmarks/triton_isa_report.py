@@ -14,6 +14,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from replk_ops.triton_kernels.dense import dwconv_dense_fwd_kernel
 from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
 
 FWD_INTS = ["N", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "sxn", "sxc", "sxh", "sxw", "syn", "syc", "syh", "syw"]
@@ -28,6 +29,11 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
                **{k: "i32" for k in FWD_INTS}}
         const = {"HAS_BIAS": True, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False, "IEEE": False}
         fn = dwconv_fwd_kernel
+    elif kernel == "dense_fwd":  # RepLKNet-31B stage 3 at batch 64: 14x14 maps, 27x27 kernels
+        sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
+               **{k: "i32" for k in FWD_INTS}}
+        const = {"HAS_BIAS": True, "BM": 64, "BN": 64, "BK": 32, "UPCAST": False, "IEEE": False}
+        fn = dwconv_dense_fwd_kernel
     else:
         sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS}}
         const = {"BR": 64, "BN": 32, "BK": bk, "KWP": triton.next_power_of_2(kw), "UPCAST": False, "IEEE": False}
@@ -46,7 +52,7 @@ def _resources(cubin: bytes) -> dict:
     return {key: int(value) for key, value in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", text)}
 
 
-def report(kernels=("fwd", "bwd_weight"), dtypes=("fp16", "bf16", "fp32"), archs=(80, 90)):
+def report(kernels=("fwd", "dense_fwd", "bwd_weight"), dtypes=("fp16", "bf16", "fp32"), archs=(80, 90)):
     rows = []
     for arch in archs:
         for kernel in kernels:

@@ -27,6 +27,10 @@ CASES = [
     (1, 2, 11, 13, 4, 6, (2, 1)),         # even kernel, explicit padding
     (1, 2, 6, 7, 3, 5, (4, 6)),           # padding wider than the kernel
     (1, 1, 70, 9, 63, 3, "same"),         # the largest kernel
+    # kernels covering the map: the dense per-channel GEMM (several image blocks and pixel blocks)
+    (20, 2, 7, 7, 13, 13, "same"),
+    (3, 2, 5, 6, 11, 13, "same"),
+    (1, 2, 5, 4, 10, 8, (4, 3)),          # even kernel, asymmetric padding
 ]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -94,6 +98,27 @@ def test_triton_layouts_through_autograd(layout, dtype):
     assert_close_to_reference(x.grad, ref_dx, dtype, tdx, "grad x")
     assert_close_to_reference(weight.grad, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(bias.grad, ref_db, dtype, tdb, "grad bias")
+
+
+def test_dense_path_serves_kernels_that_cover_the_map(monkeypatch):
+    """The routing itself: covering kernels take the dense GEMM, others the row-Toeplitz kernel."""
+    from replk_ops.triton_kernels import dense
+
+    calls = []
+    real = dense.dwconv_dense_fwd_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            calls.append(grid)
+            return real[grid]
+
+    monkeypatch.setattr(dense, "dwconv_dense_fwd_kernel", Spy())
+    x = make_input(2, 3, 7, 7, torch.float32, device=DEVICE)
+    launch.fwd(x, torch.randn(3, 1, 13, 13, device=DEVICE), None, 6, 6)
+    launch.bwd_input(x, torch.randn(3, 1, 13, 13, device=DEVICE), 6, 6)
+    assert len(calls) == 2
+    launch.fwd(x, torch.randn(3, 1, 11, 11, device=DEVICE), None, 5, 5)  # 11 < 2 * 7 - 1
+    assert len(calls) == 2
 
 
 def test_triton_weight_gradient_is_bitwise_deterministic():

@@ -94,8 +94,8 @@ def choose(key: Tuple, candidates: Sequence[str], run: Callable[[str], object]) 
             for name in candidates:
                 try:
                     times[name] = _time(lambda: run(name))
-                except RuntimeError:  # a candidate that fails here is simply not chosen
-                    continue
+                except Exception:  # noqa: BLE001 - a candidate that fails here (a launch or compile
+                    continue       # error) is simply not chosen; a later direct call reports it
         if not times:
             return None
         best = min(times, key=times.get)

@@ -8,6 +8,7 @@ import torch
 import triton
 
 from .._checks import memory_format_of
+from . import dense
 from .kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
 
 MAX_KERNEL = 63  # BK = next_pow2(BN + k - 1) stays <= 128 with BN = 32 (Hopper's shared memory)
@@ -50,8 +51,18 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
     if out.numel() == 0:
         return out
     weight = weight.contiguous()
-    bm, bn, bk = _tiles(kw, n * ho)
     upcast, ieee = _flags(x)
+    if dense.covers_map(h, w, kh, kw):
+        bm, bn, bk = dense.tiles(n, ho * wo)
+        grid = (triton.cdiv(n, bm), triton.cdiv(ho * wo, bn), c)
+        dense.dwconv_dense_fwd_kernel[grid](
+            x, weight, bias if bias is not None else weight, out,
+            n, h, w, ho, wo, kh, kw, ph, pw,
+            *x.stride(), *out.stride(),
+            HAS_BIAS=bias is not None, BM=bm, BN=bn, BK=bk, UPCAST=upcast, IEEE=ieee,
+        )
+        return out
+    bm, bn, bk = _tiles(kw, n * ho)
     grid = (triton.cdiv(n * ho, bm), triton.cdiv(wo, bn), c)
     dwconv_fwd_kernel[grid](
         x, weight, bias if bias is not None else weight, out,
