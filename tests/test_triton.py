@@ -100,6 +100,31 @@ def test_triton_layouts_through_autograd(layout, dtype):
     assert_close_to_reference(bias.grad, ref_db, dtype, tdb, "grad bias")
 
 
+@pytest.mark.parametrize("kw", [7, 31, 63])
+def test_every_autotune_config_is_correct(kw):
+    """The GPU autotunes the forward over these tiles; each one must compute the same conv."""
+    from replk_ops.triton_kernels.kernels import dwconv_fwd_kernel
+
+    import triton
+
+    n, c, h, w, kh = 3, 2, 23, 70, 5
+    x = make_input(n, c, h, w, torch.float32, device=DEVICE)
+    weight = torch.randn(c, 1, kh, kw, device=DEVICE)
+    ph, pw = kh // 2, kw // 2
+    want = conv64(x, weight, None, (ph, pw))
+    assert len(launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x})) == 3  # fp32: BM <= 64
+    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x.half()})
+    assert len(configs) == len(launch.FWD_TILES)
+    assert "N" not in launch.FWD_KEY
+    for config in configs:
+        bm, bn, bk = config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"]
+        out = torch.full_like(want, float("nan"), dtype=torch.float32, device=DEVICE)
+        dwconv_fwd_kernel[(triton.cdiv(n * h, bm), triton.cdiv(w, bn), c)](
+            x, weight, weight, out, n, h, w, h, w, kh, kw, ph, pw, *x.stride(), *out.stride(),
+            HAS_BIAS=False, BM=bm, BN=bn, BK=bk, UPCAST=False, IEEE=True)
+        assert_close_to_reference(out, want, torch.float32, what=f"config {config.kwargs}")
+
+
 def test_dense_path_serves_kernels_that_cover_the_map(monkeypatch):
     """The routing itself: covering kernels take the dense GEMM, others the row-Toeplitz kernel."""
     from replk_ops.triton_kernels import dense

@@ -35,6 +35,41 @@ def _tiles(kw: int, total_rows: int):
     return bm, bn, bk
 
 
+# Forward tiles autotuned on the GPU. The key is the map and kernel size (and, added by Triton,
+# the dtypes): not the batch size, so a new batch size never re-tunes. BK must hold BN + kw - 1
+# input columns, so the pruning keeps, for each (BM, BN), the smallest BK that does. BN = 32 only:
+# with BN = 64 a 31-wide kernel needs BK = 128 and every dtype spills (AOT compiles for sm_80 and
+# sm_90); fp32 (3xTF32) keeps BM <= 64, above which it needs 120+ KiB of shared memory.
+FWD_TILES = ((64, 32, 4), (32, 32, 4), (64, 32, 8), (128, 32, 8))
+FWD_KEY = ["Ho", "Wo", "KH", "KW"]
+
+
+def fwd_configs():
+    return [triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=warps)
+            for bm, bn, warps in FWD_TILES for bk in (32, 64, 128)]
+
+
+def prune_fwd_configs(configs, named_args, **kwargs):
+    kw = named_args["KW"]
+    x = named_args.get("x_ptr")
+    fp32 = getattr(x, "dtype", None) == torch.float32
+    smallest = {}
+    for config in configs:
+        bm, bn, bk = config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"]
+        key = (bm, bn, config.num_warps)
+        if bk < bn + kw - 1 or (fp32 and bm > 64):
+            continue
+        if key not in smallest or bk < smallest[key].kwargs["BK"]:
+            smallest[key] = config
+    return list(smallest.values())
+
+
+@functools.lru_cache(maxsize=None)
+def _tuned_fwd_kernel():
+    return triton.autotune(configs=fwd_configs(), key=FWD_KEY,
+                           prune_configs_by={"early_config_prune": prune_fwd_configs})(dwconv_fwd_kernel)
+
+
 def _flags(x: torch.Tensor):
     upcast = interpreting() and x.dtype == torch.bfloat16
     # fp32 via tensor cores needs the 3xTF32 split for fp32 accuracy; the interpreter is exact
@@ -62,14 +97,15 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
             HAS_BIAS=bias is not None, BM=bm, BN=bn, BK=bk, UPCAST=upcast, IEEE=ieee,
         )
         return out
-    bm, bn, bk = _tiles(kw, n * ho)
-    grid = (triton.cdiv(n * ho, bm), triton.cdiv(wo, bn), c)
-    dwconv_fwd_kernel[grid](
-        x, weight, bias if bias is not None else weight, out,
-        n, h, w, ho, wo, kh, kw, ph, pw,
-        *x.stride(), *out.stride(),
-        HAS_BIAS=bias is not None, BM=bm, BN=bn, BK=bk, UPCAST=upcast, IEEE=ieee,
-    )
+    args = (x, weight, bias if bias is not None else weight, out, n, h, w, ho, wo, kh, kw, ph, pw,
+            *x.stride(), *out.stride())
+    flags = dict(HAS_BIAS=bias is not None, UPCAST=upcast, IEEE=ieee)
+    if interpreting():  # the interpreter cannot time configs: one heuristic tile
+        bm, bn, bk = _tiles(kw, n * ho)
+        dwconv_fwd_kernel[(triton.cdiv(n * ho, bm), triton.cdiv(wo, bn), c)](*args, BM=bm, BN=bn, BK=bk, **flags)
+    else:
+        grid = lambda meta: (triton.cdiv(n * ho, meta["BM"]), triton.cdiv(wo, meta["BN"]), c)  # noqa: E731
+        _tuned_fwd_kernel()[grid](*args, **flags)
     return out
 
 
