@@ -164,8 +164,7 @@ class _EagerDWConv2d(torch.autograd.Function):
                                    lambda b: b.bwd_input(grad_out, weight, ph, pw))
             grad_x = in_layout(impl.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
         if need_w or need_b:
-            probe_weight = x.new_empty((x.shape[1], 1, kh, kw))
-            impl = backends.select(x, probe_weight, ctx.backend, "bwd_weight",
+            impl = backends.select(x, weight, ctx.backend, "bwd_weight",
                                    lambda b: b.bwd_weight(grad_out, x, kh, kw, ph, pw))
             grad_weight, grad_bias = impl.bwd_weight(grad_out, x, kh, kw, ph, pw)
             grad_weight = grad_weight.contiguous() if need_w else None
