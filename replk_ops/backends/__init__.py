@@ -94,14 +94,15 @@ def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto",
     requested = requested_backend(backend)
     reasons = _reasons(x, weight)
     note = ""
+    measurement = None
     if requested == "auto":
         candidates = _auto_candidates(x, reasons)
         chosen = candidates[0]
         racing = [name for name in candidates if name in MEASURED] if x.device.type == "cuda" else []
         if len(racing) > 1:
-            result = measured.remembered(measured.kind(op, x, weight))
-            if result is not None:
-                chosen, note = result.chosen, f" ({result})"
+            measurement = measured.remembered(measured.kind(op, x, weight))
+            if measurement is not None:
+                chosen, note = measurement.chosen, f" ({measurement})"
             elif measured.enabled():
                 note = f" (by priority until the first {op} call of this kind times {', '.join(racing)})"
             else:
@@ -114,6 +115,8 @@ def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto",
             described[name] = "chosen" + note if why is None else f"requested, but cannot run: {why}"
         elif why is None and requested == "auto" and _auto_rejects(_BACKENDS[name], x):
             described[name] = _auto_rejects(_BACKENDS[name], x)
+        elif why is None and measurement is not None and name in measurement.milliseconds:
+            described[name] = "available; slower in the measurement"
         elif why is None:
             described[name] = "available; not chosen" + (
                 " (lower priority for auto)" if requested == "auto" else f" (backend {requested!r} was requested)"

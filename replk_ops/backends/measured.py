@@ -64,6 +64,10 @@ def forget() -> None:
         _CHOICES.clear()
 
 
+def _capturing() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 def _time(run: Callable[[], object]) -> float:
     run()  # warm-up: compiles Triton kernels, sets shared-memory attributes
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -83,7 +87,7 @@ def choose(key: Tuple, candidates: Sequence[str], run: Callable[[str], object]) 
     known = _CHOICES.get(key)
     if known is not None:
         return known.chosen
-    if not enabled() or torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling():
+    if not enabled() or torch.compiler.is_compiling() or _capturing():
         return None
     with _LOCK:
         known = _CHOICES.get(key)

@@ -1,0 +1,53 @@
+"""The logic of "auto"'s measured choice, with a stand-in timer (the real one needs CUDA events)."""
+import pytest
+
+from replk_ops.backends import measured
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch):
+    measured.forget()
+    monkeypatch.delenv(measured.ENV_VAR, raising=False)
+    yield
+    measured.forget()
+
+
+def _timer(times, calls):
+    def fake_time(run):
+        name = run()
+        calls.append(name)
+        if isinstance(times[name], Exception):
+            raise times[name]
+        return times[name]
+    return fake_time
+
+
+def test_picks_the_fastest_once_and_remembers(monkeypatch):
+    calls = []
+    monkeypatch.setattr(measured, "_time", _timer({"cuda": 2.0, "triton": 1.0, "reference": 3.0}, calls))
+    key = ("cuda:0", "fwd", "k")
+    assert measured.choose(key, ["cuda", "triton", "reference"], lambda name: name) == "triton"
+    assert measured.choose(key, ["cuda", "triton", "reference"], lambda name: name) == "triton"
+    assert calls == ["cuda", "triton", "reference"]  # measured once
+    remembered = measured.remembered(key)
+    assert remembered.milliseconds == {"cuda": 2.0, "triton": 1.0, "reference": 3.0}
+    assert "triton 1.000 ms" in str(remembered)
+
+
+def test_a_failing_candidate_is_not_chosen(monkeypatch):
+    monkeypatch.setattr(measured, "_time", _timer({"cuda": RuntimeError("launch failed"), "triton": 5.0}, []))
+    assert measured.choose(("k",), ["cuda", "triton"], lambda name: name) == "triton"
+
+
+def test_nothing_chosen_when_every_candidate_fails(monkeypatch):
+    monkeypatch.setattr(measured, "_time", _timer({"cuda": RuntimeError("a"), "triton": ValueError("b")}, []))
+    assert measured.choose(("k",), ["cuda", "triton"], lambda name: name) is None
+    assert measured.remembered(("k",)) is None
+
+
+def test_measuring_can_be_switched_off(monkeypatch):
+    calls = []
+    monkeypatch.setattr(measured, "_time", _timer({"cuda": 1.0, "triton": 2.0}, calls))
+    monkeypatch.setenv(measured.ENV_VAR, "0")
+    assert measured.choose(("k",), ["cuda", "triton"], lambda name: name) is None
+    assert calls == []
