@@ -55,14 +55,20 @@ def _keep_layout(t: torch.Tensor, kh: int, kw: int) -> bool:
 
 
 class _NoTF32:
-    """cuDNN convolutions in true fp32 (PyTorch allows TF32 for them by default)."""
+    """cuDNN convolutions in true fp32 (PyTorch allows TF32 for them by default); nothing to do on
+    other devices, where it costs nothing either."""
+
+    def __init__(self, t: torch.Tensor):
+        self.active = t.is_cuda
 
     def __enter__(self):
-        self.saved = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
+        if self.active:
+            self.saved = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
 
     def __exit__(self, *exc):
-        torch.backends.cudnn.allow_tf32 = self.saved
+        if self.active:
+            torch.backends.cudnn.allow_tf32 = self.saved
 
 
 def _conv_input(t: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
@@ -78,7 +84,7 @@ class ReferenceBackend(Backend):
         return None
 
     def fwd(self, x, weight, bias, ph, pw):
-        with _NoTF32():
+        with _NoTF32(x):
             out = F.conv2d(
                 _conv_input(x, weight.shape[2], weight.shape[3]), _in_compute_dtype(weight),
                 _in_compute_dtype(bias), padding=(ph, pw), groups=x.shape[1],
@@ -96,7 +102,7 @@ class ReferenceBackend(Backend):
         if qw < 0:
             dy = dy[:, :, :, -qw: dy.shape[3] + qw]
         cdt = _compute_dtype(grad_out.dtype)
-        with _NoTF32():
+        with _NoTF32(grad_out):
             dx = F.conv2d(_conv_input(dy, kh, kw), weight.to(cdt).flip(2, 3), padding=(max(qh, 0), max(qw, 0)),
                           groups=weight.shape[0])
         return dx.to(grad_out.dtype)
@@ -108,7 +114,7 @@ class ReferenceBackend(Backend):
         if n == 0:
             grad_weight = torch.zeros((c, 1, kh, kw), dtype=cdt, device=x.device)
         elif x.device.type == "cuda":
-            with _NoTF32():
+            with _NoTF32(x):
                 grad_weight = torch.ops.aten.convolution_backward(
                     _in_compute_dtype(grad_out), _in_compute_dtype(x),
                     torch.empty((c, 1, kh, kw), dtype=cdt, device=x.device),
