@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything a lent GPU machine (no network) should do, in one call of at most ~8 minutes: build
 # the extension in place against the installed torch, the GPU tests, compute-sanitizer memcheck and
-# racecheck on a small case, the default bench with JSON and plot. At most 8 files go to OUTDIR.
+# racecheck on a small case, the default bench with JSON and plot. At most 8 files go to OUTDIR
+# (the three test steps share tests.log).
 # Usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]}
@@ -13,13 +14,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 py=${PYTHON:-python3}
 summary="$out/summary.txt"
 status=0
-step() {  # step NAME SECONDS CMD...: run with a time limit, log to OUTDIR/NAME.log, keep going
+step() {  # [LOG=FILE] step NAME SECONDS CMD...: time-limited, appended to OUTDIR/FILE.log (default NAME)
     local name=$1 limit=$2; shift 2
-    local start=$SECONDS
-    timeout "$limit" "$@" > "$out/$name.log" 2>&1
+    local start=$SECONDS log="$out/${LOG:-$1}.log"
+    echo "== $name" >> "$log"
+    timeout "$limit" "$@" >> "$log" 2>&1
     local rc=$?
     echo "== $name: exit $rc in $((SECONDS - start)) s" | tee -a "$summary"
-    tail -n 3 "$out/$name.log" | sed 's/^/   /' | tee -a "$summary"
+    tail -n 3 "$log" | sed 's/^/   /' | tee -a "$summary"
     [ $rc -eq 0 ] || status=1
 }
 
@@ -42,9 +44,13 @@ want exceptions && step exceptions 120 bash -c "$py benchmarks/exception_check.p
         $py benchmarks/exception_check.py && exit 0
     done; exit 1"
 rm -f "$out/rebuild.txt"
-want cuda_tests && step cuda_tests 150 $py -m pytest -q -p no:cacheprovider -rs tests/test_cuda_ext.py \
-    tests/test_gpu_reliability.py tests/test_reliability.py tests/test_fuzz.py
-want triton_tests && step triton_tests 110 $py -m pytest -q -p no:cacheprovider -rs --maxfail=20 tests/test_triton.py
+# Test runs touch many shapes: Triton's per-shape autotuning (a few compiles each) is off there;
+# test_every_autotune_config_is_correct checks each tile, and the bench tunes as users do.
+want cuda_tests && LOG=tests step cuda_tests 150 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
+    tests/test_cuda_ext.py tests/test_gpu_reliability.py tests/test_reliability.py
+want triton_tests && LOG=tests step triton_tests 110 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
+    --maxfail=20 tests/test_triton.py
+want fuzz && LOG=tests step fuzz 120 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 cat > "$out/sanitize_case.py" <<'PY'
 import torch, replk_ops
 ops = torch.ops.replk_ops_C

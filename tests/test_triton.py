@@ -125,6 +125,14 @@ def test_every_autotune_config_is_correct(kw):
         assert_close_to_reference(out, want, torch.float32, what=f"config {config.kwargs}")
 
 
+@pytest.mark.parametrize("value", ["yes", "2", "off"])
+def test_bad_triton_autotune_setting_raises(monkeypatch, value):
+    monkeypatch.setenv(launch.AUTOTUNE_ENV, value)
+    x = make_input(1, 2, 9, 9, torch.float32, device=DEVICE)
+    with pytest.raises(ValueError, match="REPLK_OPS_TRITON_AUTOTUNE: expected 0 or 1"):
+        launch.fwd(x, torch.randn(2, 1, 5, 5, device=DEVICE), None, 2, 2)
+
+
 def test_dense_path_serves_kernels_that_cover_the_map(monkeypatch):
     """The routing itself: covering kernels take the dense GEMM, others the row-Toeplitz kernel."""
     from replk_ops.triton_kernels import dense

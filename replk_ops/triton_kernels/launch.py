@@ -64,6 +64,18 @@ def prune_fwd_configs(configs, named_args, **kwargs):
     return list(smallest.values())
 
 
+AUTOTUNE_ENV = "REPLK_OPS_TRITON_AUTOTUNE"
+
+
+def autotune_enabled() -> bool:
+    """Off with REPLK_OPS_TRITON_AUTOTUNE=0 (one heuristic tile, no tuning on first use: test runs
+    over many shapes); any value other than 0 or 1 raises ValueError naming the variable."""
+    value = os.environ.get(AUTOTUNE_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"environment variable {AUTOTUNE_ENV}: expected 0 or 1, got {value!r}")
+    return value != "0"
+
+
 @functools.lru_cache(maxsize=None)
 def _tuned_fwd_kernel():
     return triton.autotune(configs=fwd_configs(), key=FWD_KEY,
@@ -100,7 +112,7 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
     args = (x, weight, bias if bias is not None else weight, out, n, h, w, ho, wo, kh, kw, ph, pw,
             *x.stride(), *out.stride())
     flags = dict(HAS_BIAS=bias is not None, UPCAST=upcast, IEEE=ieee)
-    if interpreting():  # the interpreter cannot time configs: one heuristic tile
+    if not autotune_enabled() or interpreting():  # the interpreter cannot time configs: one tile
         bm, bn, bk = _tiles(kw, n * ho)
         dwconv_fwd_kernel[(triton.cdiv(n * ho, bm), triton.cdiv(wo, bn), c)](*args, BM=bm, BN=bn, BK=bk, **flags)
     else:
