@@ -5,6 +5,7 @@ expected and what was given.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple, Union
 
 import torch
@@ -17,6 +18,14 @@ BACKEND_NAMES = ("auto", "reference", "triton", "cuda")
 
 def _describe_tensor(t: torch.Tensor) -> str:
     return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def env_switch(name: str) -> bool:
+    """A 0/1 environment variable that defaults to on; ValueError naming it for any other value."""
+    value = os.environ.get(name, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"environment variable {name}: expected 0 or 1, got {value!r}")
+    return value != "0"
 
 
 def check_backend_name(backend: str, argument: str = "backend") -> str:

@@ -22,13 +22,33 @@ def _empty(shape, like: torch.Tensor, memory_format) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
 
 
+# The three passes on the selected backend, shared by the registered ops, the eager autograd
+# function and the eager inference path.
+def _run_fwd(x, weight, bias, ph, pw, backend):
+    impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, ph, pw))
+    return in_layout(impl.fwd(x, weight, bias, ph, pw), memory_format_of(x))
+
+
+def _run_bwd_input(grad_out, weight, ph, pw, backend):
+    impl = backends.select(grad_out, weight, backend, "bwd_input", lambda b: b.bwd_input(grad_out, weight, ph, pw))
+    return in_layout(impl.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
+
+
+def _run_bwd_weight(grad_out, x, kh, kw, ph, pw, backend, weight_like=None):
+    """``weight_like``: any (C, 1, kh, kw) tensor for choosing the backend (made if not given)."""
+    if weight_like is None:
+        weight_like = x.new_empty((x.shape[1], 1, kh, kw))
+    impl = backends.select(x, weight_like, backend, "bwd_weight", lambda b: b.bwd_weight(grad_out, x, kh, kw, ph, pw))
+    grad_weight, grad_bias = impl.bwd_weight(grad_out, x, kh, kw, ph, pw)
+    return grad_weight.contiguous(), grad_bias.contiguous()
+
+
 @torch.library.custom_op("replk_ops::dwconv2d_fwd", mutates_args=())
 def dwconv2d_fwd(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], ph: int, pw: int, backend: str
 ) -> torch.Tensor:
     check_conv_args(x, weight, bias, (ph, pw))
-    impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, ph, pw))
-    return in_layout(impl.fwd(x, weight, bias, ph, pw), memory_format_of(x))
+    return _run_fwd(x, weight, bias, ph, pw, backend)
 
 
 @dwconv2d_fwd.register_fake
@@ -39,8 +59,7 @@ def _(x, weight, bias, ph, pw, backend):
 
 @torch.library.custom_op("replk_ops::dwconv2d_bwd_input", mutates_args=())
 def dwconv2d_bwd_input(grad_out: torch.Tensor, weight: torch.Tensor, ph: int, pw: int, backend: str) -> torch.Tensor:
-    impl = backends.select(grad_out, weight, backend, "bwd_input", lambda b: b.bwd_input(grad_out, weight, ph, pw))
-    return in_layout(impl.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
+    return _run_bwd_input(grad_out, weight, ph, pw, backend)
 
 
 @dwconv2d_bwd_input.register_fake
@@ -55,11 +74,7 @@ def _(grad_out, weight, ph, pw, backend):
 def dwconv2d_bwd_weight(
     grad_out: torch.Tensor, x: torch.Tensor, kh: int, kw: int, ph: int, pw: int, backend: str
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    probe_weight = x.new_empty((x.shape[1], 1, kh, kw))
-    impl = backends.select(x, probe_weight, backend, "bwd_weight",
-                           lambda b: b.bwd_weight(grad_out, x, kh, kw, ph, pw))
-    grad_weight, grad_bias = impl.bwd_weight(grad_out, x, kh, kw, ph, pw)
-    return grad_weight.contiguous(), grad_bias.contiguous()
+    return _run_bwd_weight(grad_out, x, kh, kw, ph, pw, backend)
 
 
 @dwconv2d_bwd_weight.register_fake
@@ -76,17 +91,22 @@ def _setup_context(ctx, inputs, output):
     ctx.has_bias = bias is not None
 
 
-def _backward(ctx, grad_out):
+def _backward(ctx, grad_out, differentiable=True):
+    """Gradients of the forward. ``differentiable``: through the registered ops, which have
+    autograd themselves (double backward); otherwise straight on the backends (eager)."""
     x, weight = ctx.saved_tensors
     ph, pw = ctx.padding
     grad_x = grad_weight = grad_bias = None
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     if need_x:
-        grad_x = dwconv2d_bwd_input(grad_out, weight, ph, pw, ctx.backend)
+        run = dwconv2d_bwd_input if differentiable else _run_bwd_input
+        grad_x = run(grad_out, weight, ph, pw, ctx.backend)
     if need_w or need_b:
-        grad_weight, grad_bias = dwconv2d_bwd_weight(
-            grad_out, x, weight.shape[2], weight.shape[3], ph, pw, ctx.backend
-        )
+        kh, kw = weight.shape[2], weight.shape[3]
+        if differentiable:
+            grad_weight, grad_bias = dwconv2d_bwd_weight(grad_out, x, kh, kw, ph, pw, ctx.backend)
+        else:
+            grad_weight, grad_bias = _run_bwd_weight(grad_out, x, kh, kw, ph, pw, ctx.backend, weight)
         grad_weight = grad_weight if need_w else None
         grad_bias = grad_bias if (need_b and ctx.has_bias) else None
     return grad_x, grad_weight, grad_bias, None, None, None
@@ -145,31 +165,13 @@ class _EagerDWConv2d(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, ph, pw, backend):
-        impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, ph, pw))
-        ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.backend, ctx.has_bias = (ph, pw), backend, bias is not None
-        return in_layout(impl.fwd(x, weight, bias, ph, pw), memory_format_of(x))
+        _setup_context(ctx, (x, weight, bias, ph, pw, backend), None)
+        return _run_fwd(x, weight, bias, ph, pw, backend)
 
     @staticmethod
     def backward(ctx, grad_out):
-        if torch.is_grad_enabled():  # create_graph=True: differentiate through the registered ops
-            return _backward(ctx, grad_out)
-        x, weight = ctx.saved_tensors
-        ph, pw = ctx.padding
-        kh, kw = weight.shape[2], weight.shape[3]
-        grad_x = grad_weight = grad_bias = None
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        if need_x:
-            impl = backends.select(grad_out, weight, ctx.backend, "bwd_input",
-                                   lambda b: b.bwd_input(grad_out, weight, ph, pw))
-            grad_x = in_layout(impl.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
-        if need_w or need_b:
-            impl = backends.select(x, weight, ctx.backend, "bwd_weight",
-                                   lambda b: b.bwd_weight(grad_out, x, kh, kw, ph, pw))
-            grad_weight, grad_bias = impl.bwd_weight(grad_out, x, kh, kw, ph, pw)
-            grad_weight = grad_weight.contiguous() if need_w else None
-            grad_bias = grad_bias.contiguous() if (need_b and ctx.has_bias) else None
-        return grad_x, grad_weight, grad_bias, None, None, None
+        # create_graph=True (grad mode on here) differentiates through the registered ops
+        return _backward(ctx, grad_out, differentiable=torch.is_grad_enabled())
 
 
 def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
@@ -209,8 +211,7 @@ def dwconv2d(
     if _is_plain_eager_inference(x, weight, bias):
         # Same backend, same result, without the dispatcher's round trip through Python
         # (~60 us a call on CPU, which matters for small layers at batch 1).
-        impl = backends.select(x, weight, backend, "fwd", lambda b: b.fwd(x, weight, bias, pad[0], pad[1]))
-        return in_layout(impl.fwd(x, weight, bias, pad[0], pad[1]), memory_format_of(x))
+        return _run_fwd(x, weight, bias, pad[0], pad[1], backend)
     if _is_plain_eager(x, weight, bias):
         return _EagerDWConv2d.apply(x, weight, bias, pad[0], pad[1], backend)
     return dwconv2d_fwd(x, weight, bias, pad[0], pad[1], backend)
@@ -228,10 +229,8 @@ def _is_plain_eager(x, weight, bias) -> bool:
 
 def _is_plain_eager_inference(x, weight, bias) -> bool:
     """An eager call that neither autograd nor torch.compile has a stake in."""
-    if not _is_plain_eager(x, weight, bias):
-        return False
-    tensors = (x, weight) if bias is None else (x, weight, bias)
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    return not needs_grad and _is_plain_eager(x, weight, bias)
 
 
 def explain(x: torch.Tensor, weight: torch.Tensor, padding: PaddingArg = "same", backend: str = "auto"):

@@ -5,6 +5,31 @@ import torch
 import torch.nn.functional as F
 
 
+# (N, C, H, W, kh, kw, padding) small enough for the Triton interpreter but hitting every path of
+# the GPU kernels: several row tiles and column strips, maps smaller than the kernel, rectangular
+# kernels, explicit and wider-than-kernel padding, tap loops cut by the tile's rows.
+KERNEL_PATH_CASES = [
+    (2, 3, 9, 11, 5, 5, "same"),
+    (1, 2, 40, 37, 7, 7, "same"),         # 2 column strips, rows span several tiles
+    (3, 2, 30, 5, 13, 3, "same"),         # rows of one tile span images
+    (2, 2, 10, 9, 31, 31, "same"),        # map far smaller than the kernel
+    (1, 2, 12, 26, 51, 5, "same"),
+    (1, 2, 12, 26, 5, 51, "same"),
+    (1, 3, 8, 8, 1, 1, "same"),
+    (1, 2, 11, 13, 4, 6, (2, 1)),         # even kernel, explicit padding
+    (1, 2, 6, 7, 3, 5, (4, 6)),           # padding wider than the kernel
+    (1, 1, 70, 9, 63, 3, "same"),         # the largest kernel
+]
+
+
+def tiny_replknet(num_classes=5, **kwargs):
+    """A RepLKNet small enough for CPU tests: one block per stage, 8 to 16 channels."""
+    from replk_ops import models
+
+    return models.RepLKNet(large_kernel_sizes=[7, 7, 5, 5], layers=[1, 1, 1, 1], channels=[8, 8, 16, 16],
+                           small_kernel=3, drop_path_rate=0.0, num_classes=num_classes, **kwargs)
+
+
 def make_input(n, c, h, w, dtype, device="cpu", layout="nchw"):
     """An input of the requested layout: "nchw", "channels_last" or "strided" (a sliced view)."""
     if layout == "strided":

@@ -8,33 +8,19 @@ import torch
 
 import replk_ops
 from replk_ops import _extension
-from conv_testing import assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype
+from replk_ops._checks import padding_pair
+from conv_testing import (
+    KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
+)
 
 needs_extension = pytest.mark.skipif(not _extension.STATUS.loaded, reason=f"replk_ops._C: {_extension.STATUS.reason}")
 
-# (N, C, H, W, kh, kw, padding): tile edges (maps not a multiple of 16/32/64), maps smaller than
-# the kernel, rectangular kernels, even kernels with explicit padding, padding wider than the
-# kernel, the largest kernel, and sizes that span several row tiles and strips.
-CASES = [
-    (2, 3, 9, 11, 5, 5, "same"),
-    (1, 2, 40, 37, 7, 7, "same"),
-    (3, 2, 30, 5, 13, 3, "same"),
-    (2, 2, 10, 9, 31, 31, "same"),
-    (1, 2, 12, 26, 51, 5, "same"),
-    (1, 2, 12, 26, 5, 51, "same"),
-    (1, 3, 8, 8, 1, 1, "same"),
-    (1, 2, 11, 13, 4, 6, (2, 1)),
-    (1, 2, 6, 7, 3, 5, (4, 6)),
-    (1, 1, 70, 9, 63, 3, "same"),
+CASES = KERNEL_PATH_CASES + [
     (2, 4, 67, 75, 31, 31, "same"),     # several 64-row tiles and 32/64-column tiles
     (1, 3, 7, 7, 13, 13, "same"),       # RepLKNet stage 4 map
     (1, 2, 20, 20, 63, 63, "same"),     # the largest square kernel
 ]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-def _pad(padding, kh, kw):
-    return (kh // 2, kw // 2) if padding == "same" else padding
 
 
 @pytest.fixture
@@ -75,7 +61,7 @@ def _algos(dtype):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
 def test_cuda_matches_float64(case, dtype, poisoned):
     n, c, h, w, kh, kw, padding = case
-    pad = _pad(padding, kh, kw)
+    pad = padding_pair(padding, (kh, kw))
     x = make_input(n, c, h, w, dtype, device="cuda")
     weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to("cuda", dtype)
     bias = torch.randn(c, dtype=torch.float64).to("cuda", dtype)

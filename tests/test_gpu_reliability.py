@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import replk_ops
+from conv_testing import tiny_replknet
 
 pytestmark = pytest.mark.gpu
 
@@ -120,24 +121,25 @@ def test_bad_cuda_inputs_raise_and_leave_the_device_usable():
     torch.testing.assert_close(y, F.conv2d(x, w, padding=2, groups=4), rtol=1e-4, atol=1e-4)
 
 
+def _syncbn_step(model, rank=0, world=1):
+    """One SGD step of ``model`` on this rank's share of a fixed batch of 8."""
+    generator = torch.Generator().manual_seed(1)
+    images, targets = torch.randn(8, 3, 32, 32, generator=generator), torch.randn(8, 4, generator=generator)
+    part = slice(rank * 8 // world, (rank + 1) * 8 // world)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    F.mse_loss(model(images[part].cuda()), targets[part].cuda()).backward()
+    optimizer.step()
+
+
 def _syncbn_worker(rank, world, init_file, out_file):
     import torch.distributed as dist
-    from replk_ops import models
 
     dist.init_process_group("nccl", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.cuda.set_device(rank)
         torch.manual_seed(0)
-        net = models.RepLKNet(large_kernel_sizes=[7, 7, 5, 5], layers=[1, 1, 1, 1], channels=[8, 8, 16, 16],
-                              small_kernel=3, drop_path_rate=0.0, num_classes=4, use_sync_bn=True).cuda()
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[rank])
-        generator = torch.Generator().manual_seed(1)
-        images, targets = torch.randn(8, 3, 32, 32, generator=generator), torch.randn(8, 4, generator=generator)
-        share = 8 // world
-        part = slice(rank * share, (rank + 1) * share)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        F.mse_loss(model(images[part].cuda()), targets[part].cuda()).backward()
-        optimizer.step()
+        net = tiny_replknet(num_classes=4, use_sync_bn=True).cuda()
+        _syncbn_step(torch.nn.parallel.DistributedDataParallel(net, device_ids=[rank]), rank, world)
         if rank == 0:
             torch.save({k: v.cpu() for k, v in net.state_dict().items()}, out_file)
     finally:
@@ -150,7 +152,6 @@ def test_syncbn_replknet_under_ddp_matches_one_process():
     import tempfile
 
     import torch.multiprocessing as mp
-    from replk_ops import models
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two GPUs (NCCL runs one process per GPU)")
@@ -159,12 +160,7 @@ def test_syncbn_replknet_under_ddp_matches_one_process():
         mp.spawn(_syncbn_worker, args=(2, init_file, out_file), nprocs=2, join=True)
         distributed = torch.load(out_file)
     torch.manual_seed(0)
-    single = models.RepLKNet(large_kernel_sizes=[7, 7, 5, 5], layers=[1, 1, 1, 1], channels=[8, 8, 16, 16],
-                             small_kernel=3, drop_path_rate=0.0, num_classes=4).cuda()
-    generator = torch.Generator().manual_seed(1)
-    images, targets = torch.randn(8, 3, 32, 32, generator=generator), torch.randn(8, 4, generator=generator)
-    optimizer = torch.optim.SGD(single.parameters(), lr=0.1)
-    F.mse_loss(single(images.cuda()), targets.cuda()).backward()
-    optimizer.step()
+    single = tiny_replknet(num_classes=4).cuda()
+    _syncbn_step(single)
     for name, value in single.state_dict().items():
         torch.testing.assert_close(distributed[name], value.cpu(), rtol=1e-4, atol=1e-5, msg=name)

@@ -1,5 +1,4 @@
 """LargeKernelDWConv2d as a drop-in nn.Conv2d, and convert()."""
-import pytest
 import torch
 from torch import nn
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import replk_ops
+from replk_ops._checks import padding_pair
 from conv_testing import (
     assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
 )
@@ -29,14 +30,6 @@ CASES = [
 LAYOUTS = ["nchw", "channels_last", "strided"]
 
 
-def _padding_pair(padding, kh, kw):
-    if padding == "same":
-        return (kh // 2, kw // 2)
-    if padding == "valid":
-        return (0, 0)
-    return (padding, padding) if isinstance(padding, int) else padding
-
-
 def _run(x, weight, bias, padding, backend, grad_out):
     x = x.detach().clone().requires_grad_()
     weight = weight.detach().clone().requires_grad_()
@@ -55,7 +48,7 @@ def test_output_and_gradients(case, layout, dtype):
     x = make_input(n, c, h, w, dtype, layout=layout)
     weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(dtype)
     bias = torch.randn(c, dtype=torch.float64).to(dtype)
-    pad = _padding_pair(padding, kh, kw)
+    pad = padding_pair(padding, (kh, kw))
     ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
     grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to(dtype)
     if layout == "channels_last":

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import replk_ops
-from replk_ops import models
+from conv_testing import tiny_replknet
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -94,17 +94,12 @@ def test_ddp_two_processes_match_one_process_on_the_combined_batch():
         torch.testing.assert_close(distributed[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def _tiny_replknet():
-    return models.RepLKNet(large_kernel_sizes=[7, 7, 5, 5], layers=[1, 1, 1, 1], channels=[8, 8, 16, 16],
-                           small_kernel=3, drop_path_rate=0.0, num_classes=5)
-
-
 def test_compiled_replknet_matches_eager_without_recompiling_for_new_batch_sizes():
     from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = _tiny_replknet().train()
+    model = tiny_replknet().train()
     counter = CompileCounterWithBackend("aot_eager")
     compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
     compiles_after_first = None

@@ -7,36 +7,20 @@ pytest.importorskip("triton")
 
 import replk_ops  # noqa: E402
 from replk_ops.triton_kernels import launch  # noqa: E402
+from replk_ops._checks import padding_pair  # noqa: E402
 from conv_testing import (  # noqa: E402
-    assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
+    KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
 )
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-# (N, C, H, W, kh, kw, padding), small for the interpreter but hitting every path: several row
-# tiles (N*Ho > 64) and column strips (Wo > 32), maps smaller than the kernel, rectangular
-# kernels, explicit and wider-than-kernel padding, tap loops cut by the tile's rows.
-CASES = [
-    (2, 3, 9, 11, 5, 5, "same"),
-    (1, 2, 40, 37, 7, 7, "same"),         # 2 column strips, rows span several tiles
-    (3, 2, 30, 5, 13, 3, "same"),         # rows of one tile span images
-    (2, 2, 10, 9, 31, 31, "same"),        # map far smaller than the kernel
-    (1, 2, 12, 26, 51, 5, "same"),
-    (1, 2, 12, 26, 5, 51, "same"),
-    (1, 3, 8, 8, 1, 1, "same"),
-    (1, 2, 11, 13, 4, 6, (2, 1)),         # even kernel, explicit padding
-    (1, 2, 6, 7, 3, 5, (4, 6)),           # padding wider than the kernel
-    (1, 1, 70, 9, 63, 3, "same"),         # the largest kernel
+CASES = KERNEL_PATH_CASES + [
     # kernels covering the map: the dense per-channel GEMM (several image blocks and pixel blocks)
     (20, 2, 7, 7, 13, 13, "same"),
     (3, 2, 5, 6, 11, 13, "same"),
     (1, 2, 5, 4, 10, 8, (4, 3)),          # even kernel, asymmetric padding
 ]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-
-
-def _pad(padding, kh, kw):
-    return (kh // 2, kw // 2) if padding == "same" else padding
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +43,7 @@ def _reference_set(x, weight, bias, pad, grad_out):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
 def test_triton_matches_float64(case, dtype):
     n, c, h, w, kh, kw, padding = case
-    pad = _pad(padding, kh, kw)
+    pad = padding_pair(padding, (kh, kw))
     x = make_input(n, c, h, w, dtype, device=DEVICE)
     weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(DEVICE, dtype)
     bias = torch.randn(c, dtype=torch.float64).to(DEVICE, dtype)

@@ -1,9 +1,9 @@
 """Backend registry and selection: which implementation runs a call, and why.
 
 ``backend="auto"`` (or the environment variable ``REPLK_OPS_BACKEND``) picks the first backend in
-priority order that can run the call, except that when both GPU backends ("cuda" and "triton") can,
-it measures them on the first call of each kind and keeps the faster (``measured``). An explicitly
-named backend that cannot run the call raises with the reason. ``explain`` returns the decision,
+priority order that can run the call, except that on CUDA, when more than one of "cuda", "triton"
+and "reference" can, it measures them on the first call of each kind and keeps the fastest
+(``measured``). An explicitly named backend that cannot run the call raises with the reason. ``explain`` returns the decision,
 the measurement behind it and every rejected backend's reason.
 """
 from __future__ import annotations
@@ -90,6 +90,11 @@ def _auto_candidates(x: torch.Tensor, reasons: Dict[str, Optional[str]]) -> List
     return [name for name in _AUTO_ORDER if reasons.get(name) is None and _auto_rejects(_BACKENDS[name], x) is None]
 
 
+def _racing(x: torch.Tensor, candidates: List[str]) -> List[str]:
+    """The candidates "auto" times against each other (CUDA tensors only)."""
+    return [name for name in candidates if name in MEASURED] if x.device.type == "cuda" else []
+
+
 def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto", op: str = "fwd") -> Explanation:
     requested = requested_backend(backend)
     reasons = _reasons(x, weight)
@@ -98,7 +103,7 @@ def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto",
     if requested == "auto":
         candidates = _auto_candidates(x, reasons)
         chosen = candidates[0]
-        racing = [name for name in candidates if name in MEASURED] if x.device.type == "cuda" else []
+        racing = _racing(x, candidates)
         if len(racing) > 1:
             measurement = measured.remembered(measured.kind(op, x, weight))
             if measurement is not None:
@@ -134,10 +139,11 @@ def select(
     ``run`` (the call itself, for a given backend), "auto" may time the GPU backends on it."""
     requested = requested_backend(backend)
     if requested == "auto":
+        # lazily: a backend "auto" rejects for this device is never asked whether it could run
         candidates = [name for name in _AUTO_ORDER
                       if _auto_rejects(_BACKENDS[name], x) is None
                       and _BACKENDS[name].unavailable_reason(x, weight) is None]
-        racing = [name for name in candidates if name in MEASURED] if x.device.type == "cuda" else []
+        racing = _racing(x, candidates)
         if run is not None and len(racing) > 1:
             best = measured.choose(measured.kind(op, x, weight), racing, lambda name: run(_BACKENDS[name]))
             if best is not None:

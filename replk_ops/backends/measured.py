@@ -2,21 +2,20 @@
 candidate on that call's own tensors and remembers the fastest.
 
 A kind is (device, pass, dtype, kernel size, layout, map-size class, deterministic mode); the
-batch size and channel count are left out so a new batch size never triggers a new measurement. Measuring is skipped
-(static priority instead) while a CUDA graph is being captured, and when
-``REPLK_OPS_AUTOTUNE=0``.
+batch size and channel count are left out so a new batch size never triggers a new measurement.
+Measuring is skipped (static priority instead) while a CUDA graph is being captured, while
+torch.compile traces, and when ``REPLK_OPS_AUTOTUNE=0``.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import threading
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .._checks import memory_format_of
+from .._checks import env_switch, memory_format_of
 
 ENV_VAR = "REPLK_OPS_AUTOTUNE"
 REPEATS = 3
@@ -38,10 +37,7 @@ _LOCK = threading.Lock()
 
 def enabled() -> bool:
     """Whether "auto" may measure; raises ValueError naming the variable for a value other than 0 or 1."""
-    value = os.environ.get(ENV_VAR, "").strip()
-    if value not in ("", "0", "1"):
-        raise ValueError(f"environment variable {ENV_VAR}: expected 0 or 1, got {value!r}")
-    return value != "0"
+    return env_switch(ENV_VAR)
 
 
 def _size_class(size: int) -> int:

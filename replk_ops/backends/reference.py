@@ -20,7 +20,7 @@ beyond float32 is the final rounding.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -54,12 +54,12 @@ def _keep_layout(t: torch.Tensor, kh: int, kw: int) -> bool:
     return t.device.type == "cpu" and t.is_contiguous() and max(kh, kw) <= 13
 
 
-class _NoTF32:
-    """cuDNN convolutions in true fp32 (PyTorch allows TF32 for them by default); nothing to do on
-    other devices, where it costs nothing either."""
+class NoTF32:
+    """cuDNN convolutions in true fp32 (PyTorch allows TF32 for them by default) while active;
+    ``active=False`` makes it free where no cuDNN runs."""
 
-    def __init__(self, t: torch.Tensor):
-        self.active = t.is_cuda
+    def __init__(self, active: bool = True):
+        self.active = active
 
     def __enter__(self):
         if self.active:
@@ -84,7 +84,7 @@ class ReferenceBackend(Backend):
         return None
 
     def fwd(self, x, weight, bias, ph, pw):
-        with _NoTF32(x):
+        with NoTF32(x.is_cuda):
             out = F.conv2d(
                 _conv_input(x, weight.shape[2], weight.shape[3]), _in_compute_dtype(weight),
                 _in_compute_dtype(bias), padding=(ph, pw), groups=x.shape[1],
@@ -102,7 +102,7 @@ class ReferenceBackend(Backend):
         if qw < 0:
             dy = dy[:, :, :, -qw: dy.shape[3] + qw]
         cdt = _compute_dtype(grad_out.dtype)
-        with _NoTF32(grad_out):
+        with NoTF32(grad_out.is_cuda):
             dx = F.conv2d(_conv_input(dy, kh, kw), weight.to(cdt).flip(2, 3), padding=(max(qh, 0), max(qw, 0)),
                           groups=weight.shape[0])
         return dx.to(grad_out.dtype)
@@ -114,7 +114,7 @@ class ReferenceBackend(Backend):
         if n == 0:
             grad_weight = torch.zeros((c, 1, kh, kw), dtype=cdt, device=x.device)
         elif x.device.type == "cuda":
-            with _NoTF32(x):
+            with NoTF32(x.is_cuda):
                 grad_weight = torch.ops.aten.convolution_backward(
                     _in_compute_dtype(grad_out), _in_compute_dtype(x),
                     torch.empty((c, 1, kh, kw), dtype=cdt, device=x.device),

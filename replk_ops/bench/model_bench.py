@@ -13,18 +13,27 @@ from ..modules import LargeKernelDWConv2d
 from .timing import time_cpu, time_cuda
 
 
-def _on_conv2d(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose LargeKernelDWConv2d layers are plain nn.Conv2d."""
+def _with_large_convs_replaced(model: nn.Module, replacement) -> nn.Module:
+    """A copy of ``model`` with each LargeKernelDWConv2d ``child`` replaced by ``replacement(child)``."""
     model = copy.deepcopy(model)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, LargeKernelDWConv2d):
-                conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, padding=child.padding,
-                                 groups=child.groups, bias=child.bias is not None,
-                                 device=child.weight.device, dtype=child.weight.dtype)
-                conv.load_state_dict(child.state_dict())
-                setattr(parent, name, conv)
+                setattr(parent, name, replacement(child))
     return model
+
+
+def _plain_conv2d(child: LargeKernelDWConv2d) -> nn.Conv2d:
+    conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, padding=child.padding,
+                     groups=child.groups, bias=child.bias is not None,
+                     device=child.weight.device, dtype=child.weight.dtype)
+    conv.load_state_dict(child.state_dict())
+    return conv
+
+
+def _on_conv2d(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose LargeKernelDWConv2d layers are plain nn.Conv2d."""
+    return _with_large_convs_replaced(model, _plain_conv2d)
 
 
 class _SkippedConv(nn.Module):
@@ -37,12 +46,7 @@ class _SkippedConv(nn.Module):
 def _without_large_convs(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every LargeKernelDWConv2d replaced by the identity: the step time
     of this copy, subtracted from the full one, is the time spent in those convs."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, LargeKernelDWConv2d):
-                setattr(parent, name, _SkippedConv())
-    return model
+    return _with_large_convs_replaced(model, lambda child: _SkippedConv())
 
 
 def run_model(name: str, device: torch.device, batch: int, image_size: int, budget_s: float) -> List[dict]:

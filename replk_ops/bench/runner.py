@@ -8,7 +8,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .candidates import PASSES, Candidate
+from ..backends.reference import NoTF32
+from .candidates import Candidate
 from .hardware import Peaks, compute_peak
 from .shapes import Shape
 from .timing import time_cpu, time_cuda
@@ -122,14 +123,10 @@ def run(
     rows: List[Row] = []
     # fp32 rows are checked to fp32 accuracy; cuDNN's default TF32 convolutions would fail that
     # check and never be timed, so the baselines run in true fp32 here
-    tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
+    with NoTF32():
         for shape in shapes:
             for dtype in dtypes:
                 rows += _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress)
-    finally:
-        torch.backends.cudnn.allow_tf32 = tf32
     return rows
 
 

@@ -7,7 +7,7 @@ import os
 import torch
 import triton
 
-from .._checks import memory_format_of
+from .._checks import env_switch, memory_format_of
 from . import dense
 from .kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
 
@@ -70,10 +70,7 @@ AUTOTUNE_ENV = "REPLK_OPS_TRITON_AUTOTUNE"
 def autotune_enabled() -> bool:
     """Off with REPLK_OPS_TRITON_AUTOTUNE=0 (one heuristic tile, no tuning on first use: test runs
     over many shapes); any value other than 0 or 1 raises ValueError naming the variable."""
-    value = os.environ.get(AUTOTUNE_ENV, "").strip()
-    if value not in ("", "0", "1"):
-        raise ValueError(f"environment variable {AUTOTUNE_ENV}: expected 0 or 1, got {value!r}")
-    return value != "0"
+    return env_switch(AUTOTUNE_ENV)
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,19 +96,15 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
         return out
     weight = weight.contiguous()
     upcast, ieee = _flags(x)
-    if dense.covers_map(h, w, kh, kw):
-        bm, bn, bk = dense.tiles(n, ho * wo)
-        grid = (triton.cdiv(n, bm), triton.cdiv(ho * wo, bn), c)
-        dense.dwconv_dense_fwd_kernel[grid](
-            x, weight, bias if bias is not None else weight, out,
-            n, h, w, ho, wo, kh, kw, ph, pw,
-            *x.stride(), *out.stride(),
-            HAS_BIAS=bias is not None, BM=bm, BN=bn, BK=bk, UPCAST=upcast, IEEE=ieee,
-        )
-        return out
+    # both forward kernels take the same arguments
     args = (x, weight, bias if bias is not None else weight, out, n, h, w, ho, wo, kh, kw, ph, pw,
             *x.stride(), *out.stride())
     flags = dict(HAS_BIAS=bias is not None, UPCAST=upcast, IEEE=ieee)
+    if dense.covers_map(h, w, kh, kw):
+        bm, bn, bk = dense.tiles(n, ho * wo)
+        dense.dwconv_dense_fwd_kernel[(triton.cdiv(n, bm), triton.cdiv(ho * wo, bn), c)](
+            *args, BM=bm, BN=bn, BK=bk, **flags)
+        return out
     if not autotune_enabled() or interpreting():  # the interpreter cannot time configs: one tile
         bm, bn, bk = _tiles(kw, n * ho)
         dwconv_fwd_kernel[(triton.cdiv(n * ho, bm), triton.cdiv(wo, bn), c)](*args, BM=bm, BN=bn, BK=bk, **flags)
