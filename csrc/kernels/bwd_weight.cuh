@@ -77,21 +77,13 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
     const int64_t r = tile % (t.tiles_h * t.tiles_w);
     const int64_t h0 = (r / t.tiles_w) * t.th, w0 = (r % t.tiles_w) * t.tw;
     __syncthreads();  // the previous tile is consumed
-    for (int e = tid; e < l.rows * width; e += blockDim.x) {
-      int rr = e / width, q = e % width;
-      int64_t hi = h0 - p.ph + rr, wi = w0 - p.pw + q;
-      float v = 0.f;
-      if (hi >= 0 && hi < p.H && wi >= 0 && wi < p.W) v = to_float(x[offset4(p.xs, n, c, hi, wi)]);
-      tile_x[rr * l.stride + q] = v;
-    }
-    for (int e = tid; e < t.th * t.tw; e += blockDim.x) {
-      int64_t oh = h0 + e / t.tw, ow = w0 + e % t.tw;
-      float v = 0.f;
-      if (oh < p.Ho && ow < p.Wo) v = to_float(dy[offset4(p.gs, n, c, oh, ow)]);
-      tile_dy[e] = v;
-      bias_sum += v;
-    }
+    stage_window(tile_x, l.stride, x + c * p.xs[1] + n * p.xs[0], p.xs[2], p.xs[3], h0 - p.ph, w0 - p.pw, p.H, p.W,
+                 l.rows, width, tid, blockDim.x);
+    // dy past the map is staged as zeros (they add nothing to either gradient)
+    stage_window(tile_dy, t.tw, dy + c * p.gs[1] + n * p.gs[0], p.gs[2], p.gs[3], h0, w0, p.Ho, p.Wo, t.th, t.tw,
+                 tid, blockDim.x);
     __syncthreads();
+    for (int e = tid; e < t.th * t.tw; e += blockDim.x) bias_sum += tile_dy[e];
     if (group < 0) continue;
     // a group takes whole rows and slides along them: the 16 x values of one 8-column step
     // overlap the next step's by 8, so each step loads 8 new x values and 8 dy values

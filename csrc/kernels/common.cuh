@@ -35,6 +35,40 @@ __device__ __forceinline__ float weight_at(const T* w, int64_t c, int i, int j, 
   return to_float(w[(c * kh + i) * kw + j]);
 }
 
+// Copies a rows x width window of one plane, whose top-left element is (h0, w0) (it may lie in
+// the padding: zeros there), into shared memory as float with row length `stride`. Threads
+// tid = 0..nthreads-1 take elements tid, tid + nthreads, ...; each keeps four loads in flight and
+// advances its (row, column) without a division per element.
+template <typename T>
+__device__ __forceinline__ void stage_window(float* dst, int stride, const T* plane, int64_t sh, int64_t sw,
+                                             int64_t h0, int64_t w0, int64_t H, int64_t W, int rows, int width,
+                                             int tid, int nthreads) {
+  const int total = rows * width;
+  const int step_r = nthreads / width, step_q = nthreads % width;
+  int r = tid / width, q = tid % width;
+  for (int base = tid; base < total; base += 4 * nthreads) {
+    float v[4];
+    int at[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t hi = h0 + r, wi = w0 + q;
+      const bool inside = base + u * nthreads < total && hi >= 0 && hi < H && wi >= 0 && wi < W;
+      v[u] = inside ? to_float(plane[hi * sh + wi * sw]) : 0.f;
+      at[u] = r * stride + q;
+      r += step_r;
+      q += step_q;
+      if (q >= width) {
+        q -= width;
+        ++r;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      if (base + u * nthreads < total) dst[at[u]] = v[u];
+    }
+  }
+}
+
 // Dynamic shared memory above the default 48 KiB needs an explicit opt-in per kernel.
 template <typename Kernel>
 inline cudaError_t allow_shared_memory(Kernel kernel, size_t bytes) {

@@ -76,14 +76,8 @@ __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams
       int i = e / kwp, j = e % kwp;
       tile_w[e] = j < p.kw ? weight_at(w, c, i, j, p.kh, p.kw, p.flip) : 0.f;
     }
-    const int width = 8 * t.tx + kwp;
-    for (int e = lt; e < t.rows * width; e += per_plane) {
-      int r = e / width, q = e % width;
-      int64_t hi = h0 - p.ph + r, wi = w0 - p.pw + q;
-      float v = 0.f;
-      if (hi >= 0 && hi < p.H && wi >= 0 && wi < p.W) v = to_float(x[offset4(p.xs, n, c, hi, wi)]);
-      tile_in[r * t.stride + q] = v;
-    }
+    stage_window(tile_in, t.stride, x + n * p.xs[0] + c * p.xs[1], p.xs[2], p.xs[3], h0 - p.ph, w0 - p.pw, p.H,
+                 p.W, t.rows, 8 * t.tx + kwp, lt, per_plane);
   }
   __syncthreads();
   const int64_t oh = h0 + ty, ow0 = w0 + 8 * tx;
