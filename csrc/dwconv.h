@@ -58,6 +58,10 @@ cudaError_t fwd_mma_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s
 cudaError_t fwd_mma_bf16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool block_tiles);
 // Whether the tensor-core kernel can run this shape on this GPU (compute capability 8.0+, shared memory).
 bool fwd_mma_fits(const ConvParams& p, const DeviceInfo& d);
+// The tensor-core kernel with strided MMA rows and register-resident accumulators (fwd_mma_rows.cuh).
+cudaError_t fwd_mma_rows_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);
+cudaError_t fwd_mma_rows_bf16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);
+bool fwd_mma_rows_fits(const ConvParams& p, const DeviceInfo& d);
 
 constexpr int kMaxKernel = 63;
 

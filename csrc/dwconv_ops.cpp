@@ -102,14 +102,19 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   auto dtype = x.scalar_type();
   bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  bool wants_mma = algo == "auto" || algo == "mma" || algo == "mma_warp";
-  bool mma = half && wants_mma && fwd_mma_fits(p, info);
-  TORCH_CHECK(mma || !(algo == "mma" || algo == "mma_warp"), "algo: \"", algo, "\" needs float16 or bfloat16 on "
-              "compute capability 8.0+ and a kernel whose Toeplitz matrices fit in shared memory; got ", dtype,
-              ", kernel (", p.kh, ", ", p.kw, "), compute capability ", info.cc_major, ".x");
+  // auto: the strided-row MMA kernel for fp16/bf16 (falling back to the WMMA kernels, then the
+  // direct one, where it does not fit); the others name one kernel
+  bool rows = half && (algo == "auto" || algo == "mma_rows") && fwd_mma_rows_fits(p, info);
+  bool wants_wmma = (algo == "auto" && !rows) || algo == "mma" || algo == "mma_warp";
+  bool wmma = half && wants_wmma && fwd_mma_fits(p, info);
+  TORCH_CHECK(rows || wmma || !(algo == "mma" || algo == "mma_warp" || algo == "mma_rows"), "algo: \"", algo,
+              "\" needs float16 or bfloat16 on compute capability 8.0+ and a kernel whose tiles fit in shared "
+              "memory; got ", dtype, ", kernel (", p.kh, ", ", p.kw, "), compute capability ", info.cc_major, ".x");
   bool unrolled = algo != "direct_generic";
   cudaError_t err;
-  if (mma) {
+  if (rows) {
+    err = dtype == at::kHalf ? fwd_mma_rows_f16(p, info, stream) : fwd_mma_rows_bf16(p, info, stream);
+  } else if (wmma) {
     bool block_tiles = algo != "mma_warp";
     err = dtype == at::kHalf ? fwd_mma_f16(p, info, stream, block_tiles) : fwd_mma_bf16(p, info, stream, block_tiles);
   } else if (dtype == at::kFloat) {
@@ -123,8 +128,10 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
 }
 
 void check_algo(const std::string& algo) {
-  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_generic" || algo == "mma" || algo == "mma_warp",
-              "algo: expected \"auto\", \"direct\", \"direct_generic\", \"mma\" or \"mma_warp\", got \"", algo, "\"");
+  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_generic" || algo == "mma" || algo == "mma_warp" ||
+                  algo == "mma_rows",
+              "algo: expected \"auto\", \"direct\", \"direct_generic\", \"mma\", \"mma_warp\" or \"mma_rows\", got \"",
+              algo, "\"");
 }
 
 at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t ph,

@@ -1,0 +1,75 @@
+"""Each CUDA forward kernel of the extension, side by side on the RepLKNet-31B stage shapes (GPU only).
+
+    python benchmarks/cuda_algos.py [--batch 64] [--json out.json]
+
+For every shape and dtype it times every kernel the extension can be told to use (the `algo`
+argument of torch.ops.replk_ops_C.fwd) in one run, checks each against the float64 reference on
+the first channels, and prints milliseconds, the speedup over fp32 `direct`, and the nominal rate
+as a share of the datasheet peak (FP32 FMA for fp32, dense tensor cores for fp16/bf16).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+
+import replk_ops  # noqa: F401  (loads the extension)
+from replk_ops.bench.hardware import compute_peak, peaks_for
+from replk_ops.bench.shapes import preset
+from replk_ops.bench.timing import time_cuda
+
+ALGOS = {torch.float32: ["direct", "direct_generic"],
+         torch.float16: ["mma_rows", "mma", "mma_warp", "direct"],
+         torch.bfloat16: ["mma_rows", "mma", "mma_warp", "direct"]}
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--budget-ms", type=float, default=50.0)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda")
+    peaks = peaks_for(device)
+    ops = torch.ops.replk_ops_C
+    rows = []
+    print(f"{torch.cuda.get_device_name()}  peaks: fp32 {peaks.fma_tflops} TFLOP/s, tensor {peaks.tensor_tflops}")
+    stages = sorted({(s.c, s.h, s.kh) for s in preset("replknet31b", "cuda")})
+    for c, h, k in stages:
+        n = args.batch
+        pad = k // 2
+        nominal = 2.0 * n * c * h * h * k * k
+        fp32_ms = None
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            x = torch.randn(n, c, h, h, device=device, dtype=dtype)
+            w = (torch.randn(c, 1, k, k, device=device) / k).to(dtype)
+            ref = F.conv2d(x[:, :8].double(), w[:8].double(), padding=pad, groups=8)
+            for algo in ALGOS[dtype]:
+                try:
+                    y = ops.fwd(x, w, None, pad, pad, algo)
+                except RuntimeError as error:  # a kernel that does not take this shape says so
+                    print(f"  {algo}: {str(error).splitlines()[0]}")
+                    continue
+                err = ((y[:, :8].double() - ref).abs().max() / ref.abs().max()).item()
+                ms = time_cuda(lambda: ops.fwd(x, w, None, pad, pad, algo), args.budget_ms)[0]
+                if dtype == torch.float32 and algo == "direct":
+                    fp32_ms = ms
+                peak = compute_peak(peaks, dtype)
+                row = dict(shape=f"{n}x{c}x{h}x{h} k{k}", dtype=str(dtype)[6:], algo=algo, ms=ms,
+                           rel_err=err, ok=err <= TOLERANCE[dtype], pct_of_peak=100 * nominal / (ms * 1e-3) / (peak * 1e12),
+                           vs_fp32_direct=(fp32_ms / ms) if fp32_ms else None)
+                rows.append(row)
+                print(f"{row['shape']:>22} {row['dtype']:>9} {algo:>15} {ms:9.3f} ms  "
+                      f"{row['pct_of_peak']:5.1f}% of peak  x{row['vs_fp32_direct'] or 0:5.2f} vs fp32 direct  "
+                      f"err {err:.1e}{'' if row['ok'] else '  WRONG'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(device=torch.cuda.get_device_name(), batch=args.batch, rows=rows), f, indent=1)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
