@@ -27,7 +27,7 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
     if kernel == "fwd":
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
                **{k: "i32" for k in FWD_INTS}}
-        const = {"HAS_BIAS": True, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False, "IEEE": False}
+        const = {"HAS_BIAS": True, "R": 4, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False, "IEEE": False}
         fn = dwconv_fwd_kernel
     elif kernel == "dense_fwd":  # RepLKNet-31B stage 3 at batch 64: 14x14 maps, 27x27 kernels
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",

@@ -12,6 +12,7 @@ KERNEL_PATH_CASES = [
     (2, 3, 9, 11, 5, 5, "same"),
     (1, 2, 40, 37, 7, 7, "same"),         # 2 column strips, rows span several tiles
     (3, 2, 30, 5, 13, 3, "same"),         # rows of one tile span images
+    (3, 2, 12, 20, 9, 9, "same"),         # groups of four output rows, tiles spanning images
     (2, 2, 10, 9, 31, 31, "same"),        # map far smaller than the kernel
     (1, 2, 12, 26, 51, 5, "same"),
     (1, 2, 12, 26, 5, 51, "same"),

@@ -91,7 +91,7 @@ def test_every_autotune_config_is_correct(kw):
 
     import triton
 
-    n, c, h, w, kh = 3, 2, 23, 70, 5
+    n, c, h, w, kh = 3, 2, 24, 70, 5
     x = make_input(n, c, h, w, torch.float32, device=DEVICE)
     weight = torch.randn(c, 1, kh, kw, device=DEVICE)
     ph, pw = kh // 2, kw // 2
@@ -103,9 +103,10 @@ def test_every_autotune_config_is_correct(kw):
     for config in configs:
         bm, bn, bk = config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"]
         out = torch.full_like(want, float("nan"), dtype=torch.float32, device=DEVICE)
-        dwconv_fwd_kernel[(triton.cdiv(n * h, bm), triton.cdiv(w, bn), c)](
+        r = launch.phases(h, torch.float16)  # 4: the half-precision grouping, here in fp32
+        dwconv_fwd_kernel[(triton.cdiv(n * h // r, bm), triton.cdiv(w, bn), c)](
             x, weight, weight, out, n, h, w, h, w, kh, kw, ph, pw, *x.stride(), *out.stride(),
-            HAS_BIAS=False, BM=bm, BN=bn, BK=bk, UPCAST=False, IEEE=True)
+            HAS_BIAS=False, R=r, BM=bm, BN=bn, BK=bk, UPCAST=False, IEEE=True)
         assert_close_to_reference(out, want, torch.float32, what=f"config {config.kwargs}")
 
 

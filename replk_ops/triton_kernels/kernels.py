@@ -5,8 +5,9 @@ and kernel row i, a strip of BN output columns is
 
     Y[rows, w0 : w0+BN] += X_i[rows, w0-pw : w0-pw+BK] @ T_i,  T_i[a, b] = w[i, a-b] (0 <= a-b < kw)
 
-where rows run over (n, h) of all images and X_i's row is input row h + i - ph. Kernel rows
-that touch no input row of the tile are skipped.
+where rows run over (n, h) of all images and X_i's row is input row h + i - ph. The GEMM rows are
+groups of R consecutive output rows, one accumulator per phase, so one gathered input tile serves
+R kernel rows at once. Input rows that touch no group of the tile are skipped.
 
 Weight gradient: for kernel row i and a strip of BN output columns,
 
@@ -40,18 +41,23 @@ def dwconv_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     N, H, W, Ho, Wo, KH, KW, PH, PW,
     sxn, sxc, sxh, sxw, syn, syc, syh, syw,
-    HAS_BIAS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    HAS_BIAS: tl.constexpr, R: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
     UPCAST: tl.constexpr, IEEE: tl.constexpr,
 ):
+    # GEMM row m is the group of R output rows (n, R g + r), r < R (R divides Ho); the accumulator
+    # of phase r holds output rows R g + r. Input row offset rho gives one tile X_rho (input row
+    # R g + rho - PH of each group) that serves every phase, with kernel row i = rho - r: each
+    # gathered input tile feeds R products.
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     c = tl.program_id(2).to(tl.int64)
 
-    rows = pid_m * BM + tl.arange(0, BM)
-    total_rows = N * Ho
-    row_ok = rows < total_rows
-    n = (rows // Ho).to(tl.int64)
-    h = rows % Ho
+    groups_per_image = Ho // R
+    total_groups = N * groups_per_image
+    g = pid_m * BM + tl.arange(0, BM)
+    g_ok = g < total_groups
+    n = (g // groups_per_image).to(tl.int64)
+    h_first = (g % groups_per_image) * R  # output row of phase 0
     cols = pid_n * BN + tl.arange(0, BN)
     a = tl.arange(0, BK)
     w_in = pid_n * BN - PW + a
@@ -60,29 +66,56 @@ def dwconv_fwd_kernel(
     x_cols = w_in.to(tl.int64) * sxw
     band = a[:, None] - tl.arange(0, BN)[None, :]
     band_ok = (band >= 0) & (band < KW)
+    w_chan = w_ptr + c * KH * KW  # a scalar: the band's offsets stay 32-bit, which saves registers
 
-    # kernel rows that reach an input row for some output row of this tile
+    # input row offsets that reach the image for some group of this tile
     first = pid_m * BM
-    last = tl.minimum(first + BM, total_rows) - 1
-    same_image = (first // Ho) == (last // Ho)
-    h_lo = tl.where(same_image, first % Ho, 0)
-    h_hi = tl.where(same_image, last % Ho, Ho - 1)
-    i_lo = tl.maximum(0, PH - h_hi)
-    i_hi = tl.minimum(KH, H + PH - h_lo)
+    last = tl.minimum(first + BM, total_groups) - 1
+    same_image = (first // groups_per_image) == (last // groups_per_image)
+    h_lo = tl.where(same_image, (first % groups_per_image) * R, 0)
+    h_hi = tl.where(same_image, (last % groups_per_image) * R, Ho - R)
+    rho_lo = tl.maximum(0, PH - h_hi)
+    rho_hi = tl.minimum(KH + R - 1, H + PH - h_lo)
 
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
-    for i in range(i_lo, i_hi):
-        h_in = h + i - PH
-        ok = row_ok & (h_in >= 0) & (h_in < H)
+    acc0 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc1 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc2 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc3 = tl.zeros((BM, BN), dtype=tl.float32)
+    for rho in range(rho_lo, rho_hi):
+        h_in = h_first + rho - PH
+        ok = g_ok & (h_in >= 0) & (h_in < H)
         tile = tl.load(x_rows[:, None] + h_in.to(tl.int64)[:, None] * sxh + x_cols[None, :],
                        mask=ok[:, None] & w_in_ok[None, :], other=0.0)
-        toeplitz = tl.load(w_ptr + c * KH * KW + i * KW + band, mask=band_ok, other=0.0)
-        acc = _dot(tile, toeplitz, acc, UPCAST, IEEE)
+        # kernel row rho - r for phase r; rows outside the kernel load as zeros
+        acc0 = _dot(tile, tl.load(w_chan + rho * KW + band, mask=band_ok & (rho < KH), other=0.0), acc0, UPCAST, IEEE)
+        if R > 1:
+            i = rho - 1
+            acc1 = _dot(tile, tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0), acc1,
+                        UPCAST, IEEE)
+        if R > 2:
+            i = rho - 2
+            acc2 = _dot(tile, tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0), acc2,
+                        UPCAST, IEEE)
+            i = rho - 3
+            acc3 = _dot(tile, tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0), acc3,
+                        UPCAST, IEEE)
 
+    bias = 0.0
     if HAS_BIAS:
-        acc += tl.load(b_ptr + c).to(tl.float32)
-    y = y_ptr + n[:, None] * syn + c * syc + h.to(tl.int64)[:, None] * syh + cols.to(tl.int64)[None, :] * syw
-    tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < Wo)[None, :])
+        bias = tl.load(b_ptr + c).to(tl.float32)
+    y_rows = y_ptr + n * syn + c * syc
+    y_cols = cols.to(tl.int64)[None, :] * syw
+    out_ok = g_ok[:, None] & (cols < Wo)[None, :]
+    dtype = y_ptr.dtype.element_ty
+    tl.store(y_rows[:, None] + h_first.to(tl.int64)[:, None] * syh + y_cols, (acc0 + bias).to(dtype), mask=out_ok)
+    if R > 1:
+        tl.store(y_rows[:, None] + (h_first + 1).to(tl.int64)[:, None] * syh + y_cols, (acc1 + bias).to(dtype),
+                 mask=out_ok)
+    if R > 2:
+        tl.store(y_rows[:, None] + (h_first + 2).to(tl.int64)[:, None] * syh + y_cols, (acc2 + bias).to(dtype),
+                 mask=out_ok)
+        tl.store(y_rows[:, None] + (h_first + 3).to(tl.int64)[:, None] * syh + y_cols, (acc3 + bias).to(dtype),
+                 mask=out_ok)
 
 
 @triton.jit

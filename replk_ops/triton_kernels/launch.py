@@ -27,11 +27,21 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def _tiles(kw: int, total_rows: int):
+def phases(ho: int, dtype: torch.dtype) -> int:
+    """Output rows per GEMM row of the forward kernel (R): each gathered input tile then serves R
+    kernel rows. R must divide Ho so that a group never straddles two images. fp32 keeps R = 1:
+    the 3xTF32 split doubles the operands' registers, and with more accumulators it spills (AOT
+    compiles for sm_80 and sm_90)."""
+    if dtype == torch.float32:
+        return 1
+    return 4 if ho % 4 == 0 else 2 if ho % 2 == 0 else 1
+
+
+def _tiles(kw: int, groups: int):
     bn = 32
     bk = triton.next_power_of_2(bn + kw - 1)
-    # big row tiles amortize the Toeplitz build; small maps at small batch want small ones
-    bm = 64 if total_rows >= 64 else max(16, triton.next_power_of_2(total_rows))
+    # big row tiles amortize the Toeplitz gather; small maps at small batch want small ones
+    bm = 64 if groups >= 64 else max(16, triton.next_power_of_2(groups))
     return bm, bn, bk
 
 
@@ -105,12 +115,15 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
         dense.dwconv_dense_fwd_kernel[(triton.cdiv(n, bm), triton.cdiv(ho * wo, bn), c)](
             *args, BM=bm, BN=bn, BK=bk, **flags)
         return out
+    r = phases(ho, x.dtype)
+    groups = n * ho // r
     if not autotune_enabled() or interpreting():  # the interpreter cannot time configs: one tile
-        bm, bn, bk = _tiles(kw, n * ho)
-        dwconv_fwd_kernel[(triton.cdiv(n * ho, bm), triton.cdiv(wo, bn), c)](*args, BM=bm, BN=bn, BK=bk, **flags)
+        bm, bn, bk = _tiles(kw, groups)
+        dwconv_fwd_kernel[(triton.cdiv(groups, bm), triton.cdiv(wo, bn), c)](
+            *args, R=r, BM=bm, BN=bn, BK=bk, **flags)
     else:
-        grid = lambda meta: (triton.cdiv(n * ho, meta["BM"]), triton.cdiv(wo, meta["BN"]), c)  # noqa: E731
-        _tuned_fwd_kernel()[grid](*args, **flags)
+        grid = lambda meta: (triton.cdiv(groups, meta["BM"]), triton.cdiv(wo, meta["BN"]), c)  # noqa: E731
+        _tuned_fwd_kernel()[grid](*args, R=r, **flags)
     return out
 
 

@@ -1,0 +1,71 @@
+"""The Triton forward kernel's variants side by side on RepLKNet-31B stages 1 and 2 (GPU only).
+
+    python benchmarks/triton_variants.py [--batch 64]
+
+Times the kernel itself (no autotuning) for: R (output rows per GEMM row: 1 is the plain
+row-Toeplitz product, 4 shares each gathered input tile among four kernel rows), the tile
+(BM, BN, warps), and for fp32 the two ways to fp32 accuracy: the 3xTF32 split on tensor cores
+against IEEE FMA. Each variant is checked against the float64 reference before it is timed.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+import triton
+
+from replk_ops.bench.hardware import compute_peak, peaks_for
+from replk_ops.bench.timing import time_cuda
+from replk_ops.triton_kernels.kernels import dwconv_fwd_kernel
+
+STAGES = [(128, 56, 31), (256, 28, 29)]
+TILES = [(64, 32, 4), (128, 32, 8)]
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 4e-2}
+
+
+def variants(dtype):
+    if dtype == torch.float32:
+        return [dict(R=1, IEEE=ieee, tile=tile) for ieee in (False, True) for tile in TILES[:1]]
+    return [dict(R=r, IEEE=False, tile=tile) for r in (1, 4) for tile in TILES]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--budget-ms", type=float, default=40.0)
+    args = parser.parse_args(argv)
+    peaks = peaks_for(torch.device("cuda"))
+    failures = 0
+    for c, hw, k in STAGES:
+        n, pad = args.batch, k // 2
+        nominal = 2.0 * n * c * hw * hw * k * k
+        for dtype in (torch.bfloat16, torch.float32):
+            x = torch.randn(n, c, hw, hw, device="cuda", dtype=dtype)
+            w = (torch.randn(c, 1, k, k, device="cuda") / k).to(dtype)
+            ref = F.conv2d(x[:, :8].double(), w[:8].double(), padding=pad, groups=8)
+            y = torch.empty_like(x)
+            for v in variants(dtype):
+                (bm, bn, warps), r = v["tile"], v["R"]
+                bk = triton.next_power_of_2(bn + k - 1)
+                grid = (triton.cdiv(n * hw // r, bm), triton.cdiv(hw, bn), c)
+
+                def run():
+                    dwconv_fwd_kernel[grid](x, w, w, y, n, hw, hw, hw, hw, k, k, pad, pad, *x.stride(), *y.stride(),
+                                            HAS_BIAS=False, R=r, BM=bm, BN=bn, BK=bk, UPCAST=False,
+                                            IEEE=v["IEEE"], num_warps=warps)
+
+                run()
+                err = ((y[:, :8].double() - ref).abs().max() / ref.abs().max()).item()
+                ms = time_cuda(run, args.budget_ms)[0]
+                pct = 100 * nominal / (ms * 1e-3) / (compute_peak(peaks, dtype) * 1e12)
+                ok = err <= TOLERANCE[dtype]
+                failures += not ok
+                precision = "" if dtype != torch.float32 else ("ieee-fma" if v["IEEE"] else "3xtf32")
+                print(f"{n}x{c}x{hw}x{hw} k{k} {str(dtype)[6:]:>8} {precision:>8} R={r} BM={bm} BN={bn} "
+                      f"warps={warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
