@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Everything a lent GPU machine (no network) should do, in one call of at most ~8 minutes: build
 # the extension in place against the installed torch, the GPU tests, compute-sanitizer memcheck and
-# racecheck on a small case, the default bench with JSON and plot. At most 8 files go to OUTDIR
-# (the three test steps share tests.log).
+# racecheck on a small case, each CUDA forward kernel and the Triton forward's variants side by
+# side (benchmarks/cuda_algos.py, triton_variants.py), the default bench with JSON and plot.
+# At most 8 files go to OUTDIR (the three test steps share tests.log; the kernel comparisons and
+# the bench share bench.log). GPU_CHECK_STEPS="build cuda_tests ..." runs only the steps named.
 # Usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]}
@@ -58,7 +60,7 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
     x = torch.randn(2, 8, 20, 40, device="cuda", dtype=dtype)
     w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
     b = torch.randn(8, device="cuda", dtype=dtype)
-    for algo in ("direct", "direct_generic") + (("mma", "mma_warp") if dtype != torch.float32 else ()):
+    for algo in ("direct", "direct_generic") + (("mma_rows", "mma", "mma_warp") if dtype != torch.float32 else ()):
         y = ops.fwd(x, w, b, 6, 6, algo)
         ops.bwd_input(y, w, 6, 6, algo)
     ops.bwd_weight(y, x, 13, 13, 6, 6, True)
@@ -68,6 +70,8 @@ PY
 want sanitizer && step sanitizer 60 bash -c "compute-sanitizer --tool memcheck --error-exitcode 1 $py $out/sanitize_case.py && \
     compute-sanitizer --tool racecheck --error-exitcode 1 $py $out/sanitize_case.py"
 rm -f "$out/sanitize_case.py"
-want bench && step bench 240 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
+want algos && LOG=bench step algos 90 $py benchmarks/cuda_algos.py
+want triton_variants && LOG=bench step triton_variants 120 $py benchmarks/triton_variants.py
+want bench && step bench 300 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
     $py -m replk_ops.bench --model replknet31b"
 exit $status
