@@ -27,7 +27,8 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
     if kernel == "fwd":
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
                **{k: "i32" for k in FWD_INTS}}
-        const = {"HAS_BIAS": True, "R": 4, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False, "IEEE": False}
+        const = {"HAS_BIAS": True, "R": 1 if dtype == "fp32" else 4, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False,
+                 "IEEE": False}
         fn = dwconv_fwd_kernel
     elif kernel == "dense_fwd":  # RepLKNet-31B stage 3 at batch 64: 14x14 maps, 27x27 kernels
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
@@ -36,7 +37,8 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
         fn = dwconv_dense_fwd_kernel
     else:
         sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS}}
-        const = {"BR": 64, "BN": 32, "BK": bk, "KWP": triton.next_power_of_2(kw), "UPCAST": False, "IEEE": False}
+        const = {"R": 1 if dtype == "fp32" else 4, "BR": 64, "BN": 32, "BK": bk, "KWP": triton.next_power_of_2(kw),
+                 "UPCAST": False, "IEEE": False}
         fn = dwconv_bwd_weight_kernel
     sig.update({k: "constexpr" for k in const})
     return ASTSource(fn=fn, signature=sig, constexprs=const)

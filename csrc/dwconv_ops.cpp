@@ -2,6 +2,7 @@
 // their arguments with TORCH_CHECK (a Python RuntimeError, never an abort), set the device guard,
 // run on the current stream and take any workspace from the caching allocator. The Python layer
 // (replk_ops/backends/cuda_ext.py) calls them behind the package's own ops.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
@@ -102,10 +103,13 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   auto dtype = x.scalar_type();
   bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  // auto: the strided-row MMA kernel for fp16/bf16 (falling back to the WMMA kernels, then the
-  // direct one, where it does not fit); the others name one kernel
-  bool rows = half && (algo == "auto" || algo == "mma_rows") && fwd_mma_rows_fits(p, info);
-  bool wants_wmma = (algo == "auto" && !rows) || algo == "mma" || algo == "mma_warp";
+  // auto, for fp16/bf16, by map size (measured per kernel with benchmarks/cuda_algos.py): the
+  // strided-row MMA kernel once rows group by 2 or 4 and a warp's four 8-column blocks are mostly
+  // inside the map (both sides over 16); the WMMA tiles on mid-size maps; the direct kernel on
+  // maps of 8 and below, where MMA tiles are mostly padding. The others name one kernel.
+  const int64_t side = std::min(p.Ho, p.Wo);
+  bool rows = half && ((algo == "auto" && side > 16) || algo == "mma_rows") && fwd_mma_rows_fits(p, info);
+  bool wants_wmma = (algo == "auto" && !rows && side > 8) || algo == "mma" || algo == "mma_warp";
   bool wmma = half && wants_wmma && fwd_mma_fits(p, info);
   TORCH_CHECK(rows || wmma || !(algo == "mma" || algo == "mma_warp" || algo == "mma_rows"), "algo: \"", algo,
               "\" needs float16 or bfloat16 on compute capability 8.0+ and a kernel whose tiles fit in shared "

@@ -25,6 +25,7 @@ struct MmaRowsTiling {
   int r;               // phases: the block's output rows are h0 + R m + r, 16 R rows in all
   int warps;           // 32-column strips per block
   int ka;              // 16-column input blocks one warp reads, floor((30 + kw) / 16) + 1
+  int ddh;             // Toeplitz blocks of a kernel row: offsets d = 8 dd, dd = -1 .. ddh = (kw + 6) / 8
   int rows, cols, ldx; // staged input tile (ldx a multiple of 64 elements for the swizzle)
   int wrow_words;      // 32-bit words per zero-padded weight row copy
   int wplane_words;    // words per copy (16 mod 32: the two copies use disjoint banks)
@@ -35,13 +36,15 @@ struct MmaRowsTiling {
 
 // Compile-time accumulator phases and input blocks of the kernel that runs a tiling.
 inline int mma_rows_phases(int64_t Ho) { return Ho > 32 ? 4 : Ho > 16 ? 2 : 1; }
-inline int mma_rows_blocks(int ka) { return ka <= 3 ? 3 : ka <= 4 ? 4 : 6; }
+// The input blocks a warp reads follow from the Toeplitz offsets: (ddh + 3) / 2 + 1 = t.ka.
+REPLK_HOST_DEVICE constexpr int mma_rows_input_blocks(int ddh) { return (ddh + 3) / 2 + 1; }
 
 inline MmaRowsTiling mma_rows_tiling(const ConvParams& p, const DeviceInfo& d) {
   MmaRowsTiling t;
   t.r = mma_rows_phases(p.Ho);
   t.warps = static_cast<int>(min(int64_t(4), ceil_div(p.Wo, 32)));
   t.ka = (30 + p.kw) / 16 + 1;
+  t.ddh = (p.kw + 6) / 8;
   t.rows = 16 * t.r + p.kh - 1;
   t.cols = 32 * (t.warps - 1) + 16 * t.ka;
   t.ldx = static_cast<int>(round_up(t.cols, 64));
@@ -104,11 +107,16 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&a)[4], const void* shared
 #endif
 }
 
-// R: accumulator phases (mma_rows_phases); KA: input blocks held in registers (>= t.ka).
-template <typename T, int R, int KA>
-__global__ void __launch_bounds__(128, 4) dwconv_fwd_mma_rows_kernel(const ConvParams p, const MmaRowsTiling t) {
+// R: accumulator phases (mma_rows_phases); DDH: the last Toeplitz offset index, (kw + 6) / 8.
+// Every loop bound of the MMA part is a compile-time constant and no MMA is conditional on the
+// warp: MMAs on input blocks that lie in the padding multiply staged zeros, and columns past the
+// map are computed and not stored, so the MMAs need no per-warp guard (and no WARPSYNC). Kernels
+// 50 to 63 wide hold six input blocks and get up to 168 registers instead of 128.
+template <typename T, int R, int DDH>
+__global__ void __launch_bounds__(128, DDH >= 7 ? 3 : 4) dwconv_fwd_mma_rows_kernel(const ConvParams p, const MmaRowsTiling t) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   constexpr int Q = 4;  // 8-column output blocks per warp
+  constexpr int KA = mma_rows_input_blocks(DDH);
   extern __shared__ __align__(128) unsigned char smem[];
   uint32_t* weights = reinterpret_cast<uint32_t*>(smem);
   T* tile_in = reinterpret_cast<T*>(smem + t.weight_bytes);
@@ -170,12 +178,6 @@ __global__ void __launch_bounds__(128, 4) dwconv_fwd_mma_rows_kernel(const ConvP
 
     const int64_t ws = w0 + 32 * warp;  // this warp's first output column
     if (ws >= p.Wo) continue;
-    const int qn = static_cast<int>(min(int64_t(Q), ceil_div(p.Wo - ws, 8)));
-    // 16-column input blocks that touch the image: columns ws - pw + 16 kk .. + 15 meet [0, W)
-    const int64_t kk_first = p.pw - ws - 15;
-    const int kk_lo = kk_first <= 0 ? 0 : static_cast<int>(ceil_div(kk_first, 16));
-    const int64_t kk_last = p.W - 1 + p.pw - ws;
-    const int kk_hi = kk_last < 0 ? 0 : static_cast<int>(min(int64_t(t.ka), kk_last / 16 + 1));
     // input row offsets whose 16 rows (h0 - ph + R m + rho) meet [0, H)
     const int rho_lo = static_cast<int>(max(int64_t(0), p.ph - h0 - 15 * R));
     const int rho_hi = static_cast<int>(min(int64_t(R + p.kh - 1), p.H + p.ph - h0));
@@ -194,25 +196,20 @@ __global__ void __launch_bounds__(128, 4) dwconv_fwd_mma_rows_kernel(const ConvP
       const T* a_src = tile_in + static_cast<size_t>(srow) * t.ldx;
       uint32_t a[KA][4];
 #pragma unroll
-      for (int kk = 0; kk < KA; ++kk) {
-        if (kk >= kk_lo && kk < kk_hi) ldmatrix_x4(a[kk], a_src + ((((4 * warp + 2 * kk + a_half)) ^ swz) << 3));
-      }
+      for (int kk = 0; kk < KA; ++kk) ldmatrix_x4(a[kk], a_src + ((((4 * warp + 2 * kk + a_half)) ^ swz) << 3));
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const int i = rho - r;
+        const int i = rho - r;  // the same for the whole block: a uniform branch
         if (i < 0 || i >= p.kh) continue;
         const uint32_t* wrow = lane_weights + i * t.wrow_words;
-        // B for d = 8 dd: nonzero only for -15 <= d <= kw + 6
+        // B for d = 8 dd is nonzero only for -15 <= d <= kw + 6
 #pragma unroll
-        for (int dd = -1; dd <= 2 * KA - 2; ++dd) {
-          if (8 * dd <= p.kw + 6) {
-            const uint32_t b0 = wrow[4 * dd], b1 = wrow[4 * dd + 4];
+        for (int dd = -1; dd <= DDH; ++dd) {
+          const uint32_t b0 = wrow[4 * dd], b1 = wrow[4 * dd + 4];
 #pragma unroll
-            for (int q = 0; q < Q; ++q) {
-              const int kk = (dd + q) / 2;  // d = 16 kk - 8 q
-              if (((dd + q) & 1) == 0 && kk >= 0 && kk < KA && q < qn && kk >= kk_lo && kk < kk_hi)
-                mma_16816<T>(acc[r][q], a[kk], b0, b1);
-            }
+          for (int q = 0; q < Q; ++q) {
+            const int kk = (dd + q) / 2;  // d = 16 kk - 8 q
+            if (((dd + q) & 1) == 0 && kk >= 0 && kk < KA) mma_16816<T>(acc[r][q], a[kk], b0, b1);
           }
         }
       }
@@ -233,23 +230,30 @@ __global__ void __launch_bounds__(128, 4) dwconv_fwd_mma_rows_kernel(const ConvP
 #endif
 }
 
-template <typename T, int R, int KA>
+template <typename T, int R, int DDH>
 cudaError_t launch_fwd_mma_rows_as(const ConvParams& p, const MmaRowsTiling& t, cudaStream_t stream) {
+  static_assert(mma_rows_input_blocks(DDH) <= 6, "at most six input blocks (kw <= 63)");
   const int64_t blocks = p.C * t.splits;
   if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
-  cudaError_t err = allow_shared_memory(dwconv_fwd_mma_rows_kernel<T, R, KA>, t.smem_bytes);
+  cudaError_t err = allow_shared_memory(dwconv_fwd_mma_rows_kernel<T, R, DDH>, t.smem_bytes);
   if (err != cudaSuccess) return err;
-  dwconv_fwd_mma_rows_kernel<T, R, KA>
+  dwconv_fwd_mma_rows_kernel<T, R, DDH>
       <<<static_cast<unsigned>(blocks), 32 * t.warps, t.smem_bytes, stream>>>(p, t);
   return cudaGetLastError();
 }
 
 template <typename T, int R>
 cudaError_t launch_fwd_mma_rows_phases(const ConvParams& p, const MmaRowsTiling& t, cudaStream_t stream) {
-  switch (mma_rows_blocks(t.ka)) {
+  switch (t.ddh) {  // kw 1, 2-9, 10-17, 18-25, 26-33, 34-41, 42-49, 50-57, 58-63
+    case 0: return launch_fwd_mma_rows_as<T, R, 0>(p, t, stream);
+    case 1: return launch_fwd_mma_rows_as<T, R, 1>(p, t, stream);
+    case 2: return launch_fwd_mma_rows_as<T, R, 2>(p, t, stream);
     case 3: return launch_fwd_mma_rows_as<T, R, 3>(p, t, stream);
     case 4: return launch_fwd_mma_rows_as<T, R, 4>(p, t, stream);
-    default: return launch_fwd_mma_rows_as<T, R, 6>(p, t, stream);
+    case 5: return launch_fwd_mma_rows_as<T, R, 5>(p, t, stream);
+    case 6: return launch_fwd_mma_rows_as<T, R, 6>(p, t, stream);
+    case 7: return launch_fwd_mma_rows_as<T, R, 7>(p, t, stream);
+    default: return launch_fwd_mma_rows_as<T, R, 8>(p, t, stream);
   }
 }
 
