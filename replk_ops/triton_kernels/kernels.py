@@ -13,9 +13,10 @@ Weight gradient: for kernel row i and a strip of BN output columns,
 
     P_i = dY[rows, w0 : w0+BN]^T @ X_i[rows, w0-pw : w0-pw+BK],  dw[i, j] += sum_b P_i[b, b+j]
 
-with the rows (all N*Ho of them, or a split of them) as the GEMM's reduction dimension. Each
-program writes its partial row of dw to a small workspace that is summed in a fixed order, so the
-result is deterministic.
+with the rows (all N*Ho of them, or a split of them) as the GEMM's reduction dimension. A program
+owns R kernel rows and pairs one gathered input tile with R grad_out tiles shifted by a row each.
+Each program writes its partial rows of dw to a small workspace that is summed in a fixed order,
+so the result is deterministic.
 
 Layouts are handled through strides (NCHW, channels_last or any view), offsets are 64-bit, and
 all accumulation is float32.
@@ -119,17 +120,30 @@ def dwconv_fwd_kernel(
 
 
 @triton.jit
+def _diagonal_sums(acc, diagonal, j_all, KW):
+    """dw[j] = sum_b P[b, b + j]: the band of P, one diagonal per kernel column."""
+    out = tl.zeros(j_all.shape, dtype=tl.float32)
+    for j in range(0, KW):
+        value = tl.sum(tl.sum(tl.where(diagonal == j, acc, 0.0), axis=1), axis=0)
+        out = tl.where(j_all == j, value, out)
+    return out
+
+
+@triton.jit
 def dwconv_bwd_weight_kernel(
     dy_ptr, x_ptr, part_ptr,
     N, C, H, W, Ho, Wo, KH, KW, PH, PW, ROWS_PER_SPLIT, SPLITS,
     sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw,
-    BR: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KWP: tl.constexpr,
+    R: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KWP: tl.constexpr,
     UPCAST: tl.constexpr, IEEE: tl.constexpr,
 ):
+    # A program owns kernel rows i0 .. i0 + R - 1. Loop row h (of Ho + R - 1 per image) pairs the
+    # input row h + i0 - PH with grad_out row h - r for kernel row i0 + r, so each gathered input
+    # tile serves R products; a row past either map loads as zeros.
     pid = tl.program_id(0)
     strip = pid // SPLITS
     split = pid % SPLITS
-    i = tl.program_id(1)
+    i0 = tl.program_id(1) * R
     c = tl.program_id(2).to(tl.int64)
 
     b = tl.arange(0, BN)
@@ -138,32 +152,52 @@ def dwconv_bwd_weight_kernel(
     w_out_ok = w_out < Wo
     w_in = strip * BN - PW + a
     w_in_ok = (w_in >= 0) & (w_in < W)
-    total_rows = N * Ho
+    rows_per_image = Ho + R - 1
+    total_rows = N * rows_per_image
     row_start = split * ROWS_PER_SPLIT
     row_end = tl.minimum(row_start + ROWS_PER_SPLIT, total_rows)
+    dy_chan = dy_ptr + c * sdc
+    dy_cols = w_out.to(tl.int64)[:, None] * sdw
 
-    acc = tl.zeros((BN, BK), dtype=tl.float32)
+    acc0 = tl.zeros((BN, BK), dtype=tl.float32)
+    acc1 = tl.zeros((BN, BK), dtype=tl.float32)
+    acc2 = tl.zeros((BN, BK), dtype=tl.float32)
+    acc3 = tl.zeros((BN, BK), dtype=tl.float32)
     for r0 in range(row_start, row_end, BR):
         rows = r0 + tl.arange(0, BR)
         rows_ok = rows < row_end
-        n = (rows // Ho).to(tl.int64)
-        h = rows % Ho
-        h_in = h + i - PH
+        n = (rows // rows_per_image).to(tl.int64)
+        h = rows % rows_per_image
+        h_in = h + i0 - PH
         in_ok = rows_ok & (h_in >= 0) & (h_in < H)
-        dy_t = tl.load(dy_ptr + n[None, :] * sdn + c * sdc + h.to(tl.int64)[None, :] * sdh
-                       + w_out.to(tl.int64)[:, None] * sdw,
-                       mask=w_out_ok[:, None] & rows_ok[None, :], other=0.0)
         tile = tl.load(x_ptr + n[:, None] * sxn + c * sxc + h_in.to(tl.int64)[:, None] * sxh
                        + w_in.to(tl.int64)[None, :] * sxw,
                        mask=in_ok[:, None] & w_in_ok[None, :], other=0.0)
-        acc = _dot(dy_t, tile, acc, UPCAST, IEEE)
+        dy_rows = dy_chan + n[None, :] * sdn + dy_cols
+        ok = rows_ok & (h < Ho)
+        dy_t = tl.load(dy_rows + h.to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :], other=0.0)
+        acc0 = _dot(dy_t, tile, acc0, UPCAST, IEEE)
+        if R > 1:
+            ok = rows_ok & (h >= 1) & (h - 1 < Ho) & (i0 + 1 < KH)
+            dy_t = tl.load(dy_rows + (h - 1).to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :],
+                           other=0.0)
+            acc1 = _dot(dy_t, tile, acc1, UPCAST, IEEE)
+        if R > 2:
+            ok = rows_ok & (h >= 2) & (h - 2 < Ho) & (i0 + 2 < KH)
+            dy_t = tl.load(dy_rows + (h - 2).to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :],
+                           other=0.0)
+            acc2 = _dot(dy_t, tile, acc2, UPCAST, IEEE)
+            ok = rows_ok & (h >= 3) & (h - 3 < Ho) & (i0 + 3 < KH)
+            dy_t = tl.load(dy_rows + (h - 3).to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :],
+                           other=0.0)
+            acc3 = _dot(dy_t, tile, acc3, UPCAST, IEEE)
 
-    # dw[i, j] = sum_b P[b, b + j]: the band of P, one diagonal per kernel column
     diagonal = a[None, :] - b[:, None]
     j_all = tl.arange(0, KWP)
-    out = tl.zeros((KWP,), dtype=tl.float32)
-    for j in range(0, KW):
-        value = tl.sum(tl.sum(tl.where(diagonal == j, acc, 0.0), axis=1), axis=0)
-        out = tl.where(j_all == j, value, out)
-    part = part_ptr + ((pid.to(tl.int64) * C + c) * KH + i) * KW
-    tl.store(part + j_all, out, mask=j_all < KW)
+    part = part_ptr + ((pid.to(tl.int64) * C + c) * KH + i0) * KW + j_all
+    tl.store(part, _diagonal_sums(acc0, diagonal, j_all, KW), mask=j_all < KW)
+    if R > 1:
+        tl.store(part + KW, _diagonal_sums(acc1, diagonal, j_all, KW), mask=(j_all < KW) & (i0 + 1 < KH))
+    if R > 2:
+        tl.store(part + 2 * KW, _diagonal_sums(acc2, diagonal, j_all, KW), mask=(j_all < KW) & (i0 + 2 < KH))
+        tl.store(part + 3 * KW, _diagonal_sums(acc3, diagonal, j_all, KW), mask=(j_all < KW) & (i0 + 3 < KH))

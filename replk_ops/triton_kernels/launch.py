@@ -37,6 +37,14 @@ def phases(ho: int, dtype: torch.dtype) -> int:
     return 4 if ho % 4 == 0 else 2 if ho % 2 == 0 else 1
 
 
+def weight_phases(kh: int, dtype: torch.dtype) -> int:
+    """Kernel rows per weight-gradient program (R), which share each gathered input tile; fp32
+    keeps 1 for the same reason as `phases`."""
+    if dtype == torch.float32:
+        return 1
+    return 4 if kh >= 4 else 2 if kh >= 2 else 1
+
+
 def _tiles(kw: int, groups: int):
     bn = 32
     bk = triton.next_power_of_2(bn + kw - 1)
@@ -144,24 +152,26 @@ def bwd_weight(grad_out, x, kh, kw, ph, pw):
         return torch.zeros((c, 1, kh, kw), dtype=x.dtype, device=x.device), grad_bias
     bn = 32
     bk = triton.next_power_of_2(bn + kw - 1)
-    br = 64 if n * ho >= 64 else 16
+    r = weight_phases(kh, x.dtype)
+    row_groups = triton.cdiv(kh, r)
+    total_rows = n * (ho + r - 1)  # each image's rows, plus R - 1 for the shifted grad_out rows
+    br = 64 if total_rows >= 64 else 16
     strips = triton.cdiv(wo, bn)
-    total_rows = n * ho
     if interpreting() or x.device.type != "cuda":
         splits = 1
     else:  # enough programs to fill the GPU several times over
         want = 4 * _sm_count(x.device.index or 0)
-        splits = max(1, min(triton.cdiv(want, strips * kh * c), triton.cdiv(total_rows, 4 * br)))
+        splits = max(1, min(triton.cdiv(want, strips * row_groups * c), triton.cdiv(total_rows, 4 * br)))
     rows_per_split = triton.cdiv(triton.cdiv(total_rows, splits), br) * br
     splits = triton.cdiv(total_rows, rows_per_split)
     partials = new_workspace((strips * splits, c, kh, kw), dtype=torch.float32, device=x.device)
     upcast, ieee = _flags(x)
-    grid = (strips * splits, kh, c)
+    grid = (strips * splits, row_groups, c)
     dwconv_bwd_weight_kernel[grid](
         grad_out, x, partials,
         n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
         *grad_out.stride(), *x.stride(),
-        BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee,
+        R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee,
     )
     # a fixed-order sum of the partials: deterministic, whatever the grid
     grad_weight = partials.sum(dim=0).unsqueeze(1).to(x.dtype)
