@@ -30,7 +30,7 @@ step() {  # [LOG=FILE] step NAME SECONDS CMD...: time-limited, appended to OUTDI
 { date -u; echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
   $py -c "import torch, triton, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA', torch.version.cuda, '| triton', triton.__version__)"
-  nvcc --version | tail -n 2; } > "$summary" 2>&1
+  nvcc --version | tail -n 2; } >> "$summary" 2>&1  # appends: several invocations may share OUTDIR
 
 want() { [ -z "${GPU_CHECK_STEPS:-}" ] || [[ " $GPU_CHECK_STEPS " == *" $1 "* ]]; }  # e.g. "build bench"
 
@@ -50,7 +50,7 @@ rm -f "$out/rebuild.txt"
 # test_every_autotune_config_is_correct checks each tile, and the bench tunes as users do.
 want cuda_tests && LOG=tests step cuda_tests 150 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
     tests/test_cuda_ext.py tests/test_gpu_reliability.py tests/test_reliability.py
-want triton_tests && LOG=tests step triton_tests 110 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
+want triton_tests && LOG=tests step triton_tests 170 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
     --maxfail=20 tests/test_triton.py
 want fuzz && LOG=tests step fuzz 120 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 cat > "$out/sanitize_case.py" <<'PY'
