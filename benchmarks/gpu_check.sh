@@ -18,7 +18,7 @@ summary="$out/summary.txt"
 status=0
 step() {  # [LOG=FILE] step NAME SECONDS CMD...: time-limited, appended to OUTDIR/FILE.log (default NAME)
     local name=$1 limit=$2; shift 2
-    local start=$SECONDS log="$out/${LOG:-$1}.log"
+    local start=$SECONDS log="$out/${LOG:-$name}.log"
     echo "== $name" >> "$log"
     timeout "$limit" "$@" >> "$log" 2>&1
     local rc=$?
