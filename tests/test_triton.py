@@ -84,30 +84,34 @@ def test_triton_layouts_through_autograd(layout, dtype):
     assert_close_to_reference(bias.grad, ref_db, dtype, tdb, "grad bias")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("kw", [7, 31, 63])
-def test_every_autotune_config_is_correct(kw):
-    """The GPU autotunes the forward over these tiles; each one must compute the same conv."""
+def test_every_autotune_config_is_correct(kw, dtype):
+    """The GPU autotunes the forward over these tiles, with the launcher's R and precision for the
+    dtype; each one must compute the same conv."""
     from replk_ops.triton_kernels.kernels import dwconv_fwd_kernel
 
     import triton
 
     n, c, h, w, kh = 3, 2, 24, 70, 5
-    x = make_input(n, c, h, w, torch.float32, device=DEVICE)
-    weight = torch.randn(c, 1, kh, kw, device=DEVICE)
+    x = make_input(n, c, h, w, dtype, device=DEVICE)
+    weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(DEVICE, dtype)
     ph, pw = kh // 2, kw // 2
     want = conv64(x, weight, None, (ph, pw))
-    assert len(launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x})) == 3  # fp32: BM <= 64
-    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x.half()})
-    assert len(configs) == len(launch.FWD_TILES)
+    yard = None if dtype == torch.float32 else torch.nn.functional.conv2d(x, weight, padding=(ph, pw), groups=c)
+    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x})
+    assert len(configs) == (3 if dtype == torch.float32 else len(launch.FWD_TILES))  # fp32: BM <= 64
     assert "N" not in launch.FWD_KEY
+    r = launch.phases(h, dtype)
+    assert r == (1 if dtype == torch.float32 else 4)
+    upcast, ieee = launch._flags(x)
     for config in configs:
         bm, bn, bk = config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"]
-        out = torch.full_like(want, float("nan"), dtype=torch.float32, device=DEVICE)
-        r = launch.phases(h, torch.float16)  # 4: the half-precision grouping, here in fp32
+        out = torch.full_like(want, float("nan"), dtype=dtype, device=DEVICE)
         dwconv_fwd_kernel[(triton.cdiv(n * h // r, bm), triton.cdiv(w, bn), c)](
             x, weight, weight, out, n, h, w, h, w, kh, kw, ph, pw, *x.stride(), *out.stride(),
-            HAS_BIAS=False, R=r, BM=bm, BN=bn, BK=bk, UPCAST=False, IEEE=True)
-        assert_close_to_reference(out, want, torch.float32, what=f"config {config.kwargs}")
+            HAS_BIAS=False, R=r, BM=bm, BN=bn, BK=bk, UPCAST=upcast, IEEE=ieee, num_warps=config.num_warps)
+        assert_close_to_reference(out, want, dtype, yard, what=f"config {config.kwargs}, {config.num_warps} warps")
 
 
 @pytest.mark.parametrize("value", ["yes", "2", "off"])
