@@ -51,3 +51,14 @@ def test_measuring_can_be_switched_off(monkeypatch):
     monkeypatch.setenv(measured.ENV_VAR, "0")
     assert measured.choose(("k",), ["cuda", "triton"], lambda name: name) is None
     assert calls == []
+
+
+def test_no_choice_by_timing_under_deterministic_algorithms(monkeypatch):
+    """A choice by timing can differ between processes, and with it the last bits of results."""
+    import torch
+
+    calls = []
+    monkeypatch.setattr(measured, "_time", _timer({"cuda": 1.0, "triton": 2.0}, calls))
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    assert measured.choose(("k",), ["cuda", "triton"], lambda name: name) is None
+    assert calls == [] and measured.remembered(("k",)) is None

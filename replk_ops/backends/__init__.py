@@ -108,10 +108,12 @@ def explain_choice(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto",
             measurement = measured.remembered(measured.kind(op, x, weight))
             if measurement is not None:
                 chosen, note = measurement.chosen, f" ({measurement})"
-            elif measured.enabled():
-                note = f" (by priority until the first {op} call of this kind times {', '.join(racing)})"
-            else:
+            elif not measured.enabled():
                 note = f" (by priority: measuring is off, {measured.ENV_VAR}=0)"
+            elif torch.are_deterministic_algorithms_enabled():
+                note = " (by priority: deterministic algorithms are on, and a choice by timing could differ between runs)"
+            else:
+                note = f" (by priority until the first {op} call of this kind times {', '.join(racing)})"
     else:
         chosen = requested
     described = {}

@@ -4,7 +4,9 @@ candidate on that call's own tensors and remembers the fastest.
 A kind is (device, pass, dtype, kernel size, layout, map-size class, deterministic mode); the
 batch size and channel count are left out so a new batch size never triggers a new measurement.
 Measuring is skipped (static priority instead) while a CUDA graph is being captured, while
-torch.compile traces, and when ``REPLK_OPS_AUTOTUNE=0``.
+torch.compile traces, when ``REPLK_OPS_AUTOTUNE=0``, and under
+``torch.use_deterministic_algorithms(True)``: a choice made by timing can differ from one process
+to the next, and with it the last bits of the results.
 """
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ def choose(key: Tuple, candidates: Sequence[str], run: Callable[[str], object]) 
     known = _CHOICES.get(key)
     if known is not None:
         return known.chosen
-    if not enabled() or torch.compiler.is_compiling() or _capturing():
+    if not enabled() or torch.are_deterministic_algorithms_enabled() or torch.compiler.is_compiling() or _capturing():
         return None
     with _LOCK:
         known = _CHOICES.get(key)
