@@ -35,10 +35,10 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
                **{k: "i32" for k in FWD_INTS}}
         const = {"HAS_BIAS": True, "BM": 64, "BN": 64, "BK": 32, "UPCAST": False, "IEEE": False}
         fn = dwconv_dense_fwd_kernel
-    else:
+    else:  # bwd_weight: P = dY^T X; bwd_weight_t: its transpose, the variant for warpgroup MMAs
         sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS}}
         const = {"R": 1 if dtype == "fp32" else 4, "BR": 64, "BN": 32, "BK": bk, "KWP": triton.next_power_of_2(kw),
-                 "UPCAST": False, "IEEE": False}
+                 "UPCAST": False, "IEEE": False, "TRANSPOSED": kernel == "bwd_weight_t"}
         fn = dwconv_bwd_weight_kernel
     sig.update({k: "constexpr" for k in const})
     return ASTSource(fn=fn, signature=sig, constexprs=const)
@@ -54,7 +54,8 @@ def _resources(cubin: bytes) -> dict:
     return {key: int(value) for key, value in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", text)}
 
 
-def report(kernels=("fwd", "dense_fwd", "bwd_weight"), dtypes=("fp16", "bf16", "fp32"), archs=(80, 90)):
+def report(kernels=("fwd", "dense_fwd", "bwd_weight", "bwd_weight_t"), dtypes=("fp16", "bf16", "fp32"),
+           archs=(80, 90)):
     rows = []
     for arch in archs:
         for kernel in kernels:

@@ -114,6 +114,47 @@ def test_every_autotune_config_is_correct(kw, dtype):
         assert_close_to_reference(out, want, dtype, yard, what=f"config {config.kwargs}, {config.num_warps} warps")
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
+def test_every_weight_gradient_variant_is_correct(dtype, transposed):
+    """The GPU tunes the weight gradient over the product's orientation; both give the same sums,
+    with R = 4 kernel rows per program (bf16, kh = 6: the second group half past the kernel) and
+    R = 1 (fp32)."""
+    from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel
+
+    import triton
+
+    n, c, h, w, kh, kw = 2, 3, 10, 37, 6, 9
+    ph, pw = 2, 4
+    x = make_input(n, c, h, w, dtype, device=DEVICE)
+    weight = torch.randn(c, 1, kh, kw, dtype=torch.float64).to(DEVICE, dtype)
+    ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to(DEVICE, dtype)
+    (_, _, ref_dw, _), (_, _, yard_dw, _) = _reference_set(x, weight, None, (ph, pw), grad_out)
+    r = launch.weight_phases(kh, dtype)
+    assert r == (1 if dtype == torch.float32 else 4)
+    bn, br = 32, 16
+    bk = triton.next_power_of_2(bn + kw - 1)
+    strips, rows = triton.cdiv(wo, bn), n * (ho + r - 1)
+    partials = torch.full((strips, c, kh, kw), float("nan"), dtype=torch.float32, device=DEVICE)
+    upcast, ieee = launch._flags(x)
+    dwconv_bwd_weight_kernel[(strips, triton.cdiv(kh, r), c)](
+        grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows, 1, *grad_out.stride(), *x.stride(),
+        R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee, TRANSPOSED=transposed)
+    assert_close_to_reference(partials.sum(0).unsqueeze(1).to(dtype), ref_dw, dtype, yard_dw,
+                              what=f"grad weight (transposed={transposed})")
+
+
+def test_deterministic_algorithms_fix_the_triton_variants(monkeypatch):
+    """Tuning picks variants by timing, which can differ between processes: not when determinism
+    is asked for."""
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    monkeypatch.setenv(launch.AUTOTUNE_ENV, "1")
+    assert not launch.fixed_tiles()
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    assert launch.fixed_tiles()
+
+
 @pytest.mark.parametrize("value", ["yes", "2", "off"])
 def test_bad_triton_autotune_setting_raises(monkeypatch, value):
     monkeypatch.setenv(launch.AUTOTUNE_ENV, value)

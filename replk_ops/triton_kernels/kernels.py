@@ -130,12 +130,37 @@ def _diagonal_sums(acc, diagonal, j_all, KW):
 
 
 @triton.jit
+def _grad_rows(dy_chan, n, hs, ok, w_out, w_out_ok, sdn, sdh, sdw, TRANSPOSED: tl.constexpr):
+    """grad_out rows hs of images n at columns w_out: (BR, BN) for the transposed product,
+    else (BN, BR)."""
+    # one return: the compiler checks every return statement's type, even in a constexpr branch
+    if TRANSPOSED:
+        rows = tl.load(dy_chan + n[:, None] * sdn + hs.to(tl.int64)[:, None] * sdh + w_out.to(tl.int64)[None, :] * sdw,
+                       mask=ok[:, None] & w_out_ok[None, :], other=0.0)
+    else:
+        rows = tl.load(dy_chan + n[None, :] * sdn + hs.to(tl.int64)[None, :] * sdh + w_out.to(tl.int64)[:, None] * sdw,
+                       mask=w_out_ok[:, None] & ok[None, :], other=0.0)
+    return rows
+
+
+@triton.jit
+def _weight_product(dy, tile, acc, UPCAST: tl.constexpr, IEEE: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """acc += P (BN x BK) = dY^T X, or its transpose X^T dY (BK x BN), whose M = BK >= 64 suits
+    Hopper's warpgroup MMAs where M = BN = 32 does not."""
+    if TRANSPOSED:
+        acc = _dot(tl.trans(tile), dy, acc, UPCAST, IEEE)
+    else:
+        acc = _dot(dy, tile, acc, UPCAST, IEEE)
+    return acc
+
+
+@triton.jit
 def dwconv_bwd_weight_kernel(
     dy_ptr, x_ptr, part_ptr,
     N, C, H, W, Ho, Wo, KH, KW, PH, PW, ROWS_PER_SPLIT, SPLITS,
     sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw,
     R: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KWP: tl.constexpr,
-    UPCAST: tl.constexpr, IEEE: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr, TRANSPOSED: tl.constexpr,
 ):
     # A program owns kernel rows i0 .. i0 + R - 1. Loop row h (of Ho + R - 1 per image) pairs the
     # input row h + i0 - PH with grad_out row h - r for kernel row i0 + r, so each gathered input
@@ -157,12 +182,19 @@ def dwconv_bwd_weight_kernel(
     row_start = split * ROWS_PER_SPLIT
     row_end = tl.minimum(row_start + ROWS_PER_SPLIT, total_rows)
     dy_chan = dy_ptr + c * sdc
-    dy_cols = w_out.to(tl.int64)[:, None] * sdw
 
-    acc0 = tl.zeros((BN, BK), dtype=tl.float32)
-    acc1 = tl.zeros((BN, BK), dtype=tl.float32)
-    acc2 = tl.zeros((BN, BK), dtype=tl.float32)
-    acc3 = tl.zeros((BN, BK), dtype=tl.float32)
+    if TRANSPOSED:
+        acc0 = tl.zeros((BK, BN), dtype=tl.float32)
+        acc1 = tl.zeros((BK, BN), dtype=tl.float32)
+        acc2 = tl.zeros((BK, BN), dtype=tl.float32)
+        acc3 = tl.zeros((BK, BN), dtype=tl.float32)
+        diagonal = a[:, None] - b[None, :]  # P^T[a, b] = P[b, a]
+    else:
+        acc0 = tl.zeros((BN, BK), dtype=tl.float32)
+        acc1 = tl.zeros((BN, BK), dtype=tl.float32)
+        acc2 = tl.zeros((BN, BK), dtype=tl.float32)
+        acc3 = tl.zeros((BN, BK), dtype=tl.float32)
+        diagonal = a[None, :] - b[:, None]
     for r0 in range(row_start, row_end, BR):
         rows = r0 + tl.arange(0, BR)
         rows_ok = rows < row_end
@@ -173,26 +205,20 @@ def dwconv_bwd_weight_kernel(
         tile = tl.load(x_ptr + n[:, None] * sxn + c * sxc + h_in.to(tl.int64)[:, None] * sxh
                        + w_in.to(tl.int64)[None, :] * sxw,
                        mask=in_ok[:, None] & w_in_ok[None, :], other=0.0)
-        dy_rows = dy_chan + n[None, :] * sdn + dy_cols
-        ok = rows_ok & (h < Ho)
-        dy_t = tl.load(dy_rows + h.to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :], other=0.0)
-        acc0 = _dot(dy_t, tile, acc0, UPCAST, IEEE)
+        dy = _grad_rows(dy_chan, n, h, rows_ok & (h < Ho), w_out, w_out_ok, sdn, sdh, sdw, TRANSPOSED)
+        acc0 = _weight_product(dy, tile, acc0, UPCAST, IEEE, TRANSPOSED)
         if R > 1:
             ok = rows_ok & (h >= 1) & (h - 1 < Ho) & (i0 + 1 < KH)
-            dy_t = tl.load(dy_rows + (h - 1).to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :],
-                           other=0.0)
-            acc1 = _dot(dy_t, tile, acc1, UPCAST, IEEE)
+            dy = _grad_rows(dy_chan, n, h - 1, ok, w_out, w_out_ok, sdn, sdh, sdw, TRANSPOSED)
+            acc1 = _weight_product(dy, tile, acc1, UPCAST, IEEE, TRANSPOSED)
         if R > 2:
             ok = rows_ok & (h >= 2) & (h - 2 < Ho) & (i0 + 2 < KH)
-            dy_t = tl.load(dy_rows + (h - 2).to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :],
-                           other=0.0)
-            acc2 = _dot(dy_t, tile, acc2, UPCAST, IEEE)
+            dy = _grad_rows(dy_chan, n, h - 2, ok, w_out, w_out_ok, sdn, sdh, sdw, TRANSPOSED)
+            acc2 = _weight_product(dy, tile, acc2, UPCAST, IEEE, TRANSPOSED)
             ok = rows_ok & (h >= 3) & (h - 3 < Ho) & (i0 + 3 < KH)
-            dy_t = tl.load(dy_rows + (h - 3).to(tl.int64)[None, :] * sdh, mask=w_out_ok[:, None] & ok[None, :],
-                           other=0.0)
-            acc3 = _dot(dy_t, tile, acc3, UPCAST, IEEE)
+            dy = _grad_rows(dy_chan, n, h - 3, ok, w_out, w_out_ok, sdn, sdh, sdw, TRANSPOSED)
+            acc3 = _weight_product(dy, tile, acc3, UPCAST, IEEE, TRANSPOSED)
 
-    diagonal = a[None, :] - b[:, None]
     j_all = tl.arange(0, KWP)
     part = part_ptr + ((pid.to(tl.int64) * C + c) * KH + i0) * KW + j_all
     tl.store(part, _diagonal_sums(acc0, diagonal, j_all, KW), mask=j_all < KW)

@@ -91,6 +91,25 @@ def autotune_enabled() -> bool:
     return env_switch(AUTOTUNE_ENV)
 
 
+def fixed_tiles() -> bool:
+    """One heuristic variant per call instead of the tuned one: tuning switched off, the
+    interpreter (it cannot time), or deterministic algorithms (a variant chosen by timing may
+    differ between processes, and with it the last bits of the results)."""
+    return not autotune_enabled() or interpreting() or torch.are_deterministic_algorithms_enabled()
+
+
+# Weight-gradient variants tuned on the GPU: the product's orientation (P = dY^T X has M = 32; its
+# transpose has M = BK >= 64, which Hopper's warpgroup MMAs need) and the warps. The key is the
+# forward's: never the batch size.
+BWD_WEIGHT_VARIANTS = ((False, 4), (True, 4), (False, 8), (True, 8))  # (TRANSPOSED, warps)
+
+
+@functools.lru_cache(maxsize=None)
+def _tuned_bwd_weight_kernel():
+    configs = [triton.Config({"TRANSPOSED": transposed}, num_warps=warps) for transposed, warps in BWD_WEIGHT_VARIANTS]
+    return triton.autotune(configs=configs, key=FWD_KEY)(dwconv_bwd_weight_kernel)
+
+
 @functools.lru_cache(maxsize=None)
 def _tuned_fwd_kernel():
     return triton.autotune(configs=fwd_configs(), key=FWD_KEY,
@@ -125,7 +144,7 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
         return out
     r = phases(ho, x.dtype)
     groups = n * ho // r
-    if not autotune_enabled() or interpreting():  # the interpreter cannot time configs: one tile
+    if fixed_tiles():
         bm, bn, bk = _tiles(kw, groups)
         dwconv_fwd_kernel[(triton.cdiv(groups, bm), triton.cdiv(wo, bn), c)](
             *args, R=r, BM=bm, BN=bn, BK=bk, **flags)
@@ -167,12 +186,13 @@ def bwd_weight(grad_out, x, kh, kw, ph, pw):
     partials = new_workspace((strips * splits, c, kh, kw), dtype=torch.float32, device=x.device)
     upcast, ieee = _flags(x)
     grid = (strips * splits, row_groups, c)
-    dwconv_bwd_weight_kernel[grid](
-        grad_out, x, partials,
-        n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
-        *grad_out.stride(), *x.stride(),
-        R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee,
-    )
+    args = (grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
+            *grad_out.stride(), *x.stride())
+    meta = dict(R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee)
+    if fixed_tiles():  # the product as measured before tuning existed
+        dwconv_bwd_weight_kernel[grid](*args, TRANSPOSED=False, **meta)
+    else:  # every variant writes every partial it owns, so timing runs leave nothing behind
+        _tuned_bwd_weight_kernel()[grid](*args, **meta)
     # a fixed-order sum of the partials: deterministic, whatever the grid
     grad_weight = partials.sum(dim=0).unsqueeze(1).to(x.dtype)
     return grad_weight, grad_bias
