@@ -36,7 +36,8 @@ struct MmaRowsTiling {
 
 // Compile-time accumulator phases and input blocks of the kernel that runs a tiling.
 inline int mma_rows_phases(int64_t Ho) { return Ho > 32 ? 4 : Ho > 16 ? 2 : 1; }
-// The input blocks a warp reads follow from the Toeplitz offsets: (ddh + 3) / 2 + 1 = t.ka.
+// The input blocks a warp reads follow from the Toeplitz offsets: (ddh + 3) / 2 + 1 = t.ka for
+// every kw from 1 to 63.
 REPLK_HOST_DEVICE constexpr int mma_rows_input_blocks(int ddh) { return (ddh + 3) / 2 + 1; }
 
 inline MmaRowsTiling mma_rows_tiling(const ConvParams& p, const DeviceInfo& d) {
@@ -113,7 +114,8 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&a)[4], const void* shared
 // map are computed and not stored, so the MMAs need no per-warp guard (and no WARPSYNC). Kernels
 // 50 to 63 wide hold six input blocks and get up to 168 registers instead of 128.
 template <typename T, int R, int DDH>
-__global__ void __launch_bounds__(128, DDH >= 7 ? 3 : 4) dwconv_fwd_mma_rows_kernel(const ConvParams p, const MmaRowsTiling t) {
+__global__ void __launch_bounds__(128, DDH >= 7 ? 3 : 4)
+    dwconv_fwd_mma_rows_kernel(const ConvParams p, const MmaRowsTiling t) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   constexpr int Q = 4;  // 8-column output blocks per warp
   constexpr int KA = mma_rows_input_blocks(DDH);

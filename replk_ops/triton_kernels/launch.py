@@ -106,7 +106,8 @@ BWD_WEIGHT_VARIANTS = ((False, 4), (True, 4), (False, 8), (True, 8))  # (TRANSPO
 
 @functools.lru_cache(maxsize=None)
 def _tuned_bwd_weight_kernel():
-    configs = [triton.Config({"TRANSPOSED": transposed}, num_warps=warps) for transposed, warps in BWD_WEIGHT_VARIANTS]
+    configs = [triton.Config({"TRANSPOSED": transposed}, num_warps=warps)
+               for transposed, warps in BWD_WEIGHT_VARIANTS]
     return triton.autotune(configs=configs, key=FWD_KEY)(dwconv_bwd_weight_kernel)
 
 
