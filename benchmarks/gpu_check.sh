@@ -2,7 +2,8 @@
 # Everything a lent GPU machine (no network) should do, in one call of at most ~8 minutes: build
 # the extension in place against the installed torch, the GPU tests, compute-sanitizer memcheck and
 # racecheck on a small case, each CUDA forward kernel and the Triton forward's variants side by
-# side (benchmarks/cuda_algos.py, triton_variants.py), the default bench with JSON and plot.
+# side (benchmarks/cuda_algos.py, triton_variants.py), where a batch-1 training step spends its
+# host time (host_overhead.py), the default bench with JSON and plot.
 # At most 8 files go to OUTDIR (the three test steps share tests.log; the kernel comparisons and
 # the bench share bench.log). GPU_CHECK_STEPS="build cuda_tests ..." runs only the steps named.
 # Usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]
@@ -72,6 +73,7 @@ want sanitizer && step sanitizer 60 bash -c "compute-sanitizer --tool memcheck -
 rm -f "$out/sanitize_case.py"
 want algos && LOG=bench step algos 90 $py benchmarks/cuda_algos.py
 want triton_variants && LOG=bench step triton_variants 120 $py benchmarks/triton_variants.py
+want host_overhead && LOG=bench step host_overhead 60 $py benchmarks/host_overhead.py
 want bench && step bench 300 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
     $py -m replk_ops.bench --model replknet31b"
 exit $status
