@@ -145,13 +145,16 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed):
                               what=f"grad weight (transposed={transposed})")
 
 
-def test_deterministic_algorithms_fix_the_triton_variants(monkeypatch):
-    """Tuning picks variants by timing, which can differ between processes: not when determinism
-    is asked for."""
+def test_no_triton_tuning_under_determinism_or_graph_capture(monkeypatch):
+    """Tuning picks variants by timing, which can differ between processes and cannot run inside
+    a CUDA-graph capture: neither happens there."""
     monkeypatch.setattr(launch, "interpreting", lambda: False)
     monkeypatch.setenv(launch.AUTOTUNE_ENV, "1")
     assert not launch.fixed_tiles()
-    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+        assert launch.fixed_tiles()
+    monkeypatch.setattr(launch, "_capturing", lambda: True)
     assert launch.fixed_tiles()
 
 

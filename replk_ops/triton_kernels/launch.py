@@ -91,11 +91,17 @@ def autotune_enabled() -> bool:
     return env_switch(AUTOTUNE_ENV)
 
 
+def _capturing() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 def fixed_tiles() -> bool:
     """One heuristic variant per call instead of the tuned one: tuning switched off, the
-    interpreter (it cannot time), or deterministic algorithms (a variant chosen by timing may
-    differ between processes, and with it the last bits of the results)."""
-    return not autotune_enabled() or interpreting() or torch.are_deterministic_algorithms_enabled()
+    interpreter (it cannot time), CUDA-graph capture (timing would break the capture), or
+    deterministic algorithms (a variant chosen by timing may differ between processes, and with
+    it the last bits of the results)."""
+    return (not autotune_enabled() or interpreting() or torch.are_deterministic_algorithms_enabled()
+            or _capturing())
 
 
 # Weight-gradient variants tuned on the GPU: the product's orientation (P = dY^T X has M = 32; its
