@@ -1,11 +1,12 @@
-"""Each CUDA forward kernel of the extension, side by side on the RepLKNet-31B stage shapes (GPU only).
+"""Each CUDA kernel of the extension, side by side on the RepLKNet-31B stage shapes (GPU only).
 
     python benchmarks/cuda_algos.py [--batch 64] [--json out.json]
 
 For every shape and dtype it times every kernel the extension can be told to use (the `algo`
-argument of torch.ops.replk_ops_C.fwd) in one run, checks each against the float64 reference on
-the first channels, and prints milliseconds, the speedup over fp32 `direct`, and the nominal rate
-as a share of the datasheet peak (FP32 FMA for fp32, dense tensor cores for fp16/bf16).
+argument of torch.ops.replk_ops_C.fwd and bwd_weight) in one run, checks each against the
+float64 reference on the first channels, and prints milliseconds, the forward's speedup over fp32
+`direct`, and the nominal rate as a share of the datasheet peak (FP32 FMA for fp32, dense tensor
+cores for fp16/bf16).
 """
 from __future__ import annotations
 
@@ -23,7 +24,16 @@ from replk_ops.bench.timing import time_cuda
 ALGOS = {torch.float32: ["direct", "direct_generic"],
          torch.float16: ["mma_rows", "mma", "mma_warp", "direct"],
          torch.bfloat16: ["mma_rows", "mma", "mma_warp", "direct"]}
+WEIGHT_ALGOS = {torch.float32: ["direct"], torch.float16: ["mma", "direct"], torch.bfloat16: ["mma", "direct"]}
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
+
+
+def _weight_grad64(x, dy, k, pad):
+    """float64 weight gradient of the depthwise conv over x's channels."""
+    channels = x.shape[1]
+    weight = torch.zeros(channels, 1, k, k, dtype=torch.float64, device=x.device, requires_grad=True)
+    F.conv2d(x.double(), weight, padding=pad, groups=channels).backward(dy.double())
+    return weight.grad
 
 
 def main(argv=None) -> int:
@@ -65,6 +75,20 @@ def main(argv=None) -> int:
                 print(f"{row['shape']:>22} {row['dtype']:>9} {algo:>15} {ms:9.3f} ms  "
                       f"{row['pct_of_peak']:5.1f}% of peak  x{row['vs_fp32_direct'] or 0:5.2f} vs fp32 direct  "
                       f"err {err:.1e}{'' if row['ok'] else '  WRONG'}")
+            # the weight gradient's kernels, checked on the first channels like the forward's
+            dy = torch.randn_like(x)
+            ref_dw = _weight_grad64(x[:, :8], dy[:, :8], k, pad)
+            for algo in WEIGHT_ALGOS[dtype]:
+                dw = ops.bwd_weight(dy, x, k, k, pad, pad, False, algo)[0]
+                err = ((dw[:8].double() - ref_dw).abs().max() / ref_dw.abs().max()).item()
+                ms = time_cuda(lambda: ops.bwd_weight(dy, x, k, k, pad, pad, False, algo), args.budget_ms)[0]
+                peak = compute_peak(peaks, dtype)
+                row = dict(shape=f"{n}x{c}x{h}x{h} k{k}", dtype=str(dtype)[6:], algo=f"bwd_weight {algo}", ms=ms,
+                           rel_err=err, ok=err <= TOLERANCE[dtype],
+                           pct_of_peak=100 * nominal / (ms * 1e-3) / (peak * 1e12), vs_fp32_direct=None)
+                rows.append(row)
+                print(f"{row['shape']:>22} {row['dtype']:>9} {row['algo']:>17} {ms:9.3f} ms  "
+                      f"{row['pct_of_peak']:5.1f}% of peak  err {err:.1e}{'' if row['ok'] else '  WRONG'}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=torch.cuda.get_device_name(), batch=args.batch, rows=rows), f, indent=1)

@@ -65,6 +65,8 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
         y = ops.fwd(x, w, b, 6, 6, algo)
         ops.bwd_input(y, w, 6, 6, algo)
     ops.bwd_weight(y, x, 13, 13, 6, 6, True)
+    if dtype != torch.float32:
+        ops.bwd_weight(y, x, 13, 13, 6, 6, True, "mma")
 torch.cuda.synchronize()
 print("ok")
 PY

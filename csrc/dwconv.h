@@ -63,6 +63,16 @@ cudaError_t fwd_mma_rows_f16(const ConvParams& p, const DeviceInfo& d, cudaStrea
 cudaError_t fwd_mma_rows_bf16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);
 bool fwd_mma_rows_fits(const ConvParams& p, const DeviceInfo& d);
 
+// The tensor-core weight gradient for fp16/bf16 (bwd_weight_mma.cuh); the caller sizes the
+// partials workspace from bwd_weight_mma_splits (which also says whether the shape fits).
+struct BwdWeightSplits {
+  bool fits;
+  int splits;
+};
+cudaError_t bwd_weight_mma_f16(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
+cudaError_t bwd_weight_mma_bf16(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
+BwdWeightSplits bwd_weight_mma_splits(const BwdWeightParams& p, const DeviceInfo& d);
+
 constexpr int kMaxKernel = 63;
 
 #ifdef __CUDACC__

@@ -181,10 +181,13 @@ at::Tensor bwd_input(const at::Tensor& grad_out, const at::Tensor& weight, int64
 }
 
 std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, int64_t kh,
-                                              int64_t kw, int64_t ph, int64_t pw, bool deterministic) {
-  // `deterministic` is accepted for the schema's sake: this kernel is always deterministic
+                                              int64_t kw, int64_t ph, int64_t pw, bool deterministic,
+                                              const std::string& algo) {
+  // `deterministic` is accepted for the schema's sake: both kernels are always deterministic
   // (fixed-order partial sums, no atomics).
   (void)deterministic;
+  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "mma",
+              "algo: expected \"auto\", \"direct\" or \"mma\", got \"", algo, "\"");
   check_input(grad_out, "grad_out");
   check_input(x, "x");
   check_kernel(kh, kw);
@@ -205,8 +208,14 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   p.x = x.data_ptr();
   p.grad_out = grad_out.data_ptr();
   DeviceInfo info = device_info(x.get_device());
-  BwdWeightTiling tiling = bwd_weight_tiling(p, info);
-  p.splits = tiling.splits;
+  auto dtype = x.scalar_type();
+  // "mma": the tensor-core kernel (fp16/bf16, compute capability 8.0+). "auto" keeps the direct
+  // kernel until the tensor-core one has been measured on a GPU.
+  BwdWeightSplits mma = algo == "mma" ? bwd_weight_mma_splits(p, info) : BwdWeightSplits{false, 0};
+  TORCH_CHECK(algo != "mma" || ((dtype == at::kHalf || dtype == at::kBFloat16) && mma.fits),
+              "algo: \"mma\" needs float16 or bfloat16 on compute capability 8.0+ and tiles that fit in shared "
+              "memory; got ", dtype, ", kernel (", kh, ", ", kw, "), compute capability ", info.cc_major, ".x");
+  p.splits = algo == "mma" ? mma.splits : bwd_weight_tiling(p, info).splits;
   auto f32 = x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
   at::Tensor partial_w = at::empty({p.splits, p.C, kh, kw}, f32);
   at::Tensor partial_b = at::empty({p.splits, p.C}, f32);
@@ -218,10 +227,11 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   p.partial_b = partial_b.data_ptr<float>();
   if (p.C > 0) {
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
-    auto dtype = x.scalar_type();
-    cudaError_t err = dtype == at::kFloat  ? bwd_weight_f32(p, info, stream)
-                      : dtype == at::kHalf ? bwd_weight_f16(p, info, stream)
-                                           : bwd_weight_bf16(p, info, stream);
+    cudaError_t err = algo == "mma"          ? (dtype == at::kHalf ? bwd_weight_mma_f16(p, info, stream)
+                                                                   : bwd_weight_mma_bf16(p, info, stream))
+                      : dtype == at::kFloat  ? bwd_weight_f32(p, info, stream)
+                      : dtype == at::kHalf   ? bwd_weight_f16(p, info, stream)
+                                             : bwd_weight_bf16(p, info, stream);
     throw_on_error(err, "weight-gradient");
   }
   // torch's reductions sum in a fixed order: the result is deterministic
@@ -236,7 +246,8 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
 TORCH_LIBRARY_FRAGMENT(replk_ops_C, m) {
   m.def("fwd(Tensor x, Tensor weight, Tensor? bias, int ph, int pw, str algo=\"auto\") -> Tensor");
   m.def("bwd_input(Tensor grad_out, Tensor weight, int ph, int pw, str algo=\"auto\") -> Tensor");
-  m.def("bwd_weight(Tensor grad_out, Tensor x, int kh, int kw, int ph, int pw, bool deterministic) -> (Tensor, Tensor)");
+  m.def("bwd_weight(Tensor grad_out, Tensor x, int kh, int kw, int ph, int pw, bool deterministic, "
+        "str algo=\"auto\") -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(replk_ops_C, CUDA, m) {

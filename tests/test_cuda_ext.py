@@ -55,6 +55,12 @@ def _algos(dtype):
     return ["direct", "direct_generic"] + (["mma_rows", "mma", "mma_warp"] if mma else [])
 
 
+def _weight_algos(dtype):
+    """Every weight-gradient kernel: direct, and tensor cores for fp16/bf16."""
+    mma = dtype != torch.float32 and torch.cuda.get_device_capability()[0] >= 8
+    return ["direct"] + (["mma"] if mma else [])
+
+
 @pytest.mark.gpu
 @needs_extension
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
@@ -76,9 +82,10 @@ def test_cuda_matches_float64(case, dtype, poisoned):
         dx = ops.bwd_input(grad_out, weight, pad[0], pad[1], algo)
         assert_close_to_reference(y, ref_y, dtype, yard[0], f"output ({algo})")
         assert_close_to_reference(dx, ref_dx, dtype, yard[1], f"grad x ({algo})")
-    dw, db = ops.bwd_weight(grad_out, x, kh, kw, pad[0], pad[1], False)
-    assert_close_to_reference(dw, ref_dw, dtype, yard[2], "grad weight")
-    assert_close_to_reference(db, ref_db, dtype, yard[3], "grad bias")
+    for algo in _weight_algos(dtype):
+        dw, db = ops.bwd_weight(grad_out, x, kh, kw, pad[0], pad[1], False, algo)
+        assert_close_to_reference(dw, ref_dw, dtype, yard[2], f"grad weight ({algo})")
+        assert_close_to_reference(db, ref_db, dtype, yard[3], f"grad bias ({algo})")
 
 
 @pytest.mark.gpu
@@ -108,12 +115,14 @@ def test_cuda_layouts_through_autograd(layout, dtype, poisoned):
 
 @pytest.mark.gpu
 @needs_extension
-def test_cuda_weight_gradient_is_bitwise_deterministic():
-    x = torch.randn(8, 16, 56, 56, device="cuda")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+def test_cuda_weight_gradient_is_bitwise_deterministic(dtype):
+    x = torch.randn(8, 16, 56, 56, device="cuda", dtype=dtype)
     grad_out = torch.randn_like(x)
-    first = torch.ops.replk_ops_C.bwd_weight(grad_out, x, 31, 31, 15, 15, True)
-    second = torch.ops.replk_ops_C.bwd_weight(grad_out, x, 31, 31, 15, 15, True)
-    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    for algo in _weight_algos(dtype):
+        first = torch.ops.replk_ops_C.bwd_weight(grad_out, x, 31, 31, 15, 15, True, algo)
+        second = torch.ops.replk_ops_C.bwd_weight(grad_out, x, 31, 31, 15, 15, True, algo)
+        assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1]), algo
 
 
 @pytest.mark.gpu
@@ -131,6 +140,10 @@ def test_cuda_errors_are_exceptions_and_leave_the_device_usable():
         ops.fwd(x, torch.randn(4, 1, 5, 5, device="cuda"), None, 2, 2, "fast")
     with pytest.raises(RuntimeError, match="algo: \"mma\" needs"):
         ops.fwd(x, torch.randn(4, 1, 5, 5, device="cuda"), None, 2, 2, "mma")
+    with pytest.raises(RuntimeError, match="algo: \"mma\" needs"):
+        ops.bwd_weight(x, x, 5, 5, 2, 2, False, "mma")  # fp32
+    with pytest.raises(RuntimeError, match="algo: expected"):
+        ops.bwd_weight(x, x, 5, 5, 2, 2, False, "fast")
     y = ops.fwd(x, torch.randn(4, 1, 5, 5, device="cuda"), None, 2, 2)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
