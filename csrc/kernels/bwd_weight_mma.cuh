@@ -91,12 +91,7 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_mma_kernel(const BwdWei
   const int x_lane_row = 8 * (mat & 1) + mrow, x_lane_col = 8 * (mat >> 1);
 
   float acc[KR][NB][4];
-#pragma unroll
-  for (int r = 0; r < KR; ++r)
-#pragma unroll
-    for (int q = 0; q < NB; ++q)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[r][q][e] = 0.f;
+  zero_accumulators(acc);
   float bias_sum = 0.f;
 
   const int64_t first = split * t.tiles_per_block;
@@ -190,13 +185,8 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_mma_kernel(const BwdWei
 
 template <typename T, int KR, int NB>
 cudaError_t launch_bwd_weight_mma_as(const BwdWeightParams& p, const BwdWeightMmaTiling& t, cudaStream_t stream) {
-  const int64_t blocks = p.C * t.row_groups * static_cast<int64_t>(t.splits);
-  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
-  cudaError_t err = allow_shared_memory(dwconv_bwd_weight_mma_kernel<T, KR, NB>, t.smem_bytes);
-  if (err != cudaSuccess) return err;
-  dwconv_bwd_weight_mma_kernel<T, KR, NB>
-      <<<static_cast<unsigned>(blocks), 32 * t.warps, t.smem_bytes, stream>>>(p, t);
-  return cudaGetLastError();
+  return launch_with_smem(dwconv_bwd_weight_mma_kernel<T, KR, NB>, p.C * t.row_groups * static_cast<int64_t>(t.splits),
+                          32 * t.warps, t.smem_bytes, stream, p, t);
 }
 
 template <typename T, int KR>

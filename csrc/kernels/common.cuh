@@ -76,4 +76,16 @@ inline cudaError_t allow_shared_memory(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
 
+// Launches `kernel` on `blocks` blocks with `smem` bytes of dynamic shared memory (opting in
+// above 48 KiB); returns the launch error, if any.
+template <typename Kernel, typename... Args>
+inline cudaError_t launch_with_smem(Kernel kernel, int64_t blocks, int threads, size_t smem, cudaStream_t stream,
+                                    const Args&... args) {
+  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+  cudaError_t err = allow_shared_memory(kernel, smem);
+  if (err != cudaSuccess) return err;
+  kernel<<<static_cast<unsigned>(blocks), threads, smem, stream>>>(args...);
+  return cudaGetLastError();
+}
+
 }  // namespace replk_ops

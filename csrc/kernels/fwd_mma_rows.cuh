@@ -149,12 +149,7 @@ __global__ void __launch_bounds__(128, DDH >= 7 ? 3 : 4)
     const int rho_hi = static_cast<int>(min(int64_t(R + p.kh - 1), p.H + p.ph - h0));
 
     float acc[R][Q][4];
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int q = 0; q < Q; ++q)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[r][q][e] = 0.f;
+    zero_accumulators(acc);
 
     for (int rho = rho_lo; rho < rho_hi; ++rho) {
       const int srow = a_row * R + rho;
@@ -199,13 +194,8 @@ __global__ void __launch_bounds__(128, DDH >= 7 ? 3 : 4)
 template <typename T, int R, int DDH>
 cudaError_t launch_fwd_mma_rows_as(const ConvParams& p, const MmaRowsTiling& t, cudaStream_t stream) {
   static_assert(mma_rows_input_blocks(DDH) <= 6, "at most six input blocks (kw <= 63)");
-  const int64_t blocks = p.C * t.splits;
-  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
-  cudaError_t err = allow_shared_memory(dwconv_fwd_mma_rows_kernel<T, R, DDH>, t.smem_bytes);
-  if (err != cudaSuccess) return err;
-  dwconv_fwd_mma_rows_kernel<T, R, DDH>
-      <<<static_cast<unsigned>(blocks), 32 * t.warps, t.smem_bytes, stream>>>(p, t);
-  return cudaGetLastError();
+  return launch_with_smem(dwconv_fwd_mma_rows_kernel<T, R, DDH>, p.C * t.splits, 32 * t.warps, t.smem_bytes, stream,
+                          p, t);
 }
 
 template <typename T, int R>

@@ -54,4 +54,15 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&a)[4], const void* 
 #endif
 }
 
+// Zeros a set of m16n8 fp32 accumulator fragments.
+template <int A, int B>
+__device__ __forceinline__ void zero_accumulators(float (&acc)[A][B][4]) {
+#pragma unroll
+  for (int i = 0; i < A; ++i)
+#pragma unroll
+    for (int j = 0; j < B; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+}
+
 }  // namespace replk_ops
