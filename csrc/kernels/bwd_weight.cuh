@@ -153,11 +153,7 @@ cudaError_t launch_bwd_weight(const BwdWeightParams& p, const DeviceInfo& d, cud
   if (l.tiling.splits != p.splits || l.strips > 512) return cudaErrorInvalidValue;
   int64_t blocks = p.C * p.splits;
   if (blocks == 0) return cudaSuccess;
-  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
-  cudaError_t err = allow_shared_memory(dwconv_bwd_weight_kernel<T>, l.smem_bytes);
-  if (err != cudaSuccess) return err;
-  dwconv_bwd_weight_kernel<T><<<static_cast<unsigned>(blocks), 256, l.smem_bytes, stream>>>(p, l);
-  return cudaGetLastError();
+  return launch_with_smem(dwconv_bwd_weight_kernel<T>, blocks, 256, l.smem_bytes, stream, p, l);
 }
 
 }  // namespace replk_ops

@@ -48,6 +48,25 @@ inline DirectTiling direct_tiling(const ConvParams& p, const DeviceInfo& d) {
   return t;
 }
 
+// One 8-tap chunk of a thread's strip: b holds the 8 input values at the chunk's first column and
+// receives the next 8 (16 in all, from `row`), the chunk's 8 weights come from `wrow`; 64 FMAs,
+// then b slides by 8 for the next chunk.
+__device__ __forceinline__ void direct_chunk(float (&acc)[8], float (&b)[16], const float* row, const float* wrow,
+                                             int j0) {
+  float wv[8];
+  *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(row + j0 + 8);
+  *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(row + j0 + 12);
+  *reinterpret_cast<float4*>(wv) = *reinterpret_cast<const float4*>(wrow + j0);
+  *reinterpret_cast<float4*>(wv + 4) = *reinterpret_cast<const float4*>(wrow + j0 + 4);
+#pragma unroll
+  for (int u = 0; u < 8; ++u) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[k] = fmaf(wv[u], b[k + u], acc[k]);
+  }
+#pragma unroll
+  for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
+}
+
 // CHUNKS = kwp / 8 as a compile-time constant fully unrolls the tap loop, so the sliding window
 // costs no moves; CHUNKS = 0 is the generic loop for any kwp.
 template <typename T, int CHUNKS>
@@ -102,38 +121,11 @@ __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams
       *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(row);
       *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(row + 4);
 #pragma unroll
-      for (int chunk = 0; chunk < (CHUNKS > 0 ? CHUNKS : 1); ++chunk) {
-        const int j0 = chunk * 8;
-        float wv[8];
-        *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(row + j0 + 8);
-        *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(row + j0 + 12);
-        *reinterpret_cast<float4*>(wv) = *reinterpret_cast<const float4*>(wrow + j0);
-        *reinterpret_cast<float4*>(wv + 4) = *reinterpret_cast<const float4*>(wrow + j0 + 4);
-#pragma unroll
-        for (int u = 0; u < 8; ++u) {
-#pragma unroll
-          for (int k = 0; k < 8; ++k) acc[k] = fmaf(wv[u], b[k + u], acc[k]);
-        }
-#pragma unroll
-        for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
-      }
+      for (int chunk = 0; chunk < (CHUNKS > 0 ? CHUNKS : 1); ++chunk) direct_chunk(acc, b, row, wrow, chunk * 8);
     } else {
       *reinterpret_cast<float4*>(b) = *reinterpret_cast<const float4*>(row + j_lo);
       *reinterpret_cast<float4*>(b + 4) = *reinterpret_cast<const float4*>(row + j_lo + 4);
-      for (int j0 = j_lo; j0 < j_hi; j0 += 8) {
-        float wv[8];
-        *reinterpret_cast<float4*>(b + 8) = *reinterpret_cast<const float4*>(row + j0 + 8);
-        *reinterpret_cast<float4*>(b + 12) = *reinterpret_cast<const float4*>(row + j0 + 12);
-        *reinterpret_cast<float4*>(wv) = *reinterpret_cast<const float4*>(wrow + j0);
-        *reinterpret_cast<float4*>(wv + 4) = *reinterpret_cast<const float4*>(wrow + j0 + 4);
-#pragma unroll
-        for (int u = 0; u < 8; ++u) {
-#pragma unroll
-          for (int k = 0; k < 8; ++k) acc[k] = fmaf(wv[u], b[k + u], acc[k]);
-        }
-#pragma unroll
-        for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
-      }
+      for (int j0 = j_lo; j0 < j_hi; j0 += 8) direct_chunk(acc, b, row, wrow, j0);
     }
   }
   const float bias = p.bias ? to_float(static_cast<const T*>(p.bias)[c]) : 0.f;
@@ -146,11 +138,7 @@ __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams
 
 template <typename T, int CHUNKS>
 cudaError_t launch_fwd_direct_as(const ConvParams& p, const DirectTiling& t, int64_t blocks, cudaStream_t stream) {
-  cudaError_t err = allow_shared_memory(dwconv_fwd_direct_kernel<T, CHUNKS>, t.smem_bytes);
-  if (err != cudaSuccess) return err;
-  dwconv_fwd_direct_kernel<T, CHUNKS>
-      <<<static_cast<unsigned>(blocks), t.pb * t.tx * t.ty, t.smem_bytes, stream>>>(p, t);
-  return cudaGetLastError();
+  return launch_with_smem(dwconv_fwd_direct_kernel<T, CHUNKS>, blocks, t.pb * t.tx * t.ty, t.smem_bytes, stream, p, t);
 }
 
 // `unrolled`: the compile-time specialization for kw's chunk count (every kw <= 64); else the
@@ -160,7 +148,6 @@ cudaError_t launch_fwd_direct(const ConvParams& p, const DeviceInfo& d, cudaStre
   if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
   DirectTiling t = direct_tiling(p, d);
   int64_t blocks = t.plane_groups * t.tiles;
-  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
   switch (unrolled ? t.kwp / 8 : 0) {
     case 1: return launch_fwd_direct_as<T, 1>(p, t, blocks, stream);
     case 2: return launch_fwd_direct_as<T, 2>(p, t, blocks, stream);
