@@ -40,7 +40,7 @@ inline BwdWeightLayout bwd_weight_layout(const BwdWeightParams& p, const DeviceI
 
 template <typename T>
 __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightParams p, const BwdWeightLayout l) {
-  extern __shared__ __align__(16) float smem[];
+  REPLK_DYNAMIC_SHARED(float, smem, 16);
   const BwdWeightTiling& t = l.tiling;
   float* tile_x = smem;
   float* tile_dy = smem + static_cast<size_t>(l.rows) * l.stride;

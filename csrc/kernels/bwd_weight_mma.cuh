@@ -69,7 +69,7 @@ inline bool bwd_weight_mma_fits(const BwdWeightParams& p, const DeviceInfo& d) {
 template <typename T, int KR, int NB>
 __global__ void __launch_bounds__(256) dwconv_bwd_weight_mma_kernel(const BwdWeightParams p, const BwdWeightMmaTiling t) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-  extern __shared__ __align__(128) unsigned char smem[];
+  REPLK_DYNAMIC_SHARED(unsigned char, smem, 128);
   T* tile_x = reinterpret_cast<T*>(smem);
   T* tile_dy = reinterpret_cast<T*>(smem + t.x_bytes);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

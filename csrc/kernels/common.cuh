@@ -7,6 +7,12 @@
 
 #include "../dwconv.h"
 
+// The block's dynamic shared memory as an array of `type`. The tests' host emulation, which runs
+// the CUDA-core kernels on the CPU, defines it (and launch_with_smem) itself.
+#ifndef REPLK_DYNAMIC_SHARED
+#define REPLK_DYNAMIC_SHARED(type, name, align) extern __shared__ __align__(align) type name[]
+#endif
+
 namespace replk_ops {
 
 __device__ __forceinline__ float to_float(float v) { return v; }
@@ -69,6 +75,7 @@ __device__ __forceinline__ void stage_window(float* dst, int stride, const T* pl
   }
 }
 
+#ifndef REPLK_OPS_HOST_EMULATION
 // Dynamic shared memory above the default 48 KiB needs an explicit opt-in per kernel.
 template <typename Kernel>
 inline cudaError_t allow_shared_memory(Kernel kernel, size_t bytes) {
@@ -87,5 +94,6 @@ inline cudaError_t launch_with_smem(Kernel kernel, int64_t blocks, int threads, 
   kernel<<<static_cast<unsigned>(blocks), threads, smem, stream>>>(args...);
   return cudaGetLastError();
 }
+#endif  // REPLK_OPS_HOST_EMULATION
 
 }  // namespace replk_ops

@@ -71,7 +71,7 @@ __device__ __forceinline__ void direct_chunk(float (&acc)[8], float (&b)[16], co
 // costs no moves; CHUNKS = 0 is the generic loop for any kwp.
 template <typename T, int CHUNKS>
 __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams p, const DirectTiling t) {
-  extern __shared__ __align__(16) float smem[];
+  REPLK_DYNAMIC_SHARED(float, smem, 16);
   const int per_plane = t.tx * t.ty;
   const int slot = threadIdx.x / per_plane;
   const int lt = threadIdx.x % per_plane;

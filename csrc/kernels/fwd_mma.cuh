@@ -128,7 +128,7 @@ __device__ __forceinline__ void mma_tile_and_store(const T* a_base, int ldx, con
 template <typename T>
 __global__ void __launch_bounds__(256) dwconv_fwd_mma_kernel(const ConvParams p, const MmaTiling t) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-  extern __shared__ __align__(128) unsigned char smem[];
+  REPLK_DYNAMIC_SHARED(unsigned char, smem, 128);
   T* toeplitz = reinterpret_cast<T*>(smem);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   unsigned char* mine = smem + t.toeplitz_bytes + warp * t.warp_bytes;
@@ -196,7 +196,7 @@ inline bool mma_block_preferred(const ConvParams& p, const DeviceInfo& d) {
 template <typename T>
 __global__ void __launch_bounds__(256) dwconv_fwd_mma_block_kernel(const ConvParams p, const MmaBlockTiling t) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-  extern __shared__ __align__(128) unsigned char smem[];
+  REPLK_DYNAMIC_SHARED(unsigned char, smem, 128);
   T* toeplitz = reinterpret_cast<T*>(smem);
   T* tile_in = reinterpret_cast<T*>(smem + t.toeplitz_bytes);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

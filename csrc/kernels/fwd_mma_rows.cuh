@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(128, DDH >= 7 ? 3 : 4)
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   constexpr int Q = 4;  // 8-column output blocks per warp
   constexpr int KA = mma_rows_input_blocks(DDH);
-  extern __shared__ __align__(128) unsigned char smem[];
+  REPLK_DYNAMIC_SHARED(unsigned char, smem, 128);
   uint32_t* weights = reinterpret_cast<uint32_t*>(smem);
   T* tile_in = reinterpret_cast<T*>(smem + t.weight_bytes);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -1,0 +1,127 @@
+"""The CUDA-core kernels of csrc/ built for the CPU (tests/host_emulation) and called like the
+extension calls them: the same launchers, tiling and kernel source, so their index math, tile
+edges and barriers are tested without a GPU. The tensor-core kernels need a GPU."""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+from typing import List, Optional
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMULATION = os.path.join(ROOT, "tests", "host_emulation")
+SOURCE = os.path.join(EMULATION, "direct_kernels.cpp")
+RACE_CHECK = os.path.join(EMULATION, "race_check.cpp")
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+_i64p = ctypes.POINTER(ctypes.c_int64)
+_vp = ctypes.c_void_p
+_int = ctypes.c_int
+
+
+def cuda_include_dirs() -> Optional[List[str]]:
+    """The CUDA toolkit's header directories, as nvcc itself reports them (None without nvcc)."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    probe = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                           capture_output=True, text=True, timeout=60)
+    found = re.findall(r'INCLUDES="((?:[^"\\]|\\.)*)"', probe.stdout + probe.stderr)
+    dirs = [flag[2:] for line in found for flag in line.split() if flag.startswith("-I")]
+    return [d for d in dirs if os.path.isfile(os.path.join(d, "cuda_runtime.h"))] or None
+
+
+def _compile(source: str, output: str, *flags: str) -> None:
+    includes = cuda_include_dirs()
+    if includes is None:
+        raise RuntimeError("nvcc not found: the CUDA headers (cuda_fp16.h, cuda_bf16.h) are needed")
+    command = [os.environ.get("CXX", "c++"), "-std=c++20", "-pthread", "-Wall", "-Wno-unknown-pragmas", *flags,
+               *(f"-I{d}" for d in includes), source, "-o", output]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"building {os.path.basename(source)} failed:\n{' '.join(command)}\n{done.stderr[-4000:]}")
+
+
+def build(out_dir: str) -> "EmulatedKernels":
+    library = os.path.join(out_dir, "replk_emulated_kernels.so")
+    _compile(SOURCE, library, "-O1", "-shared", "-fPIC")
+    return EmulatedKernels(ctypes.CDLL(library))
+
+
+def race_check(out_dir: str) -> subprocess.CompletedProcess:
+    """Builds tests/host_emulation/race_check.cpp with ThreadSanitizer and runs it."""
+    program = os.path.join(out_dir, "race_check")
+    _compile(RACE_CHECK, program, "-O1", "-g", "-fsanitize=thread")
+    return subprocess.run([program], capture_output=True, text=True, timeout=600)
+
+
+def _i64(values) -> ctypes.Array:
+    return (ctypes.c_int64 * len(values))(*[int(v) for v in values])
+
+
+class EmulatedKernels:
+    """fwd / bwd_input / bwd_weight with the arguments of ``torch.ops.replk_ops_C`` (CPU tensors)."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+        lib.replk_emulated_fwd_direct.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
+        lib.replk_emulated_bwd_weight_splits.argtypes = [_i64p, _int, _int, _int, _int]
+        lib.replk_emulated_bwd_weight.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5
+        lib.replk_emulated_self_check.argtypes = [_vp, _int, _int]
+        lib.replk_emulated_set_sm_count.argtypes = [_int]
+
+    @staticmethod
+    def _check(err: int, what: str) -> None:
+        if err != 0:
+            raise RuntimeError(f"emulated {what} kernel: launch failed with cudaError_t {err}")
+
+    def _run_forward(self, x, weight, bias, ph, pw, flip, out, unrolled):
+        weight = weight.contiguous()
+        bias = None if bias is None else bias.contiguous()
+        sizes = _i64([*x.shape, out.shape[2], out.shape[3]])
+        err = self.lib.replk_emulated_fwd_direct(
+            DTYPE_CODES[x.dtype], x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
+            out.data_ptr(), sizes, _i64(x.stride()), _i64(out.stride()), weight.shape[2], weight.shape[3], ph, pw,
+            int(flip), int(unrolled))
+        self._check(err, "forward")
+        return out
+
+    @staticmethod
+    def _poisoned(shape, like, memory_format):
+        return torch.full(shape, float("nan"), dtype=like.dtype).contiguous(memory_format=memory_format)
+
+    def fwd(self, x, weight, bias, ph, pw, unrolled=True, memory_format=torch.contiguous_format):
+        ho = x.shape[2] + 2 * ph - weight.shape[2] + 1
+        wo = x.shape[3] + 2 * pw - weight.shape[3] + 1
+        y = self._poisoned((x.shape[0], x.shape[1], ho, wo), x, memory_format)
+        return self._run_forward(x, weight, bias, ph, pw, False, y, unrolled)
+
+    def bwd_input(self, grad_out, weight, ph, pw, unrolled=True, memory_format=torch.contiguous_format):
+        kh, kw = weight.shape[2], weight.shape[3]
+        h = grad_out.shape[2] - 2 * ph + kh - 1
+        w = grad_out.shape[3] - 2 * pw + kw - 1
+        dx = self._poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
+        # as csrc/dwconv_ops.cpp: the rotated kernel with padding k - 1 - p
+        return self._run_forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx, unrolled)
+
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+        sizes = _i64([*x.shape, grad_out.shape[2], grad_out.shape[3]])
+        splits = self.lib.replk_emulated_bwd_weight_splits(sizes, kh, kw, ph, pw)
+        c = x.shape[1]
+        partial_w = torch.full((splits, c, kh, kw), float("nan"))
+        partial_b = torch.full((splits, c), float("nan"))
+        err = self.lib.replk_emulated_bwd_weight(
+            DTYPE_CODES[x.dtype], grad_out.data_ptr(), x.data_ptr(), partial_w.data_ptr(), partial_b.data_ptr(),
+            sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, splits)
+        self._check(err, "weight-gradient")
+        # as csrc/dwconv_ops.cpp: the partials summed in a fixed order
+        return partial_w.sum(0).unsqueeze(1).to(x.dtype), partial_b.sum(0).to(x.dtype)
+
+    def self_check(self, blocks: int, threads: int) -> torch.Tensor:
+        out = torch.zeros(blocks, threads, 2)
+        self._check(self.lib.replk_emulated_self_check(out.data_ptr(), blocks, threads), "self-check")
+        return out
