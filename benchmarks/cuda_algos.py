@@ -21,7 +21,7 @@ from replk_ops.bench.hardware import compute_peak, peaks_for
 from replk_ops.bench.shapes import preset
 from replk_ops.bench.timing import time_cuda
 
-ALGOS = {torch.float32: ["direct", "direct_generic"],
+ALGOS = {torch.float32: ["direct", "direct_rows", "direct_generic"],
          torch.float16: ["mma_rows", "mma", "mma_warp", "direct"],
          torch.bfloat16: ["mma_rows", "mma", "mma_warp", "direct"]}
 WEIGHT_ALGOS = {torch.float32: ["direct"], torch.float16: ["mma", "direct"], torch.bfloat16: ["mma", "direct"]}

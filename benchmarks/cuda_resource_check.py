@@ -26,6 +26,7 @@ EXPECTED = {
     "dwconv_fwd_mma_block_kernel": ("HMMA", "tensor-core MMAs (row-Toeplitz WMMA)"),
     "dwconv_fwd_mma_rows_kernel": ("HMMA", "tensor-core MMAs (row-Toeplitz mma.sync, strided rows)"),
     "dwconv_fwd_direct_kernel": ("FFMA", "fp32 FMAs (direct tiles, fp32 accumulation)"),
+    "dwconv_fwd_direct_rows_kernel": ("FFMA", "fp32 FMAs (direct tiles, two rows per thread)"),
     "dwconv_bwd_weight_kernel": ("FFMA", "fp32 FMAs (fp32 accumulation)"),
     "dwconv_bwd_weight_mma_kernel": ("HMMA", "tensor-core MMAs (rows as the GEMM's K)"),
 }

@@ -61,7 +61,7 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
     x = torch.randn(2, 8, 20, 40, device="cuda", dtype=dtype)
     w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
     b = torch.randn(8, device="cuda", dtype=dtype)
-    for algo in ("direct", "direct_generic") + (("mma_rows", "mma", "mma_warp") if dtype != torch.float32 else ()):
+    for algo in ("direct", "direct_generic", "direct_rows") + (("mma_rows", "mma", "mma_warp") if dtype != torch.float32 else ()):
         y = ops.fwd(x, w, b, 6, 6, algo)
         ops.bwd_input(y, w, 6, 6, algo)
     ops.bwd_weight(y, x, 13, 13, 6, 6, True)

@@ -48,6 +48,7 @@ struct DeviceInfo {
 // without launching when the shape does not fit them (the caller then uses the direct kernel).
 #define REPLK_DECLARE(SUFFIX)                                                                 \
   cudaError_t fwd_direct_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool unrolled); \
+  cudaError_t fwd_direct_rows_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);           \
   cudaError_t bwd_weight_##SUFFIX(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
 REPLK_DECLARE(f32)
 REPLK_DECLARE(f16)

@@ -116,7 +116,11 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
               "memory; got ", dtype, ", kernel (", p.kh, ", ", p.kw, "), compute capability ", info.cc_major, ".x");
   bool unrolled = algo != "direct_generic";
   cudaError_t err;
-  if (rows) {
+  if (algo == "direct_rows") {  // two output rows per thread (fwd_direct_rows.cuh)
+    err = dtype == at::kFloat  ? fwd_direct_rows_f32(p, info, stream)
+          : dtype == at::kHalf ? fwd_direct_rows_f16(p, info, stream)
+                               : fwd_direct_rows_bf16(p, info, stream);
+  } else if (rows) {
     err = dtype == at::kHalf ? fwd_mma_rows_f16(p, info, stream) : fwd_mma_rows_bf16(p, info, stream);
   } else if (wmma) {
     bool block_tiles = algo != "mma_warp";
@@ -132,10 +136,10 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
 }
 
 void check_algo(const std::string& algo) {
-  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_generic" || algo == "mma" || algo == "mma_warp" ||
-                  algo == "mma_rows",
-              "algo: expected \"auto\", \"direct\", \"direct_generic\", \"mma\", \"mma_warp\" or \"mma_rows\", got \"",
-              algo, "\"");
+  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_generic" || algo == "direct_rows" || algo == "mma" ||
+                  algo == "mma_warp" || algo == "mma_rows",
+              "algo: expected \"auto\", \"direct\", \"direct_generic\", \"direct_rows\", \"mma\", \"mma_warp\" or "
+              "\"mma_rows\", got \"", algo, "\"");
 }
 
 at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t ph,

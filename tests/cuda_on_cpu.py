@@ -17,6 +17,8 @@ EMULATION = os.path.join(ROOT, "tests", "host_emulation")
 SOURCE = os.path.join(EMULATION, "direct_kernels.cpp")
 RACE_CHECK = os.path.join(EMULATION, "race_check.cpp")
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+# the forward kernels, by the extension's algo names
+FORWARD_ALGOS = {"direct_generic": 0, "direct": 1, "direct_rows": 2}
 
 _i64p = ctypes.POINTER(ctypes.c_int64)
 _vp = ctypes.c_void_p
@@ -79,14 +81,14 @@ class EmulatedKernels:
         if err != 0:
             raise RuntimeError(f"emulated {what} kernel: launch failed with cudaError_t {err}")
 
-    def _run_forward(self, x, weight, bias, ph, pw, flip, out, unrolled):
+    def _run_forward(self, x, weight, bias, ph, pw, flip, out, algo):
         weight = weight.contiguous()
         bias = None if bias is None else bias.contiguous()
         sizes = _i64([*x.shape, out.shape[2], out.shape[3]])
         err = self.lib.replk_emulated_fwd_direct(
             DTYPE_CODES[x.dtype], x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
             out.data_ptr(), sizes, _i64(x.stride()), _i64(out.stride()), weight.shape[2], weight.shape[3], ph, pw,
-            int(flip), int(unrolled))
+            int(flip), FORWARD_ALGOS[algo])
         self._check(err, "forward")
         return out
 
@@ -94,19 +96,19 @@ class EmulatedKernels:
     def _poisoned(shape, like, memory_format):
         return torch.full(shape, float("nan"), dtype=like.dtype).contiguous(memory_format=memory_format)
 
-    def fwd(self, x, weight, bias, ph, pw, unrolled=True, memory_format=torch.contiguous_format):
+    def fwd(self, x, weight, bias, ph, pw, algo="direct", memory_format=torch.contiguous_format):
         ho = x.shape[2] + 2 * ph - weight.shape[2] + 1
         wo = x.shape[3] + 2 * pw - weight.shape[3] + 1
         y = self._poisoned((x.shape[0], x.shape[1], ho, wo), x, memory_format)
-        return self._run_forward(x, weight, bias, ph, pw, False, y, unrolled)
+        return self._run_forward(x, weight, bias, ph, pw, False, y, algo)
 
-    def bwd_input(self, grad_out, weight, ph, pw, unrolled=True, memory_format=torch.contiguous_format):
+    def bwd_input(self, grad_out, weight, ph, pw, algo="direct", memory_format=torch.contiguous_format):
         kh, kw = weight.shape[2], weight.shape[3]
         h = grad_out.shape[2] - 2 * ph + kh - 1
         w = grad_out.shape[3] - 2 * pw + kw - 1
         dx = self._poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
         # as csrc/dwconv_ops.cpp: the rotated kernel with padding k - 1 - p
-        return self._run_forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx, unrolled)
+        return self._run_forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx, algo)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
         sizes = _i64([*x.shape, grad_out.shape[2], grad_out.shape[3]])

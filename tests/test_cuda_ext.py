@@ -50,9 +50,10 @@ def test_schemas_and_cpu_rejection():
 
 
 def _algos(dtype):
-    """Every forward kernel: unrolled and generic direct tiles; strided-row, block- and warp-tiled MMA."""
+    """Every forward kernel: unrolled, generic and two-row direct tiles; strided-row, block- and
+    warp-tiled MMA."""
     mma = dtype != torch.float32 and torch.cuda.get_device_capability()[0] >= 8
-    return ["direct", "direct_generic"] + (["mma_rows", "mma", "mma_warp"] if mma else [])
+    return ["direct", "direct_generic", "direct_rows"] + (["mma_rows", "mma", "mma_warp"] if mma else [])
 
 
 def _weight_algos(dtype):

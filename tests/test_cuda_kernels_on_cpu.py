@@ -1,5 +1,5 @@
-"""The CUDA-core kernels of csrc/ (direct forward and input gradient, unrolled and generic; the
-weight gradient) run on the CPU through tests/host_emulation, against the float64 reference. The
+"""The CUDA-core kernels of csrc/ (direct forward and input gradient: algos direct, direct_generic
+and direct_rows; the weight gradient) run on the CPU through tests/host_emulation, against the float64 reference. The
 same source, tiling and launchers as the extension; every CUDA thread is an OS thread and every
 __syncthreads a barrier. Outputs, partial sums and shared memory start as NaN. A ThreadSanitizer
 build checks the kernels' shared memory for races, like compute-sanitizer's racecheck on a GPU."""
@@ -68,12 +68,11 @@ def test_direct_kernels_match_float64(kernels, case, dtype, layout):
     xs, gs = moated(x, layout), moated(grad_out, layout)
     out_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     kh, kw = weight.shape[2], weight.shape[3]
-    for unrolled in (True, False):
-        path = "unrolled" if unrolled else "generic"
-        y = kernels.fwd(xs, weight, bias, ph, pw, unrolled, out_format)
-        assert_close_to_reference(y, ref_y, dtype, ty, f"output ({path})")
-        dx = kernels.bwd_input(gs, weight, ph, pw, unrolled, out_format)
-        assert_close_to_reference(dx, ref_dx, dtype, tdx, f"grad x ({path})")
+    for algo in cuda_on_cpu.FORWARD_ALGOS:
+        y = kernels.fwd(xs, weight, bias, ph, pw, algo, out_format)
+        assert_close_to_reference(y, ref_y, dtype, ty, f"output ({algo})")
+        dx = kernels.bwd_input(gs, weight, ph, pw, algo, out_format)
+        assert_close_to_reference(dx, ref_dx, dtype, tdx, f"grad x ({algo})")
     dw, db = kernels.bwd_weight(gs, xs, kh, kw, ph, pw)
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")

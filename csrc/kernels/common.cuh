@@ -44,8 +44,9 @@ __device__ __forceinline__ float weight_at(const T* w, int64_t c, int i, int j, 
 // Copies a rows x width window of one plane, whose top-left element is (h0, w0) (it may lie in
 // the padding: zeros there), into shared memory as float with row length `stride`. Threads
 // tid = 0..nthreads-1 take elements tid, tid + nthreads, ...; each keeps four loads in flight and
-// advances its (row, column) without a division per element.
-template <typename T>
+// advances its (row, column) without a division per element. SKEW_PERIOD > 0 shifts every row r
+// with (r / SKEW_PERIOD) odd four floats to the right (see skewed_row_offset).
+template <typename T, int SKEW_PERIOD = 0>
 __device__ __forceinline__ void stage_window(float* dst, int stride, const T* plane, int64_t sh, int64_t sw,
                                              int64_t h0, int64_t w0, int64_t H, int64_t W, int rows, int width,
                                              int tid, int nthreads) {
@@ -60,7 +61,7 @@ __device__ __forceinline__ void stage_window(float* dst, int stride, const T* pl
       const int64_t hi = h0 + r, wi = w0 + q;
       const bool inside = base + u * nthreads < total && hi >= 0 && hi < H && wi >= 0 && wi < W;
       v[u] = inside ? to_float(plane[hi * sh + wi * sw]) : 0.f;
-      at[u] = r * stride + q;
+      at[u] = r * stride + q + (SKEW_PERIOD > 0 ? 4 * ((r / SKEW_PERIOD) & 1) : 0);
       r += step_r;
       q += step_q;
       if (q >= width) {
@@ -73,6 +74,12 @@ __device__ __forceinline__ void stage_window(float* dst, int stride, const T* pl
       if (base + u * nthreads < total) dst[at[u]] = v[u];
     }
   }
+}
+
+// Where row r of a window staged with stage_window<T, SKEW_PERIOD> starts.
+template <int SKEW_PERIOD>
+__device__ __forceinline__ int skewed_row_offset(int r, int stride) {
+  return r * stride + 4 * ((r / SKEW_PERIOD) & 1);
 }
 
 #ifndef REPLK_OPS_HOST_EMULATION

@@ -4,6 +4,7 @@
 
 #include "../../csrc/kernels/bwd_weight.cuh"
 #include "../../csrc/kernels/fwd_direct.cuh"
+#include "../../csrc/kernels/fwd_direct_rows.cuh"
 
 namespace {
 
@@ -19,6 +20,13 @@ DeviceInfo emulated_device() {
 }
 
 enum Dtype { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+enum Variant { kGeneric = 0, kUnrolled = 1, kRows = 2 };  // algo direct_generic, direct, direct_rows
+
+template <typename T>
+cudaError_t launch_forward(const ConvParams& p, const DeviceInfo& d, int variant) {
+  if (variant == kRows) return replk_ops::launch_fwd_direct_rows<T>(p, d, nullptr);
+  return replk_ops::launch_fwd_direct<T>(p, d, nullptr, variant == kUnrolled);
+}
 
 }  // namespace
 
@@ -27,10 +35,10 @@ extern "C" {
 // Fewer SMs mean fewer weight-gradient splits, so each block sums more tiles.
 void replk_emulated_set_sm_count(int sm_count) { emulated_sm_count = sm_count; }
 
-// sizes: N, C, H, W, Ho, Wo; strides in elements. Returns a cudaError_t.
+// sizes: N, C, H, W, Ho, Wo; strides in elements; variant: see Variant. Returns a cudaError_t.
 int replk_emulated_fwd_direct(int dtype, const void* x, const void* w, const void* bias, void* y,
                               const int64_t* sizes, const int64_t* xs, const int64_t* ys, int kh, int kw, int ph,
-                              int pw, int flip, int unrolled) {
+                              int pw, int flip, int variant) {
   ConvParams p{};
   p.N = sizes[0]; p.C = sizes[1]; p.H = sizes[2]; p.W = sizes[3]; p.Ho = sizes[4]; p.Wo = sizes[5];
   p.kh = kh; p.kw = kw; p.ph = ph; p.pw = pw;
@@ -42,9 +50,9 @@ int replk_emulated_fwd_direct(int dtype, const void* x, const void* w, const voi
   p.x = x; p.w = w; p.bias = bias; p.y = y;
   const DeviceInfo d = emulated_device();
   switch (dtype) {
-    case kFloat32: return replk_ops::launch_fwd_direct<float>(p, d, nullptr, unrolled != 0);
-    case kFloat16: return replk_ops::launch_fwd_direct<__half>(p, d, nullptr, unrolled != 0);
-    case kBFloat16: return replk_ops::launch_fwd_direct<__nv_bfloat16>(p, d, nullptr, unrolled != 0);
+    case kFloat32: return launch_forward<float>(p, d, variant);
+    case kFloat16: return launch_forward<__half>(p, d, variant);
+    case kBFloat16: return launch_forward<__nv_bfloat16>(p, d, variant);
     default: return cudaErrorInvalidValue;
   }
 }

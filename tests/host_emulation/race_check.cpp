@@ -28,11 +28,11 @@ int run_all(const Shape& s) {
   const int64_t back[6] = {s.n, s.c, ho, wo, s.h, s.w};
   const int dtype = sizeof(T) == 4 ? 0 : 2;
   int err = 0;
-  for (int unrolled = 0; unrolled < 2; ++unrolled) {
+  for (int variant : {kGeneric, kUnrolled, kRows}) {
     err |= replk_emulated_fwd_direct(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph, pw,
-                                     0, unrolled);
+                                     0, variant);
     err |= replk_emulated_fwd_direct(dtype, y.data(), w.data(), nullptr, dx.data(), back, ys, xs, s.kh, s.kw,
-                                     s.kh - 1 - ph, s.kw - 1 - pw, 1, unrolled);
+                                     s.kh - 1 - ph, s.kw - 1 - pw, 1, variant);
   }
   const int splits = replk_emulated_bwd_weight_splits(sizes, s.kh, s.kw, ph, pw);
   std::vector<float> partial_w(static_cast<size_t>(splits) * s.c * s.kh * s.kw), partial_b(splits * s.c);
