@@ -88,3 +88,25 @@ def test_weight_gradient_is_bitwise_deterministic(kernels):
 def test_no_shared_memory_races(tmp_path):
     done = cuda_on_cpu.race_check(str(tmp_path))
     assert done.returncode == 0, f"ThreadSanitizer (exit {done.returncode}):\n{done.stderr[-6000:]}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=lambda d: str(d)[6:])
+def test_offsets_past_two_to_the_31_elements(kernels, dtype):
+    """Inputs whose second image starts 2^31 + 64 elements in: the kernels' 64-bit offsets must
+    reach it (32-bit ones would wrap to the wrong memory). The buffers are mostly untouched
+    virtual memory, so this costs no RAM."""
+    x, weight, bias, grad_out, (ph, pw), (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _problem(
+        (2, 2, 9, 11, 5, 7, "same"), dtype)
+
+    def far_apart(t):
+        big = torch.empty_strided(t.shape, (2**31 + 64,) + t.stride()[1:], dtype=t.dtype)
+        big.copy_(t)
+        return big
+
+    xs, gs = far_apart(x), far_apart(grad_out)
+    for algo in cuda_on_cpu.FORWARD_ALGOS:
+        assert_close_to_reference(kernels.fwd(xs, weight, bias, ph, pw, algo), ref_y, dtype, ty, f"output ({algo})")
+        assert_close_to_reference(kernels.bwd_input(gs, weight, ph, pw, algo), ref_dx, dtype, tdx, f"grad x ({algo})")
+    dw, db = kernels.bwd_weight(gs, xs, 5, 7, ph, pw)
+    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
+    assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
