@@ -1,6 +1,7 @@
-"""The CUDA-core kernels of csrc/ built for the CPU (tests/host_emulation) and called like the
-extension calls them: the same launchers, tiling and kernel source, so their index math, tile
-edges and barriers are tested without a GPU. The tensor-core kernels need a GPU."""
+"""The CUDA kernels of csrc/ built for the CPU (tests/host_emulation) and called like the
+extension calls them: the same launchers, tilings and kernel source, so their index math, tile
+edges, barriers and (for the mma.sync kernels) fragment layouts are tested without a GPU. The
+WMMA kernels (fwd_mma.cuh) need a GPU."""
 from __future__ import annotations
 
 import ctypes
@@ -16,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATION = os.path.join(ROOT, "tests", "host_emulation")
 SOURCE = os.path.join(EMULATION, "direct_kernels.cpp")
 RACE_CHECK = os.path.join(EMULATION, "race_check.cpp")
+MMA_SOURCE = os.path.join(EMULATION, "mma_kernels.cpp")
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 # the forward kernels, by the extension's algo names
 FORWARD_ALGOS = {"direct_generic": 0, "direct": 1, "direct_rows": 2}
@@ -52,6 +54,12 @@ def build(out_dir: str) -> "EmulatedKernels":
     library = os.path.join(out_dir, "replk_emulated_kernels.so")
     _compile(SOURCE, library, "-O1", "-shared", "-fPIC")
     return EmulatedKernels(ctypes.CDLL(library))
+
+
+def build_mma(out_dir: str) -> "EmulatedMmaKernels":
+    library = os.path.join(out_dir, "replk_emulated_mma_kernels.so")
+    _compile(MMA_SOURCE, library, "-O1", "-shared", "-fPIC")
+    return EmulatedMmaKernels(ctypes.CDLL(library))
 
 
 def race_check(out_dir: str) -> subprocess.CompletedProcess:
@@ -127,3 +135,56 @@ class EmulatedKernels:
         out = torch.zeros(blocks, threads, 2)
         self._check(self.lib.replk_emulated_self_check(out.data_ptr(), blocks, threads), "self-check")
         return out
+
+
+class EmulatedMmaKernels:
+    """The tensor-core kernels: ``fwd``/``bwd_input`` through fwd_mma_rows.cuh and ``bwd_weight``
+    through bwd_weight_mma.cuh, for fp16/bf16 CPU tensors. ``None`` where a shape does not fit."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+        lib.replk_emulated_fwd_mma_rows.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5
+        lib.replk_emulated_bwd_weight_mma_splits.argtypes = [_i64p, _int, _int, _int, _int]
+        lib.replk_emulated_bwd_weight_mma.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5
+        lib.replk_emulated_mma_set_sm_count.argtypes = [_int]
+
+    def set_sm_count(self, sm_count: int) -> None:
+        self.lib.replk_emulated_mma_set_sm_count(sm_count)
+
+    def _forward(self, x, weight, bias, ph, pw, flip, out):
+        weight = weight.contiguous()
+        bias = None if bias is None else bias.contiguous()
+        sizes = _i64([*x.shape, out.shape[2], out.shape[3]])
+        err = self.lib.replk_emulated_fwd_mma_rows(
+            DTYPE_CODES[x.dtype], x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
+            out.data_ptr(), sizes, _i64(x.stride()), _i64(out.stride()), weight.shape[2], weight.shape[3], ph, pw,
+            int(flip))
+        EmulatedKernels._check(err, "mma_rows forward")
+        return out
+
+    def fwd(self, x, weight, bias, ph, pw, memory_format=torch.contiguous_format):
+        ho = x.shape[2] + 2 * ph - weight.shape[2] + 1
+        wo = x.shape[3] + 2 * pw - weight.shape[3] + 1
+        y = EmulatedKernels._poisoned((x.shape[0], x.shape[1], ho, wo), x, memory_format)
+        return self._forward(x, weight, bias, ph, pw, False, y)
+
+    def bwd_input(self, grad_out, weight, ph, pw, memory_format=torch.contiguous_format):
+        kh, kw = weight.shape[2], weight.shape[3]
+        h = grad_out.shape[2] - 2 * ph + kh - 1
+        w = grad_out.shape[3] - 2 * pw + kw - 1
+        dx = EmulatedKernels._poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
+        return self._forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx)
+
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+        sizes = _i64([*x.shape, grad_out.shape[2], grad_out.shape[3]])
+        splits = self.lib.replk_emulated_bwd_weight_mma_splits(sizes, kh, kw, ph, pw)
+        if splits < 0:
+            return None
+        c = x.shape[1]
+        partial_w = torch.full((splits, c, kh, kw), float("nan"))
+        partial_b = torch.full((splits, c), float("nan"))
+        err = self.lib.replk_emulated_bwd_weight_mma(
+            DTYPE_CODES[x.dtype], grad_out.data_ptr(), x.data_ptr(), partial_w.data_ptr(), partial_b.data_ptr(),
+            sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, splits)
+        EmulatedKernels._check(err, "mma weight-gradient")
+        return partial_w.sum(0).unsqueeze(1).to(x.dtype), partial_b.sum(0).to(x.dtype)

@@ -1,8 +1,11 @@
-"""The CUDA-core kernels of csrc/ (direct forward and input gradient: algos direct, direct_generic
-and direct_rows; the weight gradient) run on the CPU through tests/host_emulation, against the float64 reference. The
-same source, tiling and launchers as the extension; every CUDA thread is an OS thread and every
-__syncthreads a barrier. Outputs, partial sums and shared memory start as NaN. A ThreadSanitizer
-build checks the kernels' shared memory for races, like compute-sanitizer's racecheck on a GPU."""
+"""The CUDA kernels of csrc/ run on the CPU through tests/host_emulation, against the float64
+reference: the CUDA-core ones (direct forward and input gradient, algos direct, direct_generic and
+direct_rows; the weight gradient) and the tensor-core ones built on mma.sync (mma_rows forward and
+input gradient; the weight gradient, algo "mma"), with ldmatrix and mma.sync emulated lane by
+lane from the PTX fragment layouts. The same source, tilings and launchers as the extension; every
+CUDA thread is an OS thread and every __syncthreads / __syncwarp a barrier. Outputs, partial sums
+and shared memory start as NaN. A ThreadSanitizer build checks the kernels' shared memory for
+races, like compute-sanitizer's racecheck on a GPU. (The WMMA kernels need a GPU.)"""
 import pytest
 import torch
 
@@ -110,3 +113,58 @@ def test_offsets_past_two_to_the_31_elements(kernels, dtype):
     dw, db = kernels.bwd_weight(gs, xs, 5, 7, ph, pw)
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
+
+
+# The tensor-core kernels: mma_rows (forward and input gradient; phases R = 1, 2, 4; Toeplitz
+# offsets DDH 0 to 8; one to four warps) and the weight gradient (kernel rows per warp KR and
+# column blocks NB over kw 1 to 63; several row steps; maps smaller than the kernel).
+MMA_CASES = [
+    (1, 2, 20, 37, 7, 7, "same"),         # R = 2, two warps
+    (2, 1, 40, 24, 5, 13, "same"),        # R = 4, images of several row tiles, DDH 2
+    (1, 1, 20, 30, 5, 21, "same"),        # DDH 3, NB 6
+    (1, 1, 12, 40, 5, 37, "same"),        # DDH 5, NB 8
+    (1, 1, 12, 50, 5, 45, "same"),        # DDH 6, two warps
+    (1, 2, 9, 11, 3, 3, "same"),          # R = 1
+    (2, 2, 10, 9, 31, 31, "same"),        # map far smaller than the kernel, DDH 4
+    (1, 1, 18, 70, 5, 63, "same"),        # the widest kernel: DDH 8, NB 10, three warps
+    (1, 1, 34, 20, 3, 1, "same"),         # kw 1: DDH 0, NB 2
+    (1, 2, 12, 26, 5, 51, "same"),        # DDH 7, KR 2 with NB 8
+    (1, 1, 70, 9, 63, 3, "same"),         # the tallest kernel: two kernel-row groups of the weight gradient
+    (1, 2, 11, 13, 4, 6, (2, 1)),         # even kernel, explicit padding
+    (1, 1, 6, 7, 3, 5, (4, 6)),           # padding wider than the kernel
+]
+
+
+@pytest.fixture(scope="module")
+def mma_kernels(tmp_path_factory):
+    return cuda_on_cpu.build_mma(str(tmp_path_factory.mktemp("emulated_mma_kernels")))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("case", MMA_CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
+def test_tensor_core_kernels_match_float64(mma_kernels, case, dtype):
+    x, weight, bias, grad_out, (ph, pw), (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _problem(case, dtype)
+    kh, kw = weight.shape[2], weight.shape[3]
+    layout = ("nchw", "channels_last", "moat")[MMA_CASES.index(case) % 3]
+    xs, gs = moated(x, layout), moated(grad_out, layout)
+    out_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert_close_to_reference(mma_kernels.fwd(xs, weight, bias, ph, pw, out_format), ref_y, dtype, ty, "output")
+    assert_close_to_reference(mma_kernels.bwd_input(gs, weight, ph, pw, out_format), ref_dx, dtype, tdx, "grad x")
+    dw, db = mma_kernels.bwd_weight(gs, xs, kh, kw, ph, pw)
+    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
+    assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
+
+
+def test_tensor_core_weight_gradient_over_many_tiles(mma_kernels):
+    """With one SM's worth of splits, each block sums several tiles and row groups in order."""
+    x, weight, bias, grad_out, (ph, pw), (_, _, ref_dw, ref_db), (_, _, tdw, tdb) = _problem(
+        (3, 2, 35, 20, 9, 17, "same"), torch.bfloat16)
+    mma_kernels.set_sm_count(1)
+    try:
+        dw, db = mma_kernels.bwd_weight(grad_out, x, 9, 17, ph, pw)
+        again = mma_kernels.bwd_weight(grad_out, x, 9, 17, ph, pw)
+    finally:
+        mma_kernels.set_sm_count(132)
+    assert_close_to_reference(dw, ref_dw, torch.bfloat16, tdw, "grad weight")
+    assert_close_to_reference(db, ref_db, torch.bfloat16, tdb, "grad bias")
+    assert torch.equal(dw, again[0]) and torch.equal(db, again[1])  # fixed-order sums

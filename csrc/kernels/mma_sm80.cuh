@@ -13,6 +13,8 @@ __device__ __forceinline__ uint32_t bits16(__nv_bfloat16 v) { return __bfloat16_
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&acc)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 
+// The tests' host emulation provides these three on the CPU (tests/host_emulation).
+#ifndef REPLK_OPS_HOST_EMULATION
 template <>
 __device__ __forceinline__ void mma_16816<__half>(float (&acc)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -53,6 +55,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&a)[4], const void* 
                : "r"(address));
 #endif
 }
+#endif  // REPLK_OPS_HOST_EMULATION
 
 // Zeros a set of m16n8 fp32 accumulator fragments.
 template <int A, int B>

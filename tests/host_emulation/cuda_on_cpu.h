@@ -1,12 +1,13 @@
-// Runs the package's CUDA-core kernels (csrc/kernels/fwd_direct.cuh, bwd_weight.cuh) on the CPU,
-// so that their real source, tiling and launch code are tested where no GPU is present.
+// Runs the package's CUDA kernels on the CPU (the CUDA-core ones, and with warp_mma_on_cpu.h those
+// built on ldmatrix and mma.sync), so that their real source, tiling and launch code are tested
+// where no GPU is present.
 //
 // Every CUDA thread of a block is an OS thread; __syncthreads is a std::barrier over the block's
-// threads, so the kernels' shared-memory phases keep their real ordering. Blocks run one after
-// another. Dynamic shared memory starts as NaN: a value read before any thread staged it poisons
-// the result instead of passing by luck. Only what the CUDA-core kernels use is provided (1-D
-// grids, threadIdx.x, blockIdx.x, blockDim.x, __syncthreads); tensor-core kernels (ldmatrix,
-// mma.sync) cannot run here and are tested on a GPU.
+// threads and __syncwarp one over the warp's, so the kernels' shared-memory phases keep their real
+// ordering. Blocks run one after another. Dynamic shared memory starts as NaN: a value read before
+// any thread staged it poisons the result instead of passing by luck. Provided: 1-D grids,
+// threadIdx.x, blockIdx.x, blockDim.x, __syncthreads, __syncwarp, and (warp_mma_on_cpu.h) the
+// warp-collective ldmatrix and mma.sync of the tensor-core kernels.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -47,6 +49,21 @@ inline thread_local Index3 block_dim{1, 1, 1};
 inline thread_local std::barrier<>* block_barrier = nullptr;
 inline thread_local void* dynamic_shared = nullptr;
 
+// What a warp's lanes exchange in one warp-collective operation (warp_mma_on_cpu.h).
+struct WarpExchange {
+  const void* address[32];
+  uint32_t a[32][4];
+  uint32_t b[32][2];
+};
+
+struct Warp {
+  explicit Warp(int lanes) : barrier(lanes) {}
+  std::barrier<> barrier;
+  WarpExchange exchange;
+};
+
+inline thread_local Warp* this_warp = nullptr;
+
 // What the emulated GPU allows (an H100's opt-in limit; the kernels' launchers size against the
 // DeviceInfo they are given, and a launch above this fails like it would on the GPU).
 inline constexpr size_t kMaxDynamicShared = 227 * 1024;
@@ -60,6 +77,7 @@ inline constexpr int kMaxThreadsPerBlock = 1024;
 #define REPLK_DYNAMIC_SHARED(type, name, align) type* name = static_cast<type*>(::replk_emulation::dynamic_shared)
 
 inline void __syncthreads() { replk_emulation::block_barrier->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { replk_emulation::this_warp->barrier.arrive_and_wait(); }
 
 // CUDA's min and max overloads are global functions.
 using std::max;
@@ -79,6 +97,10 @@ inline cudaError_t launch_with_smem(Kernel kernel, int64_t blocks, int threads, 
   for (int64_t block = 0; block < blocks; ++block) {
     std::vector<float> shared(words, std::numeric_limits<float>::quiet_NaN());  // 16-byte aligned (malloc)
     std::barrier<> barrier(threads);
+    std::vector<std::unique_ptr<replk_emulation::Warp>> warps;
+    for (int first = 0; first < threads; first += 32) {
+      warps.push_back(std::make_unique<replk_emulation::Warp>(std::min(32, threads - first)));
+    }
     std::vector<std::thread> team;
     team.reserve(threads);
     for (int t = 0; t < threads; ++t) {
@@ -87,9 +109,12 @@ inline cudaError_t launch_with_smem(Kernel kernel, int64_t blocks, int threads, 
         replk_emulation::block_index = {static_cast<unsigned>(block), 0, 0};
         replk_emulation::block_dim = {static_cast<unsigned>(threads), 1, 1};
         replk_emulation::block_barrier = &barrier;
+        replk_emulation::this_warp = warps[t / 32].get();
         replk_emulation::dynamic_shared = shared.data();
         kernel(args...);
-        barrier.arrive_and_drop();  // an exited thread no longer holds the others at a barrier
+        // an exited thread no longer holds the others at a barrier
+        barrier.arrive_and_drop();
+        replk_emulation::this_warp->barrier.arrive_and_drop();
       });
     }
     for (std::thread& thread : team) thread.join();

@@ -1,4 +1,5 @@
-// Shared-memory race check of the CUDA-core kernels on the CPU: built with ThreadSanitizer, which
+// Shared-memory race check of the CUDA kernels that run on the CPU (the CUDA-core kernels and the
+// tensor-core fwd_mma_rows and weight gradient): built with ThreadSanitizer, which
 // reports any two accesses to one shared-memory word, at least one a write, that no barrier orders
 // (what compute-sanitizer's racecheck reports on a GPU). Exit status 0 means no race; the
 // sanitizer's own exit status otherwise. Values are irrelevant here; the tests check them.
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "direct_kernels.cpp"
+#include "mma_kernels.cpp"
 
 namespace {
 
@@ -38,6 +40,14 @@ int run_all(const Shape& s) {
   std::vector<float> partial_w(static_cast<size_t>(splits) * s.c * s.kh * s.kw), partial_b(splits * s.c);
   err |= replk_emulated_bwd_weight(dtype, y.data(), x.data(), partial_w.data(), partial_b.data(), sizes, xs, ys, s.kh,
                                    s.kw, ph, pw, splits);
+  if (sizeof(T) == 2) {  // the tensor-core kernels
+    err |= replk_emulated_fwd_mma_rows(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph,
+                                       pw, 0);
+    const int mma_splits = replk_emulated_bwd_weight_mma_splits(sizes, s.kh, s.kw, ph, pw);
+    std::vector<float> mma_w(static_cast<size_t>(mma_splits) * s.c * s.kh * s.kw), mma_b(mma_splits * s.c);
+    err |= replk_emulated_bwd_weight_mma(dtype, y.data(), x.data(), mma_w.data(), mma_b.data(), sizes, xs, ys, s.kh,
+                                         s.kw, ph, pw, mma_splits);
+  }
   return err;
 }
 
@@ -47,7 +57,9 @@ int main() {
   // tiles of several rows and column strips, a map smaller than the kernel, several weight-
   // gradient tiles per block (N * tiles > splits)
   const Shape shapes[] = {{1, 2, 20, 37, 7, 7}, {1, 1, 6, 9, 13, 13}, {3, 1, 9, 70, 3, 5}};
-  replk_emulated_set_sm_count(1);  // 4 weight-gradient splits: blocks loop over several tiles
+  // few splits: blocks loop over several tiles
+  replk_emulated_set_sm_count(1);
+  replk_emulated_mma_set_sm_count(1);
   int err = 0;
   for (const Shape& s : shapes) {
     err |= run_all<float>(s);
