@@ -1,7 +1,7 @@
 """The CUDA kernels of csrc/ built for the CPU (tests/host_emulation) and called like the
 extension calls them: the same launchers, tilings and kernel source, so their index math, tile
 edges, barriers and (for the mma.sync kernels) fragment layouts are tested without a GPU. The
-WMMA kernels (fwd_mma.cuh) need a GPU."""
+WMMA kernels run through an emulation of nvcuda::wmma."""
 from __future__ import annotations
 
 import ctypes
@@ -21,6 +21,7 @@ MMA_SOURCE = os.path.join(EMULATION, "mma_kernels.cpp")
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 # the forward kernels, by the extension's algo names
 FORWARD_ALGOS = {"direct_generic": 0, "direct": 1, "direct_rows": 2}
+MMA_FORWARD_ALGOS = {"mma_rows": 0, "mma": 1, "mma_warp": 2}
 
 _i64p = ctypes.POINTER(ctypes.c_int64)
 _vp = ctypes.c_void_p
@@ -138,12 +139,13 @@ class EmulatedKernels:
 
 
 class EmulatedMmaKernels:
-    """The tensor-core kernels: ``fwd``/``bwd_input`` through fwd_mma_rows.cuh and ``bwd_weight``
-    through bwd_weight_mma.cuh, for fp16/bf16 CPU tensors. ``None`` where a shape does not fit."""
+    """The tensor-core kernels for fp16/bf16 CPU tensors: ``fwd``/``bwd_input`` through the forward
+    algos of MMA_FORWARD_ALGOS, ``bwd_weight`` through bwd_weight_mma.cuh (``None`` where a shape
+    does not fit it)."""
 
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
-        lib.replk_emulated_fwd_mma_rows.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5
+        lib.replk_emulated_fwd_mma.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
         lib.replk_emulated_bwd_weight_mma_splits.argtypes = [_i64p, _int, _int, _int, _int]
         lib.replk_emulated_bwd_weight_mma.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5
         lib.replk_emulated_mma_set_sm_count.argtypes = [_int]
@@ -151,29 +153,29 @@ class EmulatedMmaKernels:
     def set_sm_count(self, sm_count: int) -> None:
         self.lib.replk_emulated_mma_set_sm_count(sm_count)
 
-    def _forward(self, x, weight, bias, ph, pw, flip, out):
+    def _forward(self, x, weight, bias, ph, pw, flip, out, algo):
         weight = weight.contiguous()
         bias = None if bias is None else bias.contiguous()
         sizes = _i64([*x.shape, out.shape[2], out.shape[3]])
-        err = self.lib.replk_emulated_fwd_mma_rows(
+        err = self.lib.replk_emulated_fwd_mma(
             DTYPE_CODES[x.dtype], x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
             out.data_ptr(), sizes, _i64(x.stride()), _i64(out.stride()), weight.shape[2], weight.shape[3], ph, pw,
-            int(flip))
-        EmulatedKernels._check(err, "mma_rows forward")
+            int(flip), MMA_FORWARD_ALGOS[algo])
+        EmulatedKernels._check(err, f"{algo} forward")
         return out
 
-    def fwd(self, x, weight, bias, ph, pw, memory_format=torch.contiguous_format):
+    def fwd(self, x, weight, bias, ph, pw, algo="mma_rows", memory_format=torch.contiguous_format):
         ho = x.shape[2] + 2 * ph - weight.shape[2] + 1
         wo = x.shape[3] + 2 * pw - weight.shape[3] + 1
         y = EmulatedKernels._poisoned((x.shape[0], x.shape[1], ho, wo), x, memory_format)
-        return self._forward(x, weight, bias, ph, pw, False, y)
+        return self._forward(x, weight, bias, ph, pw, False, y, algo)
 
-    def bwd_input(self, grad_out, weight, ph, pw, memory_format=torch.contiguous_format):
+    def bwd_input(self, grad_out, weight, ph, pw, algo="mma_rows", memory_format=torch.contiguous_format):
         kh, kw = weight.shape[2], weight.shape[3]
         h = grad_out.shape[2] - 2 * ph + kh - 1
         w = grad_out.shape[3] - 2 * pw + kw - 1
         dx = EmulatedKernels._poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
-        return self._forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx)
+        return self._forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx, algo)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
         sizes = _i64([*x.shape, grad_out.shape[2], grad_out.shape[3]])

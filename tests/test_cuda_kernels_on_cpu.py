@@ -1,11 +1,12 @@
 """The CUDA kernels of csrc/ run on the CPU through tests/host_emulation, against the float64
 reference: the CUDA-core ones (direct forward and input gradient, algos direct, direct_generic and
-direct_rows; the weight gradient) and the tensor-core ones built on mma.sync (mma_rows forward and
-input gradient; the weight gradient, algo "mma"), with ldmatrix and mma.sync emulated lane by
-lane from the PTX fragment layouts. The same source, tilings and launchers as the extension; every
-CUDA thread is an OS thread and every __syncthreads / __syncwarp a barrier. Outputs, partial sums
-and shared memory start as NaN. A ThreadSanitizer build checks the kernels' shared memory for
-races, like compute-sanitizer's racecheck on a GPU. (The WMMA kernels need a GPU.)"""
+direct_rows; the weight gradient) and the tensor-core ones (forward and input gradient, algos
+mma_rows, mma and mma_warp; the weight gradient, algo "mma"). ldmatrix and mma.sync are emulated
+lane by lane from the PTX fragment layouts, nvcuda::wmma with opaque whole-tile fragments. The
+same source, tilings and launchers as the extension; every CUDA thread is an OS thread and every
+__syncthreads / __syncwarp a barrier. Outputs, partial sums and shared memory start as NaN. A
+ThreadSanitizer build checks the kernels' shared memory for races, like compute-sanitizer's
+racecheck on a GPU."""
 import pytest
 import torch
 
@@ -116,7 +117,7 @@ def test_offsets_past_two_to_the_31_elements(kernels, dtype):
 
 
 # The tensor-core kernels: mma_rows (forward and input gradient; phases R = 1, 2, 4; Toeplitz
-# offsets DDH 0 to 8; one to four warps) and the weight gradient (kernel rows per warp KR and
+# offsets DDH 0 to 8; one to four warps), the WMMA warp and block tiles, and the weight gradient (kernel rows per warp KR and
 # column blocks NB over kw 1 to 63; several row steps; maps smaller than the kernel).
 MMA_CASES = [
     (1, 2, 20, 37, 7, 7, "same"),         # R = 2, two warps
@@ -148,8 +149,11 @@ def test_tensor_core_kernels_match_float64(mma_kernels, case, dtype):
     layout = ("nchw", "channels_last", "moat")[MMA_CASES.index(case) % 3]
     xs, gs = moated(x, layout), moated(grad_out, layout)
     out_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    assert_close_to_reference(mma_kernels.fwd(xs, weight, bias, ph, pw, out_format), ref_y, dtype, ty, "output")
-    assert_close_to_reference(mma_kernels.bwd_input(gs, weight, ph, pw, out_format), ref_dx, dtype, tdx, "grad x")
+    for algo in cuda_on_cpu.MMA_FORWARD_ALGOS:
+        y = mma_kernels.fwd(xs, weight, bias, ph, pw, algo, out_format)
+        assert_close_to_reference(y, ref_y, dtype, ty, f"output ({algo})")
+        dx = mma_kernels.bwd_input(gs, weight, ph, pw, algo, out_format)
+        assert_close_to_reference(dx, ref_dx, dtype, tdx, f"grad x ({algo})")
     dw, db = mma_kernels.bwd_weight(gs, xs, kh, kw, ph, pw)
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")

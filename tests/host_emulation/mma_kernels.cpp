@@ -1,9 +1,10 @@
 // A C interface to the tensor-core kernels run on the CPU (cuda_on_cpu.h, warp_mma_on_cpu.h): the
-// strided-row forward (fwd_mma_rows.cuh) and the weight gradient (bwd_weight_mma.cuh), through
-// the extension's own launchers and tilings.
+// forwards (fwd_mma_rows.cuh; fwd_mma.cuh's WMMA warp and block tiles) and the weight gradient
+// (bwd_weight_mma.cuh), through the extension's own launchers and tilings.
 #include "warp_mma_on_cpu.h"
 
 #include "../../csrc/kernels/bwd_weight_mma.cuh"
+#include "../../csrc/kernels/fwd_mma.cuh"
 #include "../../csrc/kernels/fwd_mma_rows.cuh"
 
 namespace {
@@ -15,6 +16,13 @@ replk_ops::DeviceInfo mma_device() {
 }
 
 enum MmaDtype { kMmaFloat16 = 1, kMmaBFloat16 = 2 };  // the codes of direct_kernels.cpp
+enum MmaForward { kMmaRows = 0, kWmmaBlock = 1, kWmmaWarp = 2 };  // algo mma_rows, mma, mma_warp
+
+template <typename T>
+cudaError_t launch_mma_forward(const replk_ops::ConvParams& p, const replk_ops::DeviceInfo& d, int algo) {
+  if (algo == kMmaRows) return replk_ops::launch_fwd_mma_rows<T>(p, d, nullptr);
+  return replk_ops::launch_fwd_mma<T>(p, d, nullptr, algo == kWmmaBlock);
+}
 
 }  // namespace
 
@@ -22,11 +30,10 @@ extern "C" {
 
 void replk_emulated_mma_set_sm_count(int sm_count) { mma_sm_count = sm_count; }
 
-// As replk_emulated_fwd_direct (direct_kernels.cpp), for fp16/bf16; cudaErrorInvalidConfiguration
-// when the shape does not fit the kernel.
-int replk_emulated_fwd_mma_rows(int dtype, const void* x, const void* w, const void* bias, void* y,
-                                const int64_t* sizes, const int64_t* xs, const int64_t* ys, int kh, int kw, int ph,
-                                int pw, int flip) {
+// As replk_emulated_fwd_direct (direct_kernels.cpp), for fp16/bf16 and algo MmaForward;
+// cudaErrorInvalidConfiguration when the shape does not fit the kernel.
+int replk_emulated_fwd_mma(int dtype, const void* x, const void* w, const void* bias, void* y, const int64_t* sizes,
+                           const int64_t* xs, const int64_t* ys, int kh, int kw, int ph, int pw, int flip, int algo) {
   replk_ops::ConvParams p{};
   p.N = sizes[0]; p.C = sizes[1]; p.H = sizes[2]; p.W = sizes[3]; p.Ho = sizes[4]; p.Wo = sizes[5];
   p.kh = kh; p.kw = kw; p.ph = ph; p.pw = pw;
@@ -38,8 +45,8 @@ int replk_emulated_fwd_mma_rows(int dtype, const void* x, const void* w, const v
   p.x = x; p.w = w; p.bias = bias; p.y = y;
   const replk_ops::DeviceInfo d = mma_device();
   switch (dtype) {
-    case kMmaFloat16: return replk_ops::launch_fwd_mma_rows<__half>(p, d, nullptr);
-    case kMmaBFloat16: return replk_ops::launch_fwd_mma_rows<__nv_bfloat16>(p, d, nullptr);
+    case kMmaFloat16: return launch_mma_forward<__half>(p, d, algo);
+    case kMmaBFloat16: return launch_mma_forward<__nv_bfloat16>(p, d, algo);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -1,5 +1,5 @@
 // Shared-memory race check of the CUDA kernels that run on the CPU (the CUDA-core kernels and the
-// tensor-core fwd_mma_rows and weight gradient): built with ThreadSanitizer, which
+// tensor-core forwards and weight gradient): built with ThreadSanitizer, which
 // reports any two accesses to one shared-memory word, at least one a write, that no barrier orders
 // (what compute-sanitizer's racecheck reports on a GPU). Exit status 0 means no race; the
 // sanitizer's own exit status otherwise. Values are irrelevant here; the tests check them.
@@ -41,8 +41,10 @@ int run_all(const Shape& s) {
   err |= replk_emulated_bwd_weight(dtype, y.data(), x.data(), partial_w.data(), partial_b.data(), sizes, xs, ys, s.kh,
                                    s.kw, ph, pw, splits);
   if (sizeof(T) == 2) {  // the tensor-core kernels
-    err |= replk_emulated_fwd_mma_rows(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph,
-                                       pw, 0);
+    for (int algo : {kMmaRows, kWmmaBlock, kWmmaWarp}) {
+      err |= replk_emulated_fwd_mma(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph, pw, 0,
+                                    algo);
+    }
     const int mma_splits = replk_emulated_bwd_weight_mma_splits(sizes, s.kh, s.kw, ph, pw);
     std::vector<float> mma_w(static_cast<size_t>(mma_splits) * s.c * s.kh * s.kw), mma_b(mma_splits * s.c);
     err |= replk_emulated_bwd_weight_mma(dtype, y.data(), x.data(), mma_w.data(), mma_b.data(), sizes, xs, ys, s.kh,

@@ -98,3 +98,60 @@ inline void ldmatrix_x4_trans(uint32_t (&a)[4], const void* shared) {
 }
 
 }  // namespace replk_ops
+
+// nvcuda::wmma for the 16 x 16 x 16 shapes the WMMA kernels use (fwd_mma.cuh). Fragments are
+// opaque in CUDA, so any layout is faithful: here every lane holds the whole tile. Loads read the
+// tile from memory the kernel has made visible; a store writes each element from one lane only,
+// so a missing __syncwarp between a store and reads by other lanes shows as a race.
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "the emulation covers m16n16k16");
+  float v[16][16];
+};
+
+template <typename Use, typename T, typename Layout>
+inline void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, float value) {
+  for (auto& row : f.v)
+    for (float& e : row) e = value;
+}
+
+// matrix_a and matrix_b, row-major in memory with leading dimension ld (elements).
+template <typename Use, typename T>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, row_major>& f, const T* p, unsigned ld) {
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.v[r][c] = replk_emulation::value_of<T>(replk_emulation::load16(p + r * ld + c, 0));
+}
+
+template <typename T>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, T, row_major>& a,
+                     const fragment<matrix_b, 16, 16, 16, T, row_major>& b,
+                     const fragment<accumulator, 16, 16, 16, float>& c) {
+  float out[16][16];
+  for (int r = 0; r < 16; ++r)
+    for (int n = 0; n < 16; ++n) {
+      float sum = c.v[r][n];
+      for (int k = 0; k < 16; ++k) sum += a.v[r][k] * b.v[k][n];
+      out[r][n] = sum;
+    }
+  for (int r = 0; r < 16; ++r)
+    for (int n = 0; n < 16; ++n) d.v[r][n] = out[r][n];
+}
+
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld, layout_t layout) {
+  for (int e = static_cast<int>(replk_emulation::lane()); e < 256; e += 32) {
+    const int r = e / 16, c = e % 16;
+    p[layout == mem_row_major ? r * ld + c : c * ld + r] = f.v[r][c];
+  }
+}
+
+}  // namespace wmma
+}  // namespace nvcuda
