@@ -1,7 +1,6 @@
 """The CUDA kernels of csrc/ built for the CPU (tests/host_emulation) and called like the
 extension calls them: the same launchers, tilings and kernel source, so their index math, tile
-edges, barriers and (for the mma.sync kernels) fragment layouts are tested without a GPU. The
-WMMA kernels run through an emulation of nvcuda::wmma."""
+edges, barriers and fragment layouts are tested without a GPU."""
 from __future__ import annotations
 
 import ctypes
@@ -15,13 +14,14 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATION = os.path.join(ROOT, "tests", "host_emulation")
-SOURCE = os.path.join(EMULATION, "direct_kernels.cpp")
+SOURCE = os.path.join(EMULATION, "kernels_on_cpu.cpp")
 RACE_CHECK = os.path.join(EMULATION, "race_check.cpp")
-MMA_SOURCE = os.path.join(EMULATION, "mma_kernels.cpp")
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
-# the forward kernels, by the extension's algo names
-FORWARD_ALGOS = {"direct_generic": 0, "direct": 1, "direct_rows": 2}
-MMA_FORWARD_ALGOS = {"mma_rows": 0, "mma": 1, "mma_warp": 2}
+# the kernels by the extension's algo names (kernels_on_cpu.cpp's Forward and WeightGradient)
+FORWARD_ALGOS = {"direct_generic": 0, "direct": 1, "direct_rows": 2, "mma_rows": 3, "mma": 4, "mma_warp": 5}
+DIRECT_FORWARD_ALGOS = ("direct_generic", "direct", "direct_rows")
+TENSOR_CORE_FORWARD_ALGOS = ("mma_rows", "mma", "mma_warp")  # fp16/bf16 only
+WEIGHT_ALGOS = {"direct": 0, "mma": 1}
 
 _i64p = ctypes.POINTER(ctypes.c_int64)
 _vp = ctypes.c_void_p
@@ -57,12 +57,6 @@ def build(out_dir: str) -> "EmulatedKernels":
     return EmulatedKernels(ctypes.CDLL(library))
 
 
-def build_mma(out_dir: str) -> "EmulatedMmaKernels":
-    library = os.path.join(out_dir, "replk_emulated_mma_kernels.so")
-    _compile(MMA_SOURCE, library, "-O1", "-shared", "-fPIC")
-    return EmulatedMmaKernels(ctypes.CDLL(library))
-
-
 def race_check(out_dir: str) -> subprocess.CompletedProcess:
     """Builds tests/host_emulation/race_check.cpp with ThreadSanitizer and runs it."""
     program = os.path.join(out_dir, "race_check")
@@ -74,16 +68,23 @@ def _i64(values) -> ctypes.Array:
     return (ctypes.c_int64 * len(values))(*[int(v) for v in values])
 
 
+def _poisoned(shape, like, memory_format):
+    return torch.full(shape, float("nan"), dtype=like.dtype).contiguous(memory_format=memory_format)
+
+
 class EmulatedKernels:
     """fwd / bwd_input / bwd_weight with the arguments of ``torch.ops.replk_ops_C`` (CPU tensors)."""
 
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
-        lib.replk_emulated_fwd_direct.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
-        lib.replk_emulated_bwd_weight_splits.argtypes = [_i64p, _int, _int, _int, _int]
-        lib.replk_emulated_bwd_weight.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5
+        lib.replk_emulated_fwd.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
+        lib.replk_emulated_bwd_weight_splits.argtypes = [_i64p] + [_int] * 5
+        lib.replk_emulated_bwd_weight.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
         lib.replk_emulated_self_check.argtypes = [_vp, _int, _int]
         lib.replk_emulated_set_sm_count.argtypes = [_int]
+
+    def set_sm_count(self, sm_count: int) -> None:
+        self.lib.replk_emulated_set_sm_count(sm_count)
 
     @staticmethod
     def _check(err: int, what: str) -> None:
@@ -94,41 +95,39 @@ class EmulatedKernels:
         weight = weight.contiguous()
         bias = None if bias is None else bias.contiguous()
         sizes = _i64([*x.shape, out.shape[2], out.shape[3]])
-        err = self.lib.replk_emulated_fwd_direct(
+        err = self.lib.replk_emulated_fwd(
             DTYPE_CODES[x.dtype], x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
             out.data_ptr(), sizes, _i64(x.stride()), _i64(out.stride()), weight.shape[2], weight.shape[3], ph, pw,
             int(flip), FORWARD_ALGOS[algo])
-        self._check(err, "forward")
+        self._check(err, f"{algo} forward")
         return out
-
-    @staticmethod
-    def _poisoned(shape, like, memory_format):
-        return torch.full(shape, float("nan"), dtype=like.dtype).contiguous(memory_format=memory_format)
 
     def fwd(self, x, weight, bias, ph, pw, algo="direct", memory_format=torch.contiguous_format):
         ho = x.shape[2] + 2 * ph - weight.shape[2] + 1
         wo = x.shape[3] + 2 * pw - weight.shape[3] + 1
-        y = self._poisoned((x.shape[0], x.shape[1], ho, wo), x, memory_format)
+        y = _poisoned((x.shape[0], x.shape[1], ho, wo), x, memory_format)
         return self._run_forward(x, weight, bias, ph, pw, False, y, algo)
 
     def bwd_input(self, grad_out, weight, ph, pw, algo="direct", memory_format=torch.contiguous_format):
         kh, kw = weight.shape[2], weight.shape[3]
         h = grad_out.shape[2] - 2 * ph + kh - 1
         w = grad_out.shape[3] - 2 * pw + kw - 1
-        dx = self._poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
+        dx = _poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
         # as csrc/dwconv_ops.cpp: the rotated kernel with padding k - 1 - p
         return self._run_forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx, algo)
 
-    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw, algo="direct"):
         sizes = _i64([*x.shape, grad_out.shape[2], grad_out.shape[3]])
-        splits = self.lib.replk_emulated_bwd_weight_splits(sizes, kh, kw, ph, pw)
+        splits = self.lib.replk_emulated_bwd_weight_splits(sizes, kh, kw, ph, pw, WEIGHT_ALGOS[algo])
+        if splits < 0:
+            raise RuntimeError(f"the {algo} weight gradient does not take this shape")
         c = x.shape[1]
         partial_w = torch.full((splits, c, kh, kw), float("nan"))
         partial_b = torch.full((splits, c), float("nan"))
         err = self.lib.replk_emulated_bwd_weight(
             DTYPE_CODES[x.dtype], grad_out.data_ptr(), x.data_ptr(), partial_w.data_ptr(), partial_b.data_ptr(),
-            sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, splits)
-        self._check(err, "weight-gradient")
+            sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, splits, WEIGHT_ALGOS[algo])
+        self._check(err, f"{algo} weight-gradient")
         # as csrc/dwconv_ops.cpp: the partials summed in a fixed order
         return partial_w.sum(0).unsqueeze(1).to(x.dtype), partial_b.sum(0).to(x.dtype)
 
@@ -136,57 +135,3 @@ class EmulatedKernels:
         out = torch.zeros(blocks, threads, 2)
         self._check(self.lib.replk_emulated_self_check(out.data_ptr(), blocks, threads), "self-check")
         return out
-
-
-class EmulatedMmaKernels:
-    """The tensor-core kernels for fp16/bf16 CPU tensors: ``fwd``/``bwd_input`` through the forward
-    algos of MMA_FORWARD_ALGOS, ``bwd_weight`` through bwd_weight_mma.cuh (``None`` where a shape
-    does not fit it)."""
-
-    def __init__(self, lib: ctypes.CDLL):
-        self.lib = lib
-        lib.replk_emulated_fwd_mma.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
-        lib.replk_emulated_bwd_weight_mma_splits.argtypes = [_i64p, _int, _int, _int, _int]
-        lib.replk_emulated_bwd_weight_mma.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5
-        lib.replk_emulated_mma_set_sm_count.argtypes = [_int]
-
-    def set_sm_count(self, sm_count: int) -> None:
-        self.lib.replk_emulated_mma_set_sm_count(sm_count)
-
-    def _forward(self, x, weight, bias, ph, pw, flip, out, algo):
-        weight = weight.contiguous()
-        bias = None if bias is None else bias.contiguous()
-        sizes = _i64([*x.shape, out.shape[2], out.shape[3]])
-        err = self.lib.replk_emulated_fwd_mma(
-            DTYPE_CODES[x.dtype], x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
-            out.data_ptr(), sizes, _i64(x.stride()), _i64(out.stride()), weight.shape[2], weight.shape[3], ph, pw,
-            int(flip), MMA_FORWARD_ALGOS[algo])
-        EmulatedKernels._check(err, f"{algo} forward")
-        return out
-
-    def fwd(self, x, weight, bias, ph, pw, algo="mma_rows", memory_format=torch.contiguous_format):
-        ho = x.shape[2] + 2 * ph - weight.shape[2] + 1
-        wo = x.shape[3] + 2 * pw - weight.shape[3] + 1
-        y = EmulatedKernels._poisoned((x.shape[0], x.shape[1], ho, wo), x, memory_format)
-        return self._forward(x, weight, bias, ph, pw, False, y, algo)
-
-    def bwd_input(self, grad_out, weight, ph, pw, algo="mma_rows", memory_format=torch.contiguous_format):
-        kh, kw = weight.shape[2], weight.shape[3]
-        h = grad_out.shape[2] - 2 * ph + kh - 1
-        w = grad_out.shape[3] - 2 * pw + kw - 1
-        dx = EmulatedKernels._poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
-        return self._forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx, algo)
-
-    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
-        sizes = _i64([*x.shape, grad_out.shape[2], grad_out.shape[3]])
-        splits = self.lib.replk_emulated_bwd_weight_mma_splits(sizes, kh, kw, ph, pw)
-        if splits < 0:
-            return None
-        c = x.shape[1]
-        partial_w = torch.full((splits, c, kh, kw), float("nan"))
-        partial_b = torch.full((splits, c), float("nan"))
-        err = self.lib.replk_emulated_bwd_weight_mma(
-            DTYPE_CODES[x.dtype], grad_out.data_ptr(), x.data_ptr(), partial_w.data_ptr(), partial_b.data_ptr(),
-            sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, splits)
-        EmulatedKernels._check(err, "mma weight-gradient")
-        return partial_w.sum(0).unsqueeze(1).to(x.dtype), partial_b.sum(0).to(x.dtype)

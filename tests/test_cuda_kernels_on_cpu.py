@@ -15,15 +15,39 @@ import cuda_on_cpu
 from replk_ops._checks import padding_pair
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-CASES = KERNEL_PATH_CASES + [
+HALF = [torch.bfloat16, torch.float16]
+DIRECT_CASES = KERNEL_PATH_CASES + [
     (1, 2, 12, 26, 5, 63, "same"),        # the widest kernel: eight 8-tap chunks
     (2, 2, 8, 72, 5, 9, "same"),          # two column tiles of the weight gradient
 ]
+# The tensor-core kernels: mma_rows (phases R = 1, 2, 4; Toeplitz offsets DDH 0 to 8; one to four
+# warps), the WMMA warp and block tiles, and the weight gradient (kernel rows per warp KR and
+# column blocks NB over kw 1 to 63; several row steps; maps smaller than the kernel).
+MMA_CASES = [
+    (1, 2, 20, 37, 7, 7, "same"),         # R = 2, two warps
+    (2, 1, 40, 24, 5, 13, "same"),        # R = 4, images of several row tiles, DDH 2
+    (1, 1, 20, 30, 5, 21, "same"),        # DDH 3, NB 6
+    (1, 1, 12, 40, 5, 37, "same"),        # DDH 5, NB 8
+    (1, 1, 12, 50, 5, 45, "same"),        # DDH 6, two warps
+    (1, 2, 9, 11, 3, 3, "same"),          # R = 1
+    (2, 2, 10, 9, 31, 31, "same"),        # map far smaller than the kernel, DDH 4
+    (1, 1, 18, 70, 5, 63, "same"),        # the widest kernel: DDH 8, NB 10, three warps
+    (1, 1, 34, 20, 3, 1, "same"),         # kw 1: DDH 0, NB 2
+    (1, 2, 12, 26, 5, 51, "same"),        # DDH 7, KR 2 with NB 8
+    (1, 1, 70, 9, 63, 3, "same"),         # the tallest kernel: two kernel-row groups of the weight gradient
+    (1, 2, 11, 13, 4, 6, (2, 1)),         # even kernel, explicit padding
+    (1, 1, 6, 7, 3, 5, (4, 6)),           # padding wider than the kernel
+]
 # (Shapes chosen where PyTorch's own fp16 conv on CPU, the half-precision yardstick, finishes: it
 # does not, within minutes, for some wide kernels on wider maps, e.g. 1x2x9x40 with a 3x17 kernel.)
+LAYOUTS = ["nchw", "channels_last", "moat"]
 
 pytestmark = pytest.mark.skipif(cuda_on_cpu.cuda_include_dirs() is None,
                                 reason="needs the CUDA headers (nvcc) to build the kernels for the CPU")
+
+
+def case_id(case):
+    return "x".join(map(str, case[:6])) + f"-p{case[6]}"
 
 
 @pytest.fixture(scope="module")
@@ -58,35 +82,57 @@ def _problem(case, dtype):
     return x, weight, bias, grad_out, (ph, pw), ref, yard
 
 
+def check_all_passes(kernels, case, dtype, layout, forward_algos, weight_algo):
+    """Every forward algo (forward and input gradient) and the weight gradient against float64,
+    with inputs in ``layout`` and outputs in the matching memory format."""
+    x, weight, bias, grad_out, (ph, pw), (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _problem(case, dtype)
+    xs, gs = moated(x, layout), moated(grad_out, layout)
+    out_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    for algo in forward_algos:
+        y = kernels.fwd(xs, weight, bias, ph, pw, algo, out_format)
+        assert_close_to_reference(y, ref_y, dtype, ty, f"output ({algo})")
+        dx = kernels.bwd_input(gs, weight, ph, pw, algo, out_format)
+        assert_close_to_reference(dx, ref_dx, dtype, tdx, f"grad x ({algo})")
+    dw, db = kernels.bwd_weight(gs, xs, weight.shape[2], weight.shape[3], ph, pw, weight_algo)
+    assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({weight_algo})")
+    assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({weight_algo})")
+
+
 def test_emulation_orders_barriers_and_poisons_shared_memory(kernels):
     out = kernels.self_check(blocks=3, threads=96)
     assert torch.equal(out[..., 0], torch.tensor([1.0, 2.0, 3.0])[:, None].expand(3, 96))
     assert out[..., 1].isnan().all()
 
 
-@pytest.mark.parametrize("layout", ["nchw", "channels_last", "moat"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=case_id)
 def test_direct_kernels_match_float64(kernels, case, dtype, layout):
-    x, weight, bias, grad_out, (ph, pw), (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _problem(case, dtype)
-    xs, gs = moated(x, layout), moated(grad_out, layout)
-    out_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    kh, kw = weight.shape[2], weight.shape[3]
-    for algo in cuda_on_cpu.FORWARD_ALGOS:
-        y = kernels.fwd(xs, weight, bias, ph, pw, algo, out_format)
-        assert_close_to_reference(y, ref_y, dtype, ty, f"output ({algo})")
-        dx = kernels.bwd_input(gs, weight, ph, pw, algo, out_format)
-        assert_close_to_reference(dx, ref_dx, dtype, tdx, f"grad x ({algo})")
-    dw, db = kernels.bwd_weight(gs, xs, kh, kw, ph, pw)
+    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.DIRECT_FORWARD_ALGOS, "direct")
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("case", MMA_CASES, ids=case_id)
+def test_tensor_core_kernels_match_float64(kernels, case, dtype):
+    layout = LAYOUTS[MMA_CASES.index(case) % len(LAYOUTS)]  # each layout on a third of the cases
+    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.TENSOR_CORE_FORWARD_ALGOS, "mma")
+
+
+@pytest.mark.parametrize("algo,dtype", [("direct", torch.float32), ("mma", torch.bfloat16)])
+def test_weight_gradient_over_many_tiles_is_bitwise_deterministic(kernels, algo, dtype):
+    """With one SM's worth of splits each block sums several tiles (and row steps) in a fixed
+    order: right, and bitwise the same on a second run."""
+    x, weight, bias, grad_out, (ph, pw), (_, _, ref_dw, ref_db), (_, _, tdw, tdb) = _problem(
+        (3, 2, 35, 20, 9, 17, "same"), dtype)
+    kernels.set_sm_count(1)
+    try:
+        dw, db = kernels.bwd_weight(grad_out, x, 9, 17, ph, pw, algo)
+        again = kernels.bwd_weight(grad_out, x, 9, 17, ph, pw, algo)
+    finally:
+        kernels.set_sm_count(132)
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
-
-
-def test_weight_gradient_is_bitwise_deterministic(kernels):
-    x, weight, _, grad_out, (ph, pw), _, _ = _problem((3, 2, 20, 24, 7, 5, "same"), torch.float32)
-    first = kernels.bwd_weight(grad_out, x, 7, 5, ph, pw)
-    second = kernels.bwd_weight(grad_out, x, 7, 5, ph, pw)
-    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert torch.equal(dw, again[0]) and torch.equal(db, again[1])
 
 
 def test_no_shared_memory_races(tmp_path):
@@ -108,67 +154,11 @@ def test_offsets_past_two_to_the_31_elements(kernels, dtype):
         return big
 
     xs, gs = far_apart(x), far_apart(grad_out)
-    for algo in cuda_on_cpu.FORWARD_ALGOS:
+    algos = cuda_on_cpu.FORWARD_ALGOS if dtype != torch.float32 else cuda_on_cpu.DIRECT_FORWARD_ALGOS
+    for algo in algos:
         assert_close_to_reference(kernels.fwd(xs, weight, bias, ph, pw, algo), ref_y, dtype, ty, f"output ({algo})")
         assert_close_to_reference(kernels.bwd_input(gs, weight, ph, pw, algo), ref_dx, dtype, tdx, f"grad x ({algo})")
-    dw, db = kernels.bwd_weight(gs, xs, 5, 7, ph, pw)
-    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
-    assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
-
-
-# The tensor-core kernels: mma_rows (forward and input gradient; phases R = 1, 2, 4; Toeplitz
-# offsets DDH 0 to 8; one to four warps), the WMMA warp and block tiles, and the weight gradient (kernel rows per warp KR and
-# column blocks NB over kw 1 to 63; several row steps; maps smaller than the kernel).
-MMA_CASES = [
-    (1, 2, 20, 37, 7, 7, "same"),         # R = 2, two warps
-    (2, 1, 40, 24, 5, 13, "same"),        # R = 4, images of several row tiles, DDH 2
-    (1, 1, 20, 30, 5, 21, "same"),        # DDH 3, NB 6
-    (1, 1, 12, 40, 5, 37, "same"),        # DDH 5, NB 8
-    (1, 1, 12, 50, 5, 45, "same"),        # DDH 6, two warps
-    (1, 2, 9, 11, 3, 3, "same"),          # R = 1
-    (2, 2, 10, 9, 31, 31, "same"),        # map far smaller than the kernel, DDH 4
-    (1, 1, 18, 70, 5, 63, "same"),        # the widest kernel: DDH 8, NB 10, three warps
-    (1, 1, 34, 20, 3, 1, "same"),         # kw 1: DDH 0, NB 2
-    (1, 2, 12, 26, 5, 51, "same"),        # DDH 7, KR 2 with NB 8
-    (1, 1, 70, 9, 63, 3, "same"),         # the tallest kernel: two kernel-row groups of the weight gradient
-    (1, 2, 11, 13, 4, 6, (2, 1)),         # even kernel, explicit padding
-    (1, 1, 6, 7, 3, 5, (4, 6)),           # padding wider than the kernel
-]
-
-
-@pytest.fixture(scope="module")
-def mma_kernels(tmp_path_factory):
-    return cuda_on_cpu.build_mma(str(tmp_path_factory.mktemp("emulated_mma_kernels")))
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("case", MMA_CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
-def test_tensor_core_kernels_match_float64(mma_kernels, case, dtype):
-    x, weight, bias, grad_out, (ph, pw), (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _problem(case, dtype)
-    kh, kw = weight.shape[2], weight.shape[3]
-    layout = ("nchw", "channels_last", "moat")[MMA_CASES.index(case) % 3]
-    xs, gs = moated(x, layout), moated(grad_out, layout)
-    out_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    for algo in cuda_on_cpu.MMA_FORWARD_ALGOS:
-        y = mma_kernels.fwd(xs, weight, bias, ph, pw, algo, out_format)
-        assert_close_to_reference(y, ref_y, dtype, ty, f"output ({algo})")
-        dx = mma_kernels.bwd_input(gs, weight, ph, pw, algo, out_format)
-        assert_close_to_reference(dx, ref_dx, dtype, tdx, f"grad x ({algo})")
-    dw, db = mma_kernels.bwd_weight(gs, xs, kh, kw, ph, pw)
-    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
-    assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
-
-
-def test_tensor_core_weight_gradient_over_many_tiles(mma_kernels):
-    """With one SM's worth of splits, each block sums several tiles and row groups in order."""
-    x, weight, bias, grad_out, (ph, pw), (_, _, ref_dw, ref_db), (_, _, tdw, tdb) = _problem(
-        (3, 2, 35, 20, 9, 17, "same"), torch.bfloat16)
-    mma_kernels.set_sm_count(1)
-    try:
-        dw, db = mma_kernels.bwd_weight(grad_out, x, 9, 17, ph, pw)
-        again = mma_kernels.bwd_weight(grad_out, x, 9, 17, ph, pw)
-    finally:
-        mma_kernels.set_sm_count(132)
-    assert_close_to_reference(dw, ref_dw, torch.bfloat16, tdw, "grad weight")
-    assert_close_to_reference(db, ref_db, torch.bfloat16, tdb, "grad bias")
-    assert torch.equal(dw, again[0]) and torch.equal(db, again[1])  # fixed-order sums
+    for algo in ("direct", "mma") if dtype != torch.float32 else ("direct",):
+        dw, db = kernels.bwd_weight(gs, xs, 5, 7, ph, pw, algo)
+        assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({algo})")
+        assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({algo})")

@@ -67,23 +67,43 @@ __device__ __forceinline__ void direct_chunk(float (&acc)[8], float (&b)[16], co
   for (int k = 0; k < 8; ++k) b[k] = b[k + 8];
 }
 
+// Where a thread of a direct kernel works: plane slot `slot` of the block, strip (tx, ty) of that
+// plane's tile (thread lt of per_plane), and the tile's first output row h0 and column w0, for
+// tiles of rows_per_thread * t.ty output rows.
+struct DirectPlace {
+  int per_plane, slot, lt, tx, ty;
+  int64_t h0, w0, n, c;
+  bool active;  // the slot holds a plane (the last block may have fewer)
+};
+
+__device__ __forceinline__ DirectPlace direct_place(const ConvParams& p, const DirectTiling& t, int rows_per_thread) {
+  DirectPlace d;
+  d.per_plane = t.tx * t.ty;
+  d.slot = threadIdx.x / d.per_plane;
+  d.lt = threadIdx.x % d.per_plane;
+  d.tx = d.lt % t.tx;
+  d.ty = d.lt / t.tx;
+  // adjacent blocks take adjacent channels of the same tile: with channels_last they share lines
+  const int64_t group = blockIdx.x % t.plane_groups;
+  const int64_t tile = blockIdx.x / t.plane_groups;
+  d.h0 = (tile / t.tiles_w) * (rows_per_thread * t.ty);
+  d.w0 = (tile % t.tiles_w) * 8 * t.tx;
+  const int64_t plane = group * t.pb + d.slot;
+  d.active = plane < p.N * p.C;
+  d.n = plane / p.C;
+  d.c = plane % p.C;
+  return d;
+}
+
 // CHUNKS = kwp / 8 as a compile-time constant fully unrolls the tap loop, so the sliding window
 // costs no moves; CHUNKS = 0 is the generic loop for any kwp.
 template <typename T, int CHUNKS>
 __global__ void __launch_bounds__(256) dwconv_fwd_direct_kernel(const ConvParams p, const DirectTiling t) {
   REPLK_DYNAMIC_SHARED(float, smem, 16);
-  const int per_plane = t.tx * t.ty;
-  const int slot = threadIdx.x / per_plane;
-  const int lt = threadIdx.x % per_plane;
-  const int tx = lt % t.tx, ty = lt / t.tx;
-  // adjacent blocks take adjacent channels of the same tile: with channels_last they share lines
-  const int64_t group = blockIdx.x % t.plane_groups;
-  const int64_t tile = blockIdx.x / t.plane_groups;
-  const int64_t h0 = (tile / t.tiles_w) * t.ty;
-  const int64_t w0 = (tile % t.tiles_w) * 8 * t.tx;
-  const int64_t plane = group * t.pb + slot;
-  const bool active = plane < p.N * p.C;
-  const int64_t n = plane / p.C, c = plane % p.C;
+  const DirectPlace place = direct_place(p, t, 1);
+  const int per_plane = place.per_plane, slot = place.slot, lt = place.lt, tx = place.tx, ty = place.ty;
+  const int64_t h0 = place.h0, w0 = place.w0, n = place.n, c = place.c;
+  const bool active = place.active;
   const int kwp = CHUNKS > 0 ? CHUNKS * 8 : t.kwp;
   float* tile_in = smem + slot * t.slot_floats;
   float* tile_w = tile_in + static_cast<size_t>(t.rows) * t.stride;

@@ -58,18 +58,10 @@ __global__ void __launch_bounds__(256) dwconv_fwd_direct_rows_kernel(const ConvP
   constexpr int RY = kDirectRows;
   constexpr int kwp = CHUNKS * 8;
   REPLK_DYNAMIC_SHARED(float, smem, 16);
-  const int per_plane = t.tx * t.ty;
-  const int slot = threadIdx.x / per_plane;
-  const int lt = threadIdx.x % per_plane;
-  const int tx = lt % t.tx, ty = lt / t.tx;
-  // adjacent blocks take adjacent channels of the same tile: with channels_last they share lines
-  const int64_t group = blockIdx.x % t.plane_groups;
-  const int64_t tile = blockIdx.x / t.plane_groups;
-  const int64_t h0 = (tile / t.tiles_w) * (RY * t.ty);
-  const int64_t w0 = (tile % t.tiles_w) * 8 * t.tx;
-  const int64_t plane = group * t.pb + slot;
-  const bool active = plane < p.N * p.C;
-  const int64_t n = plane / p.C, c = plane % p.C;
+  const DirectPlace place = direct_place(p, t, RY);
+  const int per_plane = place.per_plane, slot = place.slot, lt = place.lt, tx = place.tx, ty = place.ty;
+  const int64_t h0 = place.h0, w0 = place.w0, n = place.n, c = place.c;
+  const bool active = place.active;
   float* tile_in = smem + slot * t.slot_floats;
   // kernel row i is row i + 1 here; rows 0 and kh + 1 are zeros
   float* tile_w = tile_in + static_cast<size_t>(t.rows) * t.stride;

@@ -1,13 +1,11 @@
-// Shared-memory race check of the CUDA kernels that run on the CPU (the CUDA-core kernels and the
-// tensor-core forwards and weight gradient): built with ThreadSanitizer, which
-// reports any two accesses to one shared-memory word, at least one a write, that no barrier orders
-// (what compute-sanitizer's racecheck reports on a GPU). Exit status 0 means no race; the
+// Shared-memory race check of every CUDA kernel of csrc/ run on the CPU: built with
+// ThreadSanitizer, which reports any two accesses to one shared-memory word, at least one a write,
+// that no barrier orders (what compute-sanitizer's racecheck reports on a GPU). Exit status 0 means no race; the
 // sanitizer's own exit status otherwise. Values are irrelevant here; the tests check them.
 #include <cstdio>
 #include <vector>
 
-#include "direct_kernels.cpp"
-#include "mma_kernels.cpp"
+#include "kernels_on_cpu.cpp"
 
 namespace {
 
@@ -28,27 +26,22 @@ int run_all(const Shape& s) {
   const int64_t ys[4] = {s.c * ho * wo, ho * wo, wo, 1};
   const int64_t sizes[6] = {s.n, s.c, s.h, s.w, ho, wo};
   const int64_t back[6] = {s.n, s.c, ho, wo, s.h, s.w};
-  const int dtype = sizeof(T) == 4 ? 0 : 2;
+  const int dtype = sizeof(T) == 4 ? kFloat32 : kBFloat16;
+  const bool half = sizeof(T) == 2;
   int err = 0;
-  for (int variant : {kGeneric, kUnrolled, kRows}) {
-    err |= replk_emulated_fwd_direct(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph, pw,
-                                     0, variant);
-    err |= replk_emulated_fwd_direct(dtype, y.data(), w.data(), nullptr, dx.data(), back, ys, xs, s.kh, s.kw,
-                                     s.kh - 1 - ph, s.kw - 1 - pw, 1, variant);
+  for (int algo : {kGeneric, kDirect, kDirectRows, kMmaRows, kWmmaBlock, kWmmaWarp}) {
+    if (algo >= kMmaRows && !half) continue;
+    err |= replk_emulated_fwd(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph, pw, 0,
+                              algo);
+    err |= replk_emulated_fwd(dtype, y.data(), w.data(), nullptr, dx.data(), back, ys, xs, s.kh, s.kw,
+                              s.kh - 1 - ph, s.kw - 1 - pw, 1, algo);
   }
-  const int splits = replk_emulated_bwd_weight_splits(sizes, s.kh, s.kw, ph, pw);
-  std::vector<float> partial_w(static_cast<size_t>(splits) * s.c * s.kh * s.kw), partial_b(splits * s.c);
-  err |= replk_emulated_bwd_weight(dtype, y.data(), x.data(), partial_w.data(), partial_b.data(), sizes, xs, ys, s.kh,
-                                   s.kw, ph, pw, splits);
-  if (sizeof(T) == 2) {  // the tensor-core kernels
-    for (int algo : {kMmaRows, kWmmaBlock, kWmmaWarp}) {
-      err |= replk_emulated_fwd_mma(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph, pw, 0,
-                                    algo);
-    }
-    const int mma_splits = replk_emulated_bwd_weight_mma_splits(sizes, s.kh, s.kw, ph, pw);
-    std::vector<float> mma_w(static_cast<size_t>(mma_splits) * s.c * s.kh * s.kw), mma_b(mma_splits * s.c);
-    err |= replk_emulated_bwd_weight_mma(dtype, y.data(), x.data(), mma_w.data(), mma_b.data(), sizes, xs, ys, s.kh,
-                                         s.kw, ph, pw, mma_splits);
+  for (int algo : {kWeightDirect, kWeightMma}) {
+    if (algo == kWeightMma && !half) continue;
+    const int splits = replk_emulated_bwd_weight_splits(sizes, s.kh, s.kw, ph, pw, algo);
+    std::vector<float> partial_w(static_cast<size_t>(splits) * s.c * s.kh * s.kw), partial_b(splits * s.c);
+    err |= replk_emulated_bwd_weight(dtype, y.data(), x.data(), partial_w.data(), partial_b.data(), sizes, xs, ys,
+                                     s.kh, s.kw, ph, pw, splits, algo);
   }
   return err;
 }
@@ -59,9 +52,7 @@ int main() {
   // tiles of several rows and column strips, a map smaller than the kernel, several weight-
   // gradient tiles per block (N * tiles > splits)
   const Shape shapes[] = {{1, 2, 20, 37, 7, 7}, {1, 1, 6, 9, 13, 13}, {3, 1, 9, 70, 3, 5}};
-  // few splits: blocks loop over several tiles
-  replk_emulated_set_sm_count(1);
-  replk_emulated_mma_set_sm_count(1);
+  replk_emulated_set_sm_count(1);  // few splits: blocks loop over several tiles
   int err = 0;
   for (const Shape& s : shapes) {
     err |= run_all<float>(s);

@@ -66,36 +66,26 @@ inline void mma_16816(float (&acc)[4], const uint32_t (&a)[4], uint32_t b0, uint
   for (int e = 0; e < 4; ++e) acc[e] = d[e];
 }
 
-// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane l gives the address of row l % 8 of matrix l / 8;
-// register q of lane t gets matrix q's row t / 4, columns 2 (t % 4) and 2 (t % 4) + 1.
-inline void ldmatrix_x4(uint32_t (&a)[4], const void* shared) {
+// ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16: lane l gives the address of row l % 8 of
+// matrix l / 8. Register q of lane t gets matrix q's row t / 4, columns 2 (t % 4) and 2 (t % 4) + 1;
+// with .trans (the matrix read column-major), rows 2 (t % 4) and 2 (t % 4) + 1 of column t / 4.
+inline void ldmatrix_x4_on_cpu(uint32_t (&a)[4], const void* shared, bool trans) {
   using namespace replk_emulation;
   WarpExchange& x = this_warp->exchange;
   const unsigned t = lane();
   x.address[t] = shared;
   this_warp->barrier.arrive_and_wait();
   for (int q = 0; q < 4; ++q) {
-    const void* row = x.address[8 * q + t / 4];
-    a[q] = load16(row, 2 * (t % 4)) | (static_cast<uint32_t>(load16(row, 2 * (t % 4) + 1)) << 16);
+    const unsigned pair = 2 * (t % 4);
+    const uint16_t lo = trans ? load16(x.address[8 * q + pair], t / 4) : load16(x.address[8 * q + t / 4], pair);
+    const uint16_t hi = trans ? load16(x.address[8 * q + pair + 1], t / 4) : load16(x.address[8 * q + t / 4], pair + 1);
+    a[q] = lo | (static_cast<uint32_t>(hi) << 16);
   }
-  this_warp->barrier.arrive_and_wait();
+  this_warp->barrier.arrive_and_wait();  // every lane has read the exchange
 }
 
-// The .trans form: register q of lane t gets matrix q's rows 2 (t % 4) and 2 (t % 4) + 1 of
-// column t / 4 (the matrix is read column-major).
-inline void ldmatrix_x4_trans(uint32_t (&a)[4], const void* shared) {
-  using namespace replk_emulation;
-  WarpExchange& x = this_warp->exchange;
-  const unsigned t = lane();
-  x.address[t] = shared;
-  this_warp->barrier.arrive_and_wait();
-  for (int q = 0; q < 4; ++q) {
-    const void* lo = x.address[8 * q + 2 * (t % 4)];
-    const void* hi = x.address[8 * q + 2 * (t % 4) + 1];
-    a[q] = load16(lo, t / 4) | (static_cast<uint32_t>(load16(hi, t / 4)) << 16);
-  }
-  this_warp->barrier.arrive_and_wait();
-}
+inline void ldmatrix_x4(uint32_t (&a)[4], const void* shared) { ldmatrix_x4_on_cpu(a, shared, false); }
+inline void ldmatrix_x4_trans(uint32_t (&a)[4], const void* shared) { ldmatrix_x4_on_cpu(a, shared, true); }
 
 }  // namespace replk_ops
 
@@ -146,7 +136,8 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment
     for (int n = 0; n < 16; ++n) d.v[r][n] = out[r][n];
 }
 
-inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld, layout_t layout) {
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld,
+                              layout_t layout) {
   for (int e = static_cast<int>(replk_emulation::lane()); e < 256; e += 32) {
     const int r = e / 16, c = e % 16;
     p[layout == mem_row_major ? r * ld + c : c * ld + r] = f.v[r][c];
