@@ -51,6 +51,21 @@ def _compile(source: str, output: str, *flags: str) -> None:
         raise RuntimeError(f"building {os.path.basename(source)} failed:\n{' '.join(command)}\n{done.stderr[-4000:]}")
 
 
+def missing_toolchain(out_dir: str) -> Optional[str]:
+    """None if the emulation can be built here (CUDA headers, a C++20 compiler with <barrier>),
+    else what is missing."""
+    if cuda_include_dirs() is None:
+        return "nvcc not found: the CUDA headers (cuda_fp16.h, cuda_bf16.h) are needed"
+    probe = os.path.join(out_dir, "barrier_probe.cpp")
+    with open(probe, "w") as handle:
+        handle.write("#include <barrier>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n")
+    try:
+        _compile(probe, os.path.join(out_dir, "barrier_probe"))
+    except RuntimeError as error:
+        return f"the C++ compiler cannot build C++20 std::barrier code: {str(error).splitlines()[-1]}"
+    return None
+
+
 def build(out_dir: str) -> "EmulatedKernels":
     library = os.path.join(out_dir, "replk_emulated_kernels.so")
     _compile(SOURCE, library, "-O1", "-shared", "-fPIC")
