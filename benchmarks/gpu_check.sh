@@ -3,7 +3,8 @@
 # the extension in place against the installed torch, the GPU tests, compute-sanitizer memcheck and
 # racecheck on a small case, each CUDA forward kernel and the Triton forward's variants side by
 # side (benchmarks/cuda_algos.py, triton_variants.py), where a batch-1 training step spends its
-# host time (host_overhead.py), the default bench with JSON and plot.
+# host time (host_overhead.py), hardware counters of the stage-1 kernels (ncu on
+# profile_kernels.py), the default bench with JSON and plot.
 # At most 8 files go to OUTDIR (the three test steps share tests.log; the kernel comparisons and
 # the bench share bench.log). GPU_CHECK_STEPS="build cuda_tests ..." runs only the steps named.
 # Usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]
@@ -76,6 +77,11 @@ rm -f "$out/sanitize_case.py"
 want algos && LOG=bench step algos 90 $py benchmarks/cuda_algos.py
 want triton_variants && LOG=bench step triton_variants 120 $py benchmarks/triton_variants.py
 want host_overhead && LOG=bench step host_overhead 60 $py benchmarks/host_overhead.py
+# Hardware counters of the stage-1 kernels (needs ncu with counter access; the clocks stay as they are)
+want profile && LOG=bench step profile 150 ncu --clock-control none -k regex:dwconv --launch-count 6 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
+    $py benchmarks/profile_kernels.py
 want bench && step bench 300 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
     $py -m replk_ops.bench --model replknet31b"
 exit $status

@@ -1,0 +1,50 @@
+"""Runs each CUDA kernel that matters for RepLKNet-31B stage 1 (batch 64) once, for a profiler.
+
+    ncu --clock-control none -k regex:dwconv --section SpeedOfLight ... python benchmarks/profile_kernels.py
+
+The forward kernels (fp32 direct and direct_rows; bf16 mma_rows) and the weight gradients (fp32
+direct; bf16 direct and mma), one launch each, in that order, so that a profile of the first six
+`dwconv` kernels covers them: where each one's time goes (throughput of each unit, stall reasons,
+occupancy, shared-memory bank conflicts) is what the next kernel change needs. Without a profiler
+it just runs them and prints their names.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import replk_ops  # noqa: F401  (loads the extension)
+
+FORWARDS = [(torch.float32, "direct"), (torch.float32, "direct_rows"), (torch.bfloat16, "mma_rows")]
+WEIGHT_GRADIENTS = [(torch.float32, "direct"), (torch.bfloat16, "direct"), (torch.bfloat16, "mma")]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="64x128x56x56", help="NxCxHxW")
+    parser.add_argument("--kernel", type=int, default=31)
+    args = parser.parse_args(argv)
+    n, c, h, w = map(int, args.shape.split("x"))
+    k, pad = args.kernel, args.kernel // 2
+    ops = torch.ops.replk_ops_C
+    inputs = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        inputs[dtype] = (torch.randn(n, c, h, w, device="cuda", dtype=dtype),
+                         (torch.randn(c, 1, k, k, device="cuda") / k).to(dtype),
+                         torch.randn(n, c, h, w, device="cuda", dtype=dtype))
+    torch.cuda.synchronize()
+    for dtype, algo in FORWARDS:
+        x, weight, _ = inputs[dtype]
+        ops.fwd(x, weight, None, pad, pad, algo)
+        print(f"forward {str(dtype)[6:]} {algo}")
+    for dtype, algo in WEIGHT_GRADIENTS:
+        x, _, dy = inputs[dtype]
+        ops.bwd_weight(dy, x, k, k, pad, pad, False, algo)
+        print(f"weight gradient {str(dtype)[6:]} {algo}")
+    torch.cuda.synchronize()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
