@@ -24,7 +24,8 @@ from replk_ops.bench.timing import time_cuda
 ALGOS = {torch.float32: ["direct", "direct_rows", "direct_generic"],
          torch.float16: ["mma_rows", "mma", "mma_warp", "direct"],
          torch.bfloat16: ["mma_rows", "mma", "mma_warp", "direct"]}
-WEIGHT_ALGOS = {torch.float32: ["direct"], torch.float16: ["mma", "direct"], torch.bfloat16: ["mma", "direct"]}
+WEIGHT_ALGOS = {torch.float32: ["direct", "direct_wide"], torch.float16: ["mma", "direct", "direct_wide"],
+                torch.bfloat16: ["mma", "direct", "direct_wide"]}
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
 
 

@@ -28,6 +28,7 @@ EXPECTED = {
     "dwconv_fwd_direct_kernel": ("FFMA", "fp32 FMAs (direct tiles, fp32 accumulation)"),
     "dwconv_fwd_direct_rows_kernel": ("FFMA", "fp32 FMAs (direct tiles, two rows per thread)"),
     "dwconv_bwd_weight_kernel": ("FFMA", "fp32 FMAs (fp32 accumulation)"),
+    "dwconv_bwd_weight_wide_kernel": ("FFMA", "fp32 FMAs (16 taps per thread)"),
     "dwconv_bwd_weight_mma_kernel": ("HMMA", "tensor-core MMAs (rows as the GEMM's K)"),
 }
 COUNTED = ("HMMA", "HGMMA", "FFMA", "HFMA2", "LDS", "LDG", "STL", "LDL")

@@ -66,6 +66,7 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
         y = ops.fwd(x, w, b, 6, 6, algo)
         ops.bwd_input(y, w, 6, 6, algo)
     ops.bwd_weight(y, x, 13, 13, 6, 6, True)
+    ops.bwd_weight(y, x, 13, 13, 6, 6, True, "direct_wide")
     if dtype != torch.float32:
         ops.bwd_weight(y, x, 13, 13, 6, 6, True, "mma")
 torch.cuda.synchronize()
@@ -78,7 +79,7 @@ want algos && LOG=bench step algos 90 $py benchmarks/cuda_algos.py
 want triton_variants && LOG=bench step triton_variants 120 $py benchmarks/triton_variants.py
 want host_overhead && LOG=bench step host_overhead 60 $py benchmarks/host_overhead.py
 # Hardware counters of the stage-1 kernels (needs ncu with counter access; the clocks stay as they are)
-want profile && LOG=bench step profile 150 ncu --clock-control none -k regex:dwconv --launch-count 6 \
+want profile && LOG=bench step profile 150 ncu --clock-control none -k regex:dwconv --launch-count 7 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
     $py benchmarks/profile_kernels.py

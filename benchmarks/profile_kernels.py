@@ -3,8 +3,8 @@
     ncu --clock-control none -k regex:dwconv --section SpeedOfLight ... python benchmarks/profile_kernels.py
 
 The forward kernels (fp32 direct and direct_rows; bf16 mma_rows) and the weight gradients (fp32
-direct; bf16 direct and mma), one launch each, in that order, so that a profile of the first six
-`dwconv` kernels covers them: where each one's time goes (throughput of each unit, stall reasons,
+direct and direct_wide; bf16 direct and mma), one launch each, in that order, so that a profile of
+the first seven `dwconv` kernels covers them: where each one's time goes (throughput of each unit, stall reasons,
 occupancy, shared-memory bank conflicts) is what the next kernel change needs. Without a profiler
 it just runs them and prints their names.
 """
@@ -17,7 +17,8 @@ import torch
 import replk_ops  # noqa: F401  (loads the extension)
 
 FORWARDS = [(torch.float32, "direct"), (torch.float32, "direct_rows"), (torch.bfloat16, "mma_rows")]
-WEIGHT_GRADIENTS = [(torch.float32, "direct"), (torch.bfloat16, "direct"), (torch.bfloat16, "mma")]
+WEIGHT_GRADIENTS = [(torch.float32, "direct"), (torch.float32, "direct_wide"), (torch.bfloat16, "direct"),
+                    (torch.bfloat16, "mma")]
 
 
 def main(argv=None) -> int:

@@ -49,7 +49,8 @@ struct DeviceInfo {
 #define REPLK_DECLARE(SUFFIX)                                                                 \
   cudaError_t fwd_direct_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool unrolled); \
   cudaError_t fwd_direct_rows_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);           \
-  cudaError_t bwd_weight_##SUFFIX(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
+  cudaError_t bwd_weight_##SUFFIX(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);          \
+  cudaError_t bwd_weight_wide_##SUFFIX(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
 REPLK_DECLARE(f32)
 REPLK_DECLARE(f16)
 REPLK_DECLARE(bf16)

@@ -190,8 +190,8 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   // `deterministic` is accepted for the schema's sake: both kernels are always deterministic
   // (fixed-order partial sums, no atomics).
   (void)deterministic;
-  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "mma",
-              "algo: expected \"auto\", \"direct\" or \"mma\", got \"", algo, "\"");
+  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_wide" || algo == "mma",
+              "algo: expected \"auto\", \"direct\", \"direct_wide\" or \"mma\", got \"", algo, "\"");
   check_input(grad_out, "grad_out");
   check_input(x, "x");
   check_kernel(kh, kw);
@@ -231,11 +231,18 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   p.partial_b = partial_b.data_ptr<float>();
   if (p.C > 0) {
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
-    cudaError_t err = algo == "mma"          ? (dtype == at::kHalf ? bwd_weight_mma_f16(p, info, stream)
-                                                                   : bwd_weight_mma_bf16(p, info, stream))
-                      : dtype == at::kFloat  ? bwd_weight_f32(p, info, stream)
-                      : dtype == at::kHalf   ? bwd_weight_f16(p, info, stream)
-                                             : bwd_weight_bf16(p, info, stream);
+    cudaError_t err;
+    if (algo == "mma") {
+      err = dtype == at::kHalf ? bwd_weight_mma_f16(p, info, stream) : bwd_weight_mma_bf16(p, info, stream);
+    } else if (algo == "direct_wide") {  // 16 taps per thread (bwd_weight_wide.cuh), same splits as direct
+      err = dtype == at::kFloat  ? bwd_weight_wide_f32(p, info, stream)
+            : dtype == at::kHalf ? bwd_weight_wide_f16(p, info, stream)
+                                 : bwd_weight_wide_bf16(p, info, stream);
+    } else {
+      err = dtype == at::kFloat  ? bwd_weight_f32(p, info, stream)
+            : dtype == at::kHalf ? bwd_weight_f16(p, info, stream)
+                                 : bwd_weight_bf16(p, info, stream);
+    }
     throw_on_error(err, "weight-gradient");
   }
   // torch's reductions sum in a fixed order: the result is deterministic

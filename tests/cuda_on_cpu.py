@@ -21,7 +21,7 @@ DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 FORWARD_ALGOS = {"direct_generic": 0, "direct": 1, "direct_rows": 2, "mma_rows": 3, "mma": 4, "mma_warp": 5}
 DIRECT_FORWARD_ALGOS = ("direct_generic", "direct", "direct_rows")
 TENSOR_CORE_FORWARD_ALGOS = ("mma_rows", "mma", "mma_warp")  # fp16/bf16 only
-WEIGHT_ALGOS = {"direct": 0, "mma": 1}
+WEIGHT_ALGOS = {"direct": 0, "mma": 1, "direct_wide": 2}
 
 _i64p = ctypes.POINTER(ctypes.c_int64)
 _vp = ctypes.c_void_p

@@ -57,9 +57,9 @@ def _algos(dtype):
 
 
 def _weight_algos(dtype):
-    """Every weight-gradient kernel: direct, and tensor cores for fp16/bf16."""
+    """Every weight-gradient kernel: direct (8 and 16 taps per thread), and tensor cores for fp16/bf16."""
     mma = dtype != torch.float32 and torch.cuda.get_device_capability()[0] >= 8
-    return ["direct"] + (["mma"] if mma else [])
+    return ["direct", "direct_wide"] + (["mma"] if mma else [])
 
 
 @pytest.mark.gpu

@@ -1,12 +1,12 @@
 """The CUDA kernels of csrc/ run on the CPU through tests/host_emulation, against the float64
-reference: the CUDA-core ones (direct forward and input gradient, algos direct, direct_generic and
-direct_rows; the weight gradient) and the tensor-core ones (forward and input gradient, algos
-mma_rows, mma and mma_warp; the weight gradient, algo "mma"). ldmatrix and mma.sync are emulated
-lane by lane from the PTX fragment layouts, nvcuda::wmma with opaque whole-tile fragments. The
-same source, tilings and launchers as the extension; every CUDA thread is an OS thread and every
-__syncthreads / __syncwarp a barrier. Outputs, partial sums and shared memory start as NaN. A
-ThreadSanitizer build checks the kernels' shared memory for races, like compute-sanitizer's
-racecheck on a GPU."""
+reference: the CUDA-core ones (forward and input gradient, algos direct, direct_generic and
+direct_rows; weight gradient, algos direct and direct_wide) and the tensor-core ones (forward and
+input gradient, algos mma_rows, mma and mma_warp; weight gradient, algo mma). ldmatrix and
+mma.sync are emulated lane by lane from the PTX fragment layouts, nvcuda::wmma with opaque
+whole-tile fragments. The same source, tilings and launchers as the extension; every CUDA thread
+is an OS thread and every __syncthreads / __syncwarp a barrier. Outputs, partial sums and shared
+memory start as NaN. A ThreadSanitizer build checks the kernels' shared memory for races, like
+compute-sanitizer's racecheck on a GPU."""
 import os
 
 import pytest
@@ -93,8 +93,8 @@ def _problem(case, dtype):
     return x, weight, bias, grad_out, (ph, pw), ref, yard
 
 
-def check_all_passes(kernels, case, dtype, layout, forward_algos, weight_algo):
-    """Every forward algo (forward and input gradient) and the weight gradient against float64,
+def check_all_passes(kernels, case, dtype, layout, forward_algos, weight_algos):
+    """Every forward algo (forward and input gradient) and weight-gradient algo against float64,
     with inputs in ``layout`` and outputs in the matching memory format."""
     x, weight, bias, grad_out, (ph, pw), (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _problem(case, dtype)
     xs, gs = moated(x, layout), moated(grad_out, layout)
@@ -104,9 +104,10 @@ def check_all_passes(kernels, case, dtype, layout, forward_algos, weight_algo):
         assert_close_to_reference(y, ref_y, dtype, ty, f"output ({algo})")
         dx = kernels.bwd_input(gs, weight, ph, pw, algo, out_format)
         assert_close_to_reference(dx, ref_dx, dtype, tdx, f"grad x ({algo})")
-    dw, db = kernels.bwd_weight(gs, xs, weight.shape[2], weight.shape[3], ph, pw, weight_algo)
-    assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({weight_algo})")
-    assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({weight_algo})")
+    for algo in weight_algos:
+        dw, db = kernels.bwd_weight(gs, xs, weight.shape[2], weight.shape[3], ph, pw, algo)
+        assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({algo})")
+        assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({algo})")
 
 
 def test_emulation_orders_barriers_and_poisons_shared_memory(kernels):
@@ -119,17 +120,18 @@ def test_emulation_orders_barriers_and_poisons_shared_memory(kernels):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=case_id)
 def test_direct_kernels_match_float64(kernels, case, dtype, layout):
-    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.DIRECT_FORWARD_ALGOS, "direct")
+    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.DIRECT_FORWARD_ALGOS, ("direct", "direct_wide"))
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("case", MMA_CASES, ids=case_id)
 def test_tensor_core_kernels_match_float64(kernels, case, dtype):
     layout = LAYOUTS[MMA_CASES.index(case) % len(LAYOUTS)]  # each layout on a third of the cases
-    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.TENSOR_CORE_FORWARD_ALGOS, "mma")
+    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.TENSOR_CORE_FORWARD_ALGOS, ("mma",))
 
 
-@pytest.mark.parametrize("algo,dtype", [("direct", torch.float32), ("mma", torch.bfloat16)])
+@pytest.mark.parametrize("algo,dtype", [("direct", torch.float32), ("direct_wide", torch.float32),
+                                        ("mma", torch.bfloat16)])
 def test_weight_gradient_over_many_tiles_is_bitwise_deterministic(kernels, algo, dtype):
     """With one SM's worth of splits each block sums several tiles (and row steps) in a fixed
     order: right, and bitwise the same on a second run."""
@@ -169,7 +171,7 @@ def test_offsets_past_two_to_the_31_elements(kernels, dtype):
     for algo in algos:
         assert_close_to_reference(kernels.fwd(xs, weight, bias, ph, pw, algo), ref_y, dtype, ty, f"output ({algo})")
         assert_close_to_reference(kernels.bwd_input(gs, weight, ph, pw, algo), ref_dx, dtype, tdx, f"grad x ({algo})")
-    for algo in ("direct", "mma") if dtype != torch.float32 else ("direct",):
+    for algo in ("direct", "direct_wide", "mma") if dtype != torch.float32 else ("direct", "direct_wide"):
         dw, db = kernels.bwd_weight(gs, xs, 5, 7, ph, pw, algo)
         assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({algo})")
         assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({algo})")

@@ -5,6 +5,7 @@
 
 #include "../../csrc/kernels/bwd_weight.cuh"
 #include "../../csrc/kernels/bwd_weight_mma.cuh"
+#include "../../csrc/kernels/bwd_weight_wide.cuh"
 #include "../../csrc/kernels/fwd_direct.cuh"
 #include "../../csrc/kernels/fwd_direct_rows.cuh"
 #include "../../csrc/kernels/fwd_mma.cuh"
@@ -27,7 +28,7 @@ enum Dtype { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 // The forward kernels by the extension's algo names: direct_generic, direct, direct_rows,
 // mma_rows, mma (WMMA block tiles), mma_warp; the last three take fp16/bf16 only.
 enum Forward { kGeneric = 0, kDirect = 1, kDirectRows = 2, kMmaRows = 3, kWmmaBlock = 4, kWmmaWarp = 5 };
-enum WeightGradient { kWeightDirect = 0, kWeightMma = 1 };
+enum WeightGradient { kWeightDirect = 0, kWeightMma = 1, kWeightWide = 2 };  // direct, mma, direct_wide
 
 template <typename T>
 cudaError_t launch_forward(const ConvParams& p, const DeviceInfo& d, int algo) {
@@ -48,6 +49,7 @@ cudaError_t launch_forward(const ConvParams& p, const DeviceInfo& d, int algo) {
 template <typename T>
 cudaError_t launch_weight_gradient(const BwdWeightParams& p, const DeviceInfo& d, int algo) {
   if (algo == kWeightDirect) return replk_ops::launch_bwd_weight<T>(p, d, nullptr);
+  if (algo == kWeightWide) return replk_ops::launch_bwd_weight_wide<T>(p, d, nullptr);
   if constexpr (sizeof(T) == 2) {
     return replk_ops::launch_bwd_weight_mma<T>(p, d, nullptr);
   } else {

@@ -36,7 +36,7 @@ int run_all(const Shape& s) {
     err |= replk_emulated_fwd(dtype, y.data(), w.data(), nullptr, dx.data(), back, ys, xs, s.kh, s.kw,
                               s.kh - 1 - ph, s.kw - 1 - pw, 1, algo);
   }
-  for (int algo : {kWeightDirect, kWeightMma}) {
+  for (int algo : {kWeightDirect, kWeightWide, kWeightMma}) {
     if (algo == kWeightMma && !half) continue;
     const int splits = replk_emulated_bwd_weight_splits(sizes, s.kh, s.kw, ph, pw, algo);
     std::vector<float> partial_w(static_cast<size_t>(splits) * s.c * s.kh * s.kw), partial_b(splits * s.c);

@@ -1,0 +1,163 @@
+// Weight and bias gradients on CUDA cores with 16 taps per thread (algo "direct_wide"): the kernel
+// of bwd_weight.cuh with half its shared-memory loads per FMA and its column loop unrolled.
+//
+// Same tiles, splits and fixed-order sums as there, but a thread owns two adjacent 8-tap strips of
+// one kernel row, (i, j0 .. j0 + 15). Its x window along a tile row is 24 values that slide by 8:
+// per 8-column step it loads 8 dy values (a broadcast) and 8 new x values for 128 FMAs, where the
+// one-strip kernel loads the same for 64. The step count (tile width / 8) is a template parameter,
+// so the sliding window costs no moves. Consecutive threads take consecutive kernel rows of one
+// 16-tap pair, so their float4 loads fall in distinct bank groups (row stride 4 mod 32).
+#pragma once
+
+#include "common.cuh"
+
+namespace replk_ops {
+
+struct BwdWeightWideLayout {
+  BwdWeightTiling tiling;
+  int pairs;         // 16-tap units per kernel row, ceil(kw / 16)
+  int units;         // kh * pairs <= 252: the taps one thread group covers
+  int groups;        // thread groups taking different rows of a tile
+  int stride;        // shared row length of the x tile, = 4 (mod 32)
+  int rows;          // th + kh - 1
+  size_t smem_bytes;
+};
+
+inline BwdWeightWideLayout bwd_weight_wide_layout(const BwdWeightParams& p, const DeviceInfo& d) {
+  BwdWeightWideLayout l;
+  l.tiling = bwd_weight_tiling(p, d);
+  const BwdWeightTiling& t = l.tiling;
+  l.pairs = static_cast<int>(ceil_div(p.kw, 16));
+  l.units = p.kh * l.pairs;
+  l.groups = 256 / l.units;
+  l.stride = static_cast<int>(round_up(t.tw + 16 * l.pairs - 4, 32) + 4);
+  l.rows = t.th + p.kh - 1;
+  const size_t tiles = static_cast<size_t>(l.rows) * l.stride + static_cast<size_t>(t.th) * t.tw;
+  const size_t reduce = static_cast<size_t>(l.groups) * l.units * 16 + 256;
+  l.smem_bytes = (tiles > reduce ? tiles : reduce) * sizeof(float);
+  return l;
+}
+
+// STEPS: 8-column steps per tile row, tiling.tw / 8.
+template <typename T, int STEPS>
+__global__ void __launch_bounds__(256)
+    dwconv_bwd_weight_wide_kernel(const BwdWeightParams p, const BwdWeightWideLayout l) {
+  REPLK_DYNAMIC_SHARED(float, smem, 16);
+  const BwdWeightTiling& t = l.tiling;
+  float* tile_x = smem;
+  float* tile_dy = smem + static_cast<size_t>(l.rows) * l.stride;
+  const int64_t c = blockIdx.x % p.C;
+  const int64_t split = blockIdx.x / p.C;
+  const T* x = static_cast<const T*>(p.x);
+  const T* dy = static_cast<const T*>(p.grad_out);
+  const int tid = threadIdx.x;
+  const int group = tid / l.units < l.groups ? tid / l.units : -1;
+  const int unit = tid % l.units;
+  const int i = unit % p.kh, j0 = 16 * (unit / p.kh);  // kernel row and first tap of this thread
+  float acc[2][8];
+#pragma unroll
+  for (int s = 0; s < 2; ++s)
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[s][k] = 0.f;
+  float bias_sum = 0.f;
+
+  const int64_t per_block = ceil_div(t.tiles_per_channel, p.splits);
+  const int64_t first = split * per_block;
+  const int64_t last = min(first + per_block, t.tiles_per_channel);
+  const int width = t.tw + 16 * l.pairs;
+  for (int64_t tile = first; tile < last; ++tile) {
+    const int64_t n = tile / (t.tiles_h * t.tiles_w);
+    const int64_t r = tile % (t.tiles_h * t.tiles_w);
+    const int64_t h0 = (r / t.tiles_w) * t.th, w0 = (r % t.tiles_w) * t.tw;
+    __syncthreads();  // the previous tile is consumed
+    stage_window(tile_x, l.stride, x + c * p.xs[1] + n * p.xs[0], p.xs[2], p.xs[3], h0 - p.ph, w0 - p.pw, p.H, p.W,
+                 l.rows, width, tid, blockDim.x);
+    // dy past the map is staged as zeros (they add nothing to either gradient)
+    stage_window(tile_dy, t.tw, dy + c * p.gs[1] + n * p.gs[0], p.gs[2], p.gs[3], h0, w0, p.Ho, p.Wo, t.th, t.tw,
+                 tid, blockDim.x);
+    __syncthreads();
+    for (int e = tid; e < t.th * t.tw; e += blockDim.x) bias_sum += tile_dy[e];
+    if (group < 0) continue;
+    for (int row = group; row < t.th; row += l.groups) {
+      if (h0 + row >= p.Ho) break;  // all-zero dy from here on
+      const int64_t hi = h0 + row + i - p.ph;
+      if (hi < 0 || hi >= p.H) continue;  // the x row is padding
+      const float* xr = tile_x + (row + i) * l.stride + j0;
+      const float* dr = tile_dy + row * t.tw;
+      float b[24];
+#pragma unroll
+      for (int v = 0; v < 16; v += 4) *reinterpret_cast<float4*>(b + v) = *reinterpret_cast<const float4*>(xr + v);
+#pragma unroll
+      for (int step = 0; step < STEPS; ++step) {
+        const int col = 8 * step;
+        float d[8];
+        *reinterpret_cast<float4*>(d) = *reinterpret_cast<const float4*>(dr + col);
+        *reinterpret_cast<float4*>(d + 4) = *reinterpret_cast<const float4*>(dr + col + 4);
+        *reinterpret_cast<float4*>(b + 16) = *reinterpret_cast<const float4*>(xr + col + 16);
+        *reinterpret_cast<float4*>(b + 20) = *reinterpret_cast<const float4*>(xr + col + 20);
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) {
+            acc[0][k] = fmaf(d[u], b[u + k], acc[0][k]);
+            acc[1][k] = fmaf(d[u], b[u + k + 8], acc[1][k]);
+          }
+        }
+#pragma unroll
+        for (int k = 0; k < 16; ++k) b[k] = b[k + 8];
+      }
+    }
+  }
+  __syncthreads();
+  // sum the groups in a fixed order, then the block's bias partial in a fixed order
+  float* reduce = smem;
+  float* bias_part = smem + static_cast<size_t>(l.groups) * l.units * 16;
+  if (group >= 0) {
+#pragma unroll
+    for (int k = 0; k < 16; ++k) reduce[(static_cast<size_t>(group) * l.units + unit) * 16 + k] = acc[k / 8][k % 8];
+  }
+  bias_part[tid] = bias_sum;
+  __syncthreads();
+  float* out_w = p.partial_w + (split * p.C + c) * p.kh * p.kw;
+  for (int e = tid; e < l.units * 16; e += blockDim.x) {
+    const int u = e / 16, k = e % 16;
+    const int row = u % p.kh, j = 16 * (u / p.kh) + k;
+    if (j >= p.kw) continue;
+    float sum = 0.f;
+    for (int g = 0; g < l.groups; ++g) sum += reduce[(static_cast<size_t>(g) * l.units + u) * 16 + k];
+    out_w[row * p.kw + j] = sum;
+  }
+  if (tid == 0) {
+    float sum = 0.f;
+    for (int k = 0; k < static_cast<int>(blockDim.x); ++k) sum += bias_part[k];
+    p.partial_b[split * p.C + c] = sum;
+  }
+}
+
+template <typename T, int STEPS>
+cudaError_t launch_bwd_weight_wide_as(const BwdWeightParams& p, const BwdWeightWideLayout& l, int64_t blocks,
+                                      cudaStream_t stream) {
+  return launch_with_smem(dwconv_bwd_weight_wide_kernel<T, STEPS>, blocks, 256, l.smem_bytes, stream, p, l);
+}
+
+// The caller sizes the partials workspace with bwd_weight_tiling(p, d).splits, as for bwd_weight.cuh.
+template <typename T>
+cudaError_t launch_bwd_weight_wide(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream) {
+  const BwdWeightWideLayout l = bwd_weight_wide_layout(p, d);
+  if (l.tiling.splits != p.splits) return cudaErrorInvalidValue;
+  const int64_t blocks = p.C * p.splits;
+  if (blocks == 0) return cudaSuccess;
+  switch (l.tiling.tw / 8) {  // tiles are 8 to 64 columns wide
+    case 1: return launch_bwd_weight_wide_as<T, 1>(p, l, blocks, stream);
+    case 2: return launch_bwd_weight_wide_as<T, 2>(p, l, blocks, stream);
+    case 3: return launch_bwd_weight_wide_as<T, 3>(p, l, blocks, stream);
+    case 4: return launch_bwd_weight_wide_as<T, 4>(p, l, blocks, stream);
+    case 5: return launch_bwd_weight_wide_as<T, 5>(p, l, blocks, stream);
+    case 6: return launch_bwd_weight_wide_as<T, 6>(p, l, blocks, stream);
+    case 7: return launch_bwd_weight_wide_as<T, 7>(p, l, blocks, stream);
+    case 8: return launch_bwd_weight_wide_as<T, 8>(p, l, blocks, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace replk_ops
