@@ -175,3 +175,38 @@ def test_offsets_past_two_to_the_31_elements(kernels, dtype):
         dw, db = kernels.bwd_weight(gs, xs, 5, 7, ph, pw, algo)
         assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({algo})")
         assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({algo})")
+
+
+def test_fuzz_every_kernel_against_float64(kernels):
+    """Random shapes, paddings, layouts and dtypes (tests/fuzz_cases.py) through every kernel that
+    takes them: forward and input gradient of each forward algo, each weight-gradient algo."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from conv_testing import make_input
+    from fuzz_cases import conv_cases
+
+    @hypothesis.given(case=conv_cases())
+    def run(case):
+        dtype, (ph, pw) = case["dtype"], case["pad"]
+        x = make_input(case["n"], case["c"], case["h"], case["w"], dtype, layout=case["layout"])
+        weight = (torch.randn(case["c"], 1, case["kh"], case["kw"], dtype=torch.float64)
+                  / (case["kh"] * case["kw"]) ** 0.5).to(dtype)
+        bias = torch.randn(case["c"], dtype=torch.float64).to(dtype) if case["bias"] else None
+        ho, wo = case["h"] + 2 * ph - case["kh"] + 1, case["w"] + 2 * pw - case["kw"] + 1
+        grad_out = make_input(case["n"], case["c"], ho, wo, dtype, layout=case["layout"])
+        ref_y = conv64(x, weight, bias, (ph, pw))
+        ref_dx, ref_dw, ref_db = grads64(x, weight, bias, (ph, pw), grad_out)
+        half = dtype != torch.float32
+        ty, tdx, tdw, tdb = torch_same_dtype(x, weight, bias, (ph, pw), grad_out) if half else (None,) * 4
+        forward_algos = cuda_on_cpu.DIRECT_FORWARD_ALGOS + (cuda_on_cpu.TENSOR_CORE_FORWARD_ALGOS if half else ())
+        for algo in forward_algos:
+            assert_close_to_reference(kernels.fwd(x, weight, bias, ph, pw, algo), ref_y, dtype, ty,
+                                      f"output ({algo}, {case})")
+            assert_close_to_reference(kernels.bwd_input(grad_out, weight, ph, pw, algo), ref_dx, dtype, tdx,
+                                      f"grad x ({algo}, {case})")
+        for algo in ("direct", "direct_wide") + (("mma",) if half else ()):
+            dw, db = kernels.bwd_weight(grad_out, x, case["kh"], case["kw"], ph, pw, algo)
+            assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({algo}, {case})")
+            if bias is not None:
+                assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({algo}, {case})")
+
+    run()

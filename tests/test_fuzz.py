@@ -6,10 +6,11 @@ CI runs the bounded "ci" profile (the Triton kernels through the interpreter on 
 ``--hypothesis-profile=long`` for thousands of examples on a GPU machine."""
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
 
 import replk_ops
 from conv_testing import assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype
+from fuzz_cases import conv_cases
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -17,28 +18,6 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def _backends():
     # on CPU this includes "triton" when its interpreter is on (conftest turns it on)
     return replk_ops.available_backends(DEVICE)
-
-
-@st.composite
-def conv_cases(draw, backend):
-    dtypes = [torch.float32, torch.bfloat16, torch.float16]
-    if backend == "reference":
-        dtypes.append(torch.float64)
-    dtype = draw(st.sampled_from(dtypes))
-    kh, kw = draw(st.integers(1, 15)), draw(st.integers(1, 15))
-    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
-    if kh % 2 and kw % 2 and draw(st.booleans()):
-        padding = "same"
-        ph, pw = kh // 2, kw // 2
-    else:
-        ph, pw = draw(st.integers(0, kh)), draw(st.integers(0, kw))  # asymmetric: ph != pw often
-        padding = (ph, pw)
-    # an empty output is a documented ValueError, not a case to compare
-    h = max(h, kh - 2 * ph)
-    w = max(w, kw - 2 * pw)
-    return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 4)), h=h, w=w, kh=kh, kw=kw, padding=padding,
-                pad=(ph, pw), dtype=dtype, layout=draw(st.sampled_from(["nchw", "channels_last", "strided"])),
-                bias=draw(st.booleans()))
 
 
 def _check(backend, case):
@@ -61,7 +40,7 @@ def _check(backend, case):
 
 @pytest.mark.parametrize("backend", _backends())
 def test_fuzz_against_float64(backend):
-    @given(case=conv_cases(backend))
+    @given(case=conv_cases(with_float64=backend == "reference"))
     def run(case):
         _check(backend, case)
 
