@@ -1,13 +1,13 @@
 // Runs the package's CUDA kernels on the CPU (the CUDA-core ones, and with warp_mma_on_cpu.h those
-// built on ldmatrix and mma.sync), so that their real source, tiling and launch code are tested
-// where no GPU is present.
+// built on ldmatrix, mma.sync and WMMA), so that their real source, tiling and launch code are
+// tested where no GPU is present.
 //
 // Every CUDA thread of a block is an OS thread; __syncthreads is a std::barrier over the block's
 // threads and __syncwarp one over the warp's, so the kernels' shared-memory phases keep their real
 // ordering. Blocks run one after another. Dynamic shared memory starts as NaN: a value read before
 // any thread staged it poisons the result instead of passing by luck. Provided: 1-D grids,
 // threadIdx.x, blockIdx.x, blockDim.x, __syncthreads, __syncwarp, and (warp_mma_on_cpu.h) the
-// warp-collective ldmatrix and mma.sync of the tensor-core kernels.
+// warp-collective ldmatrix, mma.sync and nvcuda::wmma of the tensor-core kernels.
 #pragma once
 
 #include <cuda_bf16.h>
