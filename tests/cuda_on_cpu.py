@@ -73,9 +73,11 @@ def build(out_dir: str) -> "EmulatedKernels":
 
 
 def race_check(out_dir: str) -> subprocess.CompletedProcess:
-    """Builds tests/host_emulation/race_check.cpp with ThreadSanitizer and runs it."""
+    """Builds tests/host_emulation/race_check.cpp with ThreadSanitizer, and UBSan's alignment check
+    (a vector access at an address the GPU would fault on, "misaligned address", stops it), and
+    runs it."""
     program = os.path.join(out_dir, "race_check")
-    _compile(RACE_CHECK, program, "-O1", "-g", "-fsanitize=thread")
+    _compile(RACE_CHECK, program, "-O1", "-g", "-fsanitize=thread,alignment", "-fno-sanitize-recover=alignment")
     return subprocess.run([program], capture_output=True, text=True, timeout=600)
 
 

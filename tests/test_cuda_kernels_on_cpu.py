@@ -148,9 +148,9 @@ def test_weight_gradient_over_many_tiles_is_bitwise_deterministic(kernels, algo,
     assert torch.equal(dw, again[0]) and torch.equal(db, again[1])
 
 
-def test_no_shared_memory_races(toolchain, tmp_path):
+def test_no_shared_memory_races_or_misaligned_vector_accesses(toolchain, tmp_path):
     done = cuda_on_cpu.race_check(str(tmp_path))
-    assert done.returncode == 0, f"ThreadSanitizer (exit {done.returncode}):\n{done.stderr[-6000:]}"
+    assert done.returncode == 0, f"race check (exit {done.returncode}):\n{done.stderr[-6000:]}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=lambda d: str(d)[6:])
