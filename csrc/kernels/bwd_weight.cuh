@@ -38,6 +38,54 @@ inline BwdWeightLayout bwd_weight_layout(const BwdWeightParams& p, const DeviceI
   return l;
 }
 
+// The range of a channel's tiles that block `split` sums, in order.
+struct WeightTileRange {
+  int64_t first, last;
+};
+
+__device__ __forceinline__ WeightTileRange weight_tile_range(const BwdWeightTiling& t, int splits, int64_t split) {
+  const int64_t per_block = ceil_div(t.tiles_per_channel, splits);
+  const int64_t first = split * per_block;
+  return {first, min(first + per_block, t.tiles_per_channel)};
+}
+
+// Where tile `tile` of a channel lies: its image and first output row and column.
+struct WeightTile {
+  int64_t n, h0, w0;
+};
+
+// Once the block has consumed the previous tile: stages tile `tile` of channel c for the direct
+// weight-gradient kernels (x rows h0 - ph .. + rows - 1 and `width` columns from w0 - pw, row
+// length `stride`; grad_out's th x tw tile, zeros past the map) and adds the thread's share of the
+// tile's grad_out to bias_sum.
+template <typename T>
+__device__ __forceinline__ WeightTile stage_weight_tile(const BwdWeightParams& p, const BwdWeightTiling& t, int64_t c,
+                                                        int64_t tile, float* tile_x, int stride, int rows, int width,
+                                                        float* tile_dy, float& bias_sum) {
+  const int64_t n = tile / (t.tiles_h * t.tiles_w);
+  const int64_t r = tile % (t.tiles_h * t.tiles_w);
+  const int64_t h0 = (r / t.tiles_w) * t.th, w0 = (r % t.tiles_w) * t.tw;
+  const int tid = threadIdx.x;
+  __syncthreads();  // the previous tile is consumed
+  stage_window(tile_x, stride, static_cast<const T*>(p.x) + c * p.xs[1] + n * p.xs[0], p.xs[2], p.xs[3], h0 - p.ph,
+               w0 - p.pw, p.H, p.W, rows, width, tid, blockDim.x);
+  // dy past the map is staged as zeros (they add nothing to either gradient)
+  stage_window(tile_dy, t.tw, static_cast<const T*>(p.grad_out) + c * p.gs[1] + n * p.gs[0], p.gs[2], p.gs[3], h0, w0,
+               p.Ho, p.Wo, t.th, t.tw, tid, blockDim.x);
+  __syncthreads();
+  for (int e = tid; e < t.th * t.tw; e += blockDim.x) bias_sum += tile_dy[e];
+  return {n, h0, w0};
+}
+
+// Thread 0 writes the block's bias partial: the threads' sums in bias_part, added in a fixed order.
+__device__ __forceinline__ void write_bias_partial(const BwdWeightParams& p, const float* bias_part, int64_t split,
+                                                   int64_t c) {
+  if (threadIdx.x != 0) return;
+  float sum = 0.f;
+  for (int k = 0; k < static_cast<int>(blockDim.x); ++k) sum += bias_part[k];
+  p.partial_b[split * p.C + c] = sum;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightParams p, const BwdWeightLayout l) {
   REPLK_DYNAMIC_SHARED(float, smem, 16);
@@ -46,8 +94,6 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
   float* tile_dy = smem + static_cast<size_t>(l.rows) * l.stride;
   const int64_t c = blockIdx.x % p.C;
   const int64_t split = blockIdx.x / p.C;
-  const T* x = static_cast<const T*>(p.x);
-  const T* dy = static_cast<const T*>(p.grad_out);
   const int chunks = t.kwp / 8;
   const int tid = threadIdx.x;
   // strips t and t + 256 (only when there are more than 256 strips, then one group)
@@ -68,22 +114,10 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
     for (int k = 0; k < 8; ++k) acc[q][k] = 0.f;
   float bias_sum = 0.f;
 
-  const int64_t per_block = ceil_div(t.tiles_per_channel, p.splits);
-  const int64_t first = split * per_block;
-  const int64_t last = min(first + per_block, t.tiles_per_channel);
-  const int width = t.tw + t.kwp;
-  for (int64_t tile = first; tile < last; ++tile) {
-    const int64_t n = tile / (t.tiles_h * t.tiles_w);
-    const int64_t r = tile % (t.tiles_h * t.tiles_w);
-    const int64_t h0 = (r / t.tiles_w) * t.th, w0 = (r % t.tiles_w) * t.tw;
-    __syncthreads();  // the previous tile is consumed
-    stage_window(tile_x, l.stride, x + c * p.xs[1] + n * p.xs[0], p.xs[2], p.xs[3], h0 - p.ph, w0 - p.pw, p.H, p.W,
-                 l.rows, width, tid, blockDim.x);
-    // dy past the map is staged as zeros (they add nothing to either gradient)
-    stage_window(tile_dy, t.tw, dy + c * p.gs[1] + n * p.gs[0], p.gs[2], p.gs[3], h0, w0, p.Ho, p.Wo, t.th, t.tw,
-                 tid, blockDim.x);
-    __syncthreads();
-    for (int e = tid; e < t.th * t.tw; e += blockDim.x) bias_sum += tile_dy[e];
+  const WeightTileRange range = weight_tile_range(t, p.splits, split);
+  for (int64_t tile = range.first; tile < range.last; ++tile) {
+    const int64_t h0 =
+        stage_weight_tile<T>(p, t, c, tile, tile_x, l.stride, l.rows, t.tw + t.kwp, tile_dy, bias_sum).h0;
     if (group < 0) continue;
     // a group takes whole rows and slides along them: the 16 x values of one 8-column step
     // overlap the next step's by 8, so each step loads 8 new x values and 8 dy values
@@ -140,11 +174,7 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
     for (int g = 0; g < l.groups; ++g) sum += reduce[(static_cast<size_t>(g) * l.strips + s) * 8 + k];
     out_w[i * p.kw + j] = sum;
   }
-  if (tid == 0) {
-    float sum = 0.f;
-    for (int k = 0; k < static_cast<int>(blockDim.x); ++k) sum += bias_part[k];
-    p.partial_b[split * p.C + c] = sum;
-  }
+  write_bias_partial(p, bias_part, split, c);
 }
 
 template <typename T>

@@ -9,7 +9,7 @@
 // 16-tap pair, so their float4 loads fall in distinct bank groups (row stride 4 mod 32).
 #pragma once
 
-#include "common.cuh"
+#include "bwd_weight.cuh"
 
 namespace replk_ops {
 
@@ -48,8 +48,6 @@ __global__ void __launch_bounds__(256)
   float* tile_dy = smem + static_cast<size_t>(l.rows) * l.stride;
   const int64_t c = blockIdx.x % p.C;
   const int64_t split = blockIdx.x / p.C;
-  const T* x = static_cast<const T*>(p.x);
-  const T* dy = static_cast<const T*>(p.grad_out);
   const int tid = threadIdx.x;
   const int group = tid / l.units < l.groups ? tid / l.units : -1;
   const int unit = tid % l.units;
@@ -61,22 +59,10 @@ __global__ void __launch_bounds__(256)
     for (int k = 0; k < 8; ++k) acc[s][k] = 0.f;
   float bias_sum = 0.f;
 
-  const int64_t per_block = ceil_div(t.tiles_per_channel, p.splits);
-  const int64_t first = split * per_block;
-  const int64_t last = min(first + per_block, t.tiles_per_channel);
-  const int width = t.tw + 16 * l.pairs;
-  for (int64_t tile = first; tile < last; ++tile) {
-    const int64_t n = tile / (t.tiles_h * t.tiles_w);
-    const int64_t r = tile % (t.tiles_h * t.tiles_w);
-    const int64_t h0 = (r / t.tiles_w) * t.th, w0 = (r % t.tiles_w) * t.tw;
-    __syncthreads();  // the previous tile is consumed
-    stage_window(tile_x, l.stride, x + c * p.xs[1] + n * p.xs[0], p.xs[2], p.xs[3], h0 - p.ph, w0 - p.pw, p.H, p.W,
-                 l.rows, width, tid, blockDim.x);
-    // dy past the map is staged as zeros (they add nothing to either gradient)
-    stage_window(tile_dy, t.tw, dy + c * p.gs[1] + n * p.gs[0], p.gs[2], p.gs[3], h0, w0, p.Ho, p.Wo, t.th, t.tw,
-                 tid, blockDim.x);
-    __syncthreads();
-    for (int e = tid; e < t.th * t.tw; e += blockDim.x) bias_sum += tile_dy[e];
+  const WeightTileRange range = weight_tile_range(t, p.splits, split);
+  for (int64_t tile = range.first; tile < range.last; ++tile) {
+    const int64_t h0 =
+        stage_weight_tile<T>(p, t, c, tile, tile_x, l.stride, l.rows, t.tw + 16 * l.pairs, tile_dy, bias_sum).h0;
     if (group < 0) continue;
     for (int row = group; row < t.th; row += l.groups) {
       if (h0 + row >= p.Ho) break;  // all-zero dy from here on
@@ -127,11 +113,7 @@ __global__ void __launch_bounds__(256)
     for (int g = 0; g < l.groups; ++g) sum += reduce[(static_cast<size_t>(g) * l.units + u) * 16 + k];
     out_w[row * p.kw + j] = sum;
   }
-  if (tid == 0) {
-    float sum = 0.f;
-    for (int k = 0; k < static_cast<int>(blockDim.x); ++k) sum += bias_part[k];
-    p.partial_b[split * p.C + c] = sum;
-  }
+  write_bias_partial(p, bias_part, split, c);
 }
 
 template <typename T, int STEPS>
