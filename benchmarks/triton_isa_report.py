@@ -1,7 +1,9 @@
 """Compile the Triton kernels ahead of time for sm_80 and sm_90 (no GPU needed) and report their
 instruction mix and resources: tensor-core instructions in the PTX (mma.sync on sm_80, wgmma on
-sm_90) and registers, stack, shared and local memory from the cubin (cuobjdump, shipped with
-Triton). Usage: python benchmarks/triton_isa_report.py [--json]. Run it without TRITON_INTERPRET."""
+sm_90), vector global loads (ld.global.v2/v4), and registers, stack, shared and local memory from
+the cubin (cuobjdump, shipped with Triton). The forward kernels are compiled as a run specializes
+them on an aligned contiguous NCHW input: 16-byte aligned pointers, unit column strides.
+Usage: python benchmarks/triton_isa_report.py [--json]. Run it without TRITON_INTERPRET."""
 from __future__ import annotations
 
 import os
@@ -24,12 +26,17 @@ BWD_INTS = ["N", "C", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "ROWS_PER_SP
 
 def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
     bk = triton.next_power_of_2(32 + kw - 1)
-    if kernel == "fwd":
+    attrs = None
+    if kernel in ("fwd", "fwd_batch"):
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
-               **{k: "i32" for k in FWD_INTS}}
+               **{k: "i32" for k in FWD_INTS}, "TUNE_CLASS": "i32"}
         const = {"HAS_BIAS": True, "R": 1 if dtype == "fp32" else 4, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False,
-                 "IEEE": False}
+                 "IEEE": False, "BATCH_ROWS": False, "ALIGN": 1, "sxw": 1, "syw": 1}
+        if kernel == "fwd_batch":  # the stage-1 variant: 16-wide strips, 8 (fp32: 4) element vectors
+            const.update(BATCH_ROWS=True, BN=16, ALIGN=4 if dtype == "fp32" else 8,
+                         BM=64 if dtype == "fp32" else 128)
         fn = dwconv_fwd_kernel
+        attrs = {(fn.arg_names.index(p),): [["tt.divisibility", 16]] for p in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")}
     elif kernel == "dense_fwd":  # RepLKNet-31B stage 3 at batch 64: 14x14 maps, 27x27 kernels
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
                **{k: "i32" for k in FWD_INTS}}
@@ -41,7 +48,7 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
                  "UPCAST": False, "IEEE": False, "TRANSPOSED": kernel == "bwd_weight_t"}
         fn = dwconv_bwd_weight_kernel
     sig.update({k: "constexpr" for k in const})
-    return ASTSource(fn=fn, signature=sig, constexprs=const)
+    return ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs)
 
 
 def _resources(cubin: bytes) -> dict:
@@ -54,17 +61,24 @@ def _resources(cubin: bytes) -> dict:
     return {key: int(value) for key, value in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", text)}
 
 
-def report(kernels=("fwd", "dense_fwd", "bwd_weight", "bwd_weight_t"), dtypes=("fp16", "bf16", "fp32"),
+# Group-row tiles with 4 warps spill up to 8 bytes in half precision on sm_90 when compiled as a
+# run specializes them (unit strides, aligned pointers); the report shows the 8-warp tile.
+WARPS = {"fwd": 8, "fwd_batch": 8}
+
+
+def report(kernels=("fwd", "fwd_batch", "dense_fwd", "bwd_weight", "bwd_weight_t"), dtypes=("fp16", "bf16", "fp32"),
            archs=(80, 90)):
     rows = []
     for arch in archs:
         for kernel in kernels:
             for dtype in dtypes:
-                compiled = triton.compile(_source(kernel, dtype), target=GPUTarget("cuda", arch, 32))
+                compiled = triton.compile(_source(kernel, dtype), target=GPUTarget("cuda", arch, 32),
+                                          options={"num_warps": WARPS.get(kernel, 4)})
                 ptx = compiled.asm["ptx"]
                 rows.append({"arch": f"sm_{arch}", "kernel": kernel, "dtype": dtype,
                              "wgmma": len(re.findall(r"\bwgmma\.mma_async", ptx)),
                              "mma.sync": len(re.findall(r"\bmma\.sync", ptx)),
+                             "vector_loads": len(re.findall(r"\bld\.global(?:\.\w+)*\.v[24]\.", ptx)),
                              **_resources(compiled.asm["cubin"])})
     return rows
 
@@ -76,10 +90,10 @@ def main() -> int:
 
         print(json.dumps(rows))
         return 0
-    print(f"{'arch':<6} {'kernel':<11} {'dtype':<5} {'wgmma':>6} {'mma.sync':>9} {'REG':>4} {'STACK':>6} "
+    print(f"{'arch':<6} {'kernel':<12} {'dtype':<5} {'wgmma':>6} {'mma.sync':>9} {'vec.ld':>7} {'REG':>4} {'STACK':>6} "
           f"{'SHARED':>7} {'LOCAL':>6}")
     for r in rows:
-        print(f"{r['arch']:<6} {r['kernel']:<11} {r['dtype']:<5} {r['wgmma']:>6} {r['mma.sync']:>9} "
+        print(f"{r['arch']:<6} {r['kernel']:<12} {r['dtype']:<5} {r['wgmma']:>6} {r['mma.sync']:>9} {r['vector_loads']:>7} "
               f"{r.get('REG', 0):>4} {r.get('STACK', 0):>6} {r.get('SHARED', 0):>7} {r.get('LOCAL', 0):>6}")
     missing = [r for r in rows if r["wgmma"] + r["mma.sync"] == 0]
     if missing:

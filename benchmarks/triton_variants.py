@@ -2,10 +2,12 @@
 
     python benchmarks/triton_variants.py [--batch 64]
 
-Times the kernel itself (no autotuning) for: R (output rows per GEMM row: 1 is the plain
-row-Toeplitz product, 4 shares each gathered input tile among four kernel rows), the tile
-(BM, BN, warps), and for fp32 the two ways to fp32 accuracy: the 3xTF32 split on tensor cores
-against IEEE FMA. Each variant is checked against the float64 reference before it is timed.
+Times the kernel itself (no autotuning) for: the rows of a tile (group rows: R consecutive output
+rows of one image per GEMM row; batch rows: the same R rows of BM images, with aligned vector
+loads where the strides allow), R (1 is the plain row-Toeplitz product, 4 shares each gathered
+input tile among four kernel rows), the tile (BM, BN, warps), and for fp32 the two ways to fp32
+accuracy: the 3xTF32 split on tensor cores against IEEE FMA. Each variant is checked against the
+float64 reference before it is timed.
 """
 from __future__ import annotations
 
@@ -17,17 +19,21 @@ import triton
 
 from replk_ops.bench.hardware import compute_peak, peaks_for
 from replk_ops.bench.timing import time_cuda
+from replk_ops.triton_kernels import launch
 from replk_ops.triton_kernels.kernels import dwconv_fwd_kernel
 
 STAGES = [(128, 56, 31), (256, 28, 29)]
 TILES = [(64, 32, 4), (128, 32, 8)]
+BATCH_TILES = [(64, 32, 8), (128, 32, 8), (64, 16, 8), (128, 16, 8)]
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 4e-2}
 
 
 def variants(dtype):
     if dtype == torch.float32:
-        return [dict(R=1, IEEE=ieee, tile=tile) for ieee in (False, True) for tile in TILES[:1]]
-    return [dict(R=r, IEEE=False, tile=tile) for r in (1, 4) for tile in TILES]
+        return ([dict(R=1, IEEE=ieee, tile=tile, batch_rows=False) for ieee in (False, True) for tile in TILES[:1]]
+                + [dict(R=1, IEEE=False, tile=tile, batch_rows=True) for tile in BATCH_TILES if tile[0] <= 64])
+    return ([dict(R=r, IEEE=False, tile=tile, batch_rows=False) for r in (1, 4) for tile in TILES]
+            + [dict(R=4, IEEE=False, tile=tile, batch_rows=True) for tile in BATCH_TILES])
 
 
 def main(argv=None) -> int:
@@ -48,12 +54,14 @@ def main(argv=None) -> int:
             for v in variants(dtype):
                 (bm, bn, warps), r = v["tile"], v["R"]
                 bk = triton.next_power_of_2(bn + k - 1)
-                grid = (triton.cdiv(n * hw // r, bm), triton.cdiv(hw, bn), c)
+                align = launch._aligned(bn, bk, k, launch.vector_width(x)) if v["batch_rows"] else 1
+                meta = dict(BM=bm, BN=bn, BK=bk, BATCH_ROWS=v["batch_rows"], ALIGN=align)
+                grid = launch.fwd_grid(n, c, hw, hw, r)(meta)
 
                 def run():
                     dwconv_fwd_kernel[grid](x, w, w, y, n, hw, hw, hw, hw, k, k, pad, pad, *x.stride(), *y.stride(),
-                                            HAS_BIAS=False, R=r, BM=bm, BN=bn, BK=bk, UPCAST=False,
-                                            IEEE=v["IEEE"], num_warps=warps)
+                                            0, HAS_BIAS=False, R=r, UPCAST=False, IEEE=v["IEEE"], num_warps=warps,
+                                            **meta)
 
                 run()
                 err = ((y[:, :8].double() - ref).abs().max() / ref.abs().max()).item()
@@ -62,7 +70,8 @@ def main(argv=None) -> int:
                 ok = err <= TOLERANCE[dtype]
                 failures += not ok
                 precision = "" if dtype != torch.float32 else ("ieee-fma" if v["IEEE"] else "3xtf32")
-                print(f"{n}x{c}x{hw}x{hw} k{k} {str(dtype)[6:]:>8} {precision:>8} R={r} BM={bm} BN={bn} "
+                rows = f"batch rows ALIGN={align}" if v["batch_rows"] else "group rows"
+                print(f"{n}x{c}x{hw}x{hw} k{k} {str(dtype)[6:]:>8} {precision:>8} {rows:>20} R={r} BM={bm} BN={bn} "
                       f"warps={warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
     return 1 if failures else 0
 

@@ -6,7 +6,7 @@ import torch
 pytest.importorskip("triton")
 
 import replk_ops  # noqa: E402
-from replk_ops.triton_kernels import launch  # noqa: E402
+from replk_ops.triton_kernels import dense, launch  # noqa: E402
 from replk_ops._checks import padding_pair  # noqa: E402
 from conv_testing import (  # noqa: E402
     KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
@@ -84,34 +84,114 @@ def test_triton_layouts_through_autograd(layout, dtype):
     assert_close_to_reference(bias.grad, ref_db, dtype, tdb, "grad bias")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("kw", [7, 31, 63])
-def test_every_autotune_config_is_correct(kw, dtype):
-    """The GPU autotunes the forward over these tiles, with the launcher's R and precision for the
-    dtype; each one must compute the same conv."""
+def _run_variant(x, weight, bias, pad, meta, warps, r):
+    import triton  # noqa: F401
     from replk_ops.triton_kernels.kernels import dwconv_fwd_kernel
+
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[2], weight.shape[3]
+    ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
+    out = torch.full((n, c, ho, wo), float("nan"), dtype=x.dtype, device=x.device)
+    upcast, ieee = launch._flags(x)
+    dwconv_fwd_kernel[launch.fwd_grid(n, c, ho, wo, r)(meta)](
+        x, weight, bias if bias is not None else weight, out, n, h, w, ho, wo, kh, kw, pad[0], pad[1],
+        *x.stride(), *out.stride(), 0, HAS_BIAS=bias is not None, R=r, UPCAST=upcast, IEEE=ieee, num_warps=warps,
+        **meta)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("kw,w", [(7, 70), (31, 70), (31, 72), (63, 72)])
+def test_every_autotune_config_is_correct(kw, w, dtype):
+    """The GPU autotunes the forward over these variants (group rows and, for batches of 16 and
+    more, batch rows with the widest vectors the strides allow), with the launcher's R and
+    precision for the dtype; each one must compute the same conv. W = 72 lets bf16 tiles load
+    8-element vectors (fp32: 4), W = 70 pairs."""
+    n, c, h, kh = 3, 2, 12, 5
+    x = make_input(n, c, h, w, dtype, device=DEVICE)
+    weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(DEVICE, dtype)
+    pad = (kh // 2, kw // 2)
+    want = conv64(x, weight, None, pad)
+    yard = None if dtype == torch.float32 else torch.nn.functional.conv2d(x, weight, padding=pad, groups=c)
+    width = launch.vector_width(x)
+    assert width == (2 if w == 70 else 16 // x.element_size())
+    # the batch here is small, so ask for the large-batch variants too: the kernel is right for any batch
+    assert launch.tune_class(x) == 2 * width
+    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x, "TUNE_CLASS": 2 * width + 1})
+    group = [cfg for cfg in configs if not cfg.kwargs["BATCH_ROWS"]]
+    batch = [cfg for cfg in configs if cfg.kwargs["BATCH_ROWS"]]
+    fp32 = dtype == torch.float32
+    assert len(group) == (3 if fp32 else len(launch.FWD_TILES))  # fp32: BM <= 64
+    assert len(batch) == (3 if fp32 else len(launch.BATCH_ROW_TILES))
+    assert all(cfg.kwargs["ALIGN"] == 1 for cfg in group)
+    assert all(cfg.kwargs["BN"] + kw - 1 + cfg.kwargs["ALIGN"] - 1 <= cfg.kwargs["BK"] for cfg in batch)
+    if kw == 31:  # a 16-wide strip leaves room for the full vector width
+        assert max(cfg.kwargs["ALIGN"] for cfg in batch) == width
+    assert "N" not in launch.FWD_KEY
+    r = launch.phases(h, dtype)
+    assert r == (1 if fp32 else 4)
+    for config in configs:
+        out = _run_variant(x, weight, None, pad, config.kwargs, config.num_warps, r)
+        assert_close_to_reference(out, want, dtype, yard, what=f"config {config.kwargs}, {config.num_warps} warps")
+
+
+def test_small_batches_tune_group_rows_only():
+    x = torch.empty(15, 2, 8, 8)
+    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": 7, "x_ptr": x, "TUNE_CLASS": launch.tune_class(x)})
+    assert configs and not any(cfg.kwargs["BATCH_ROWS"] for cfg in configs)
+    assert launch.tune_class(torch.empty(16, 2, 8, 8)) % 2 == 1
+
+
+def test_vector_width_follows_strides_and_address():
+    x = torch.empty(2, 3, 8, 16, dtype=torch.bfloat16)
+    assert launch.vector_width(x) == 8
+    assert launch.vector_width(x[..., 1:15]) == 1           # the address 2 bytes past an aligned one
+    assert launch.vector_width(x[..., 2:16]) == 2           # W = 14, the address 4 bytes past
+    assert launch.vector_width(x[..., 4:16]) == 4           # W = 12, the address 8 bytes past
+    assert launch.vector_width(x.to(memory_format=torch.channels_last)) == 1
+    assert launch.vector_width(torch.empty(2, 3, 8, 16)) == 4  # fp32: 16 bytes
+    assert launch.vector_width(torch.empty(2, 3, 7, 7)) == 1
+
+
+# the shapes the row kernels serve (the others go to the dense per-channel GEMM)
+ROW_KERNEL_CASES = [c for c in KERNEL_PATH_CASES if not dense.covers_map(c[2], c[3], c[4], c[5])]
+
+
+LAYOUT_CASE = (3, 2, 12, 24, 9, 9, "same")
+
+
+@pytest.mark.parametrize("dtype,case,layout", [(d, c, "nchw") for d in DTYPES for c in ROW_KERNEL_CASES]
+                         + [(d, LAYOUT_CASE, layout) for d in DTYPES[:2] for layout in ("channels_last", "strided")],
+                         ids=lambda v: str(v)[6:] if isinstance(v, torch.dtype) else
+                         "x".join(map(str, v[:6])) + f"-p{v[6]}" if isinstance(v, tuple) else v)
+def test_batch_row_forward_matches_float64(case, dtype, layout, monkeypatch):
+    """The batch-row variant (tuned on the GPU for batches of 16 and more) on every kernel-path
+    shape and on strided layouts, forward and input gradient, at the widest vectors each input
+    allows."""
+    n, c, h, w, kh, kw, padding = case
+    pad = padding_pair(padding, (kh, kw))
+
+    def batch_rows(x, kw_, groups):
+        bn = 16
+        bk = max(32, triton.next_power_of_2(bn + kw_ - 1 + launch.vector_width(x) - 1))
+        return dict(BM=16, BN=bn, BK=bk, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw_, launch.vector_width(x))), 4
 
     import triton
 
-    n, c, h, w, kh = 3, 2, 24, 70, 5
-    x = make_input(n, c, h, w, dtype, device=DEVICE)
+    monkeypatch.setattr(launch, "fixed_fwd_variant", batch_rows)
+    monkeypatch.setenv(launch.AUTOTUNE_ENV, "0")
+    x = make_input(n, c, h, w, dtype, device=DEVICE, layout=layout)
     weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(DEVICE, dtype)
-    ph, pw = kh // 2, kw // 2
-    want = conv64(x, weight, None, (ph, pw))
-    yard = None if dtype == torch.float32 else torch.nn.functional.conv2d(x, weight, padding=(ph, pw), groups=c)
-    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x})
-    assert len(configs) == (3 if dtype == torch.float32 else len(launch.FWD_TILES))  # fp32: BM <= 64
-    assert "N" not in launch.FWD_KEY
-    r = launch.phases(h, dtype)
-    assert r == (1 if dtype == torch.float32 else 4)
-    upcast, ieee = launch._flags(x)
-    for config in configs:
-        bm, bn, bk = config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"]
-        out = torch.full_like(want, float("nan"), dtype=dtype, device=DEVICE)
-        dwconv_fwd_kernel[(triton.cdiv(n * h // r, bm), triton.cdiv(w, bn), c)](
-            x, weight, weight, out, n, h, w, h, w, kh, kw, ph, pw, *x.stride(), *out.stride(),
-            HAS_BIAS=False, R=r, BM=bm, BN=bn, BK=bk, UPCAST=upcast, IEEE=ieee, num_warps=config.num_warps)
-        assert_close_to_reference(out, want, dtype, yard, what=f"config {config.kwargs}, {config.num_warps} warps")
+    bias = torch.randn(c, dtype=torch.float64).to(DEVICE, dtype)
+    ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
+    grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to(DEVICE, dtype)
+    (ref_y, ref_dx, _, _), (ty, tdx, _, _) = _reference_set(x, weight, bias, pad, grad_out)
+    y = launch.fwd(x, weight, bias, pad[0], pad[1], out=torch.full((n, c, ho, wo), float("nan"), dtype=dtype,
+                                                                  device=DEVICE))
+    dx = launch.bwd_input(grad_out, weight, pad[0], pad[1],
+                          out=torch.full((n, c, h, w), float("nan"), dtype=dtype, device=DEVICE))
+    assert_close_to_reference(y, ref_y, dtype, ty, "output")
+    assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
 
 
 @pytest.mark.parametrize("transposed", [False, True])

@@ -23,9 +23,17 @@ def rows():
 
 
 def test_every_kernel_uses_tensor_cores(rows):
-    assert len(rows) == 24  # 2 archs x 4 kernels (fwd, dense fwd, bwd_weight both ways) x 3 dtypes
+    assert len(rows) == 30  # 2 archs x 5 kernels (fwd both ways, dense fwd, bwd_weight both ways) x 3 dtypes
     for r in rows:
         assert r["wgmma"] + r["mma.sync"] > 0, r
+
+
+def test_aligned_batch_row_tiles_load_vectors(rows):
+    """On an aligned NCHW input the batch-row forward loads its input tile as 16-byte vectors
+    (the group-row one cannot: its strip starts at an arbitrary column)."""
+    for r in rows:
+        if r["kernel"] == "fwd_batch" and r["dtype"] in ("fp16", "bf16"):
+            assert r["vector_loads"] > 0, r
 
 
 def test_half_precision_kernels_do_not_spill(rows):

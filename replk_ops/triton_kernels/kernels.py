@@ -5,9 +5,17 @@ and kernel row i, a strip of BN output columns is
 
     Y[rows, w0 : w0+BN] += X_i[rows, w0-pw : w0-pw+BK] @ T_i,  T_i[a, b] = w[i, a-b] (0 <= a-b < kw)
 
-where rows run over (n, h) of all images and X_i's row is input row h + i - ph. The GEMM rows are
-groups of R consecutive output rows, one accumulator per phase, so one gathered input tile serves
-R kernel rows at once. Input rows that touch no group of the tile are skipped.
+where rows run over (n, h) of all images and X_i's row is input row h + i - ph. Two ways to pick
+a tile's GEMM rows, a compile-time switch of the one forward kernel so the autotuner can time both:
+
+- group rows (any batch): groups of R consecutive output rows of one image, one accumulator per
+  phase, so one gathered input tile serves R kernel rows at once. Input rows that touch no group
+  of the tile are skipped.
+- batch rows (batch >= 16): the same R output rows h0 .. h0+R-1 of BM images. Every tile row then
+  reads the same input row, so the tile's rows need no bounds (the loop covers only input rows
+  inside the map), its addresses are affine, and where the strides allow it the tile starts on an
+  aligned column and loads as vectors. Each kernel row's band is gathered once and carried
+  through the R iterations that use it.
 
 Weight gradient: for kernel row i and a strip of BN output columns,
 
@@ -38,7 +46,7 @@ def _dot(a, b, acc, UPCAST: tl.constexpr, IEEE: tl.constexpr):
 
 
 @triton.jit
-def dwconv_fwd_kernel(
+def _fwd_group_rows(
     x_ptr, w_ptr, b_ptr, y_ptr,
     N, H, W, Ho, Wo, KH, KW, PH, PW,
     sxn, sxc, sxh, sxw, syn, syc, syh, syw,
@@ -117,6 +125,112 @@ def dwconv_fwd_kernel(
                  mask=out_ok)
         tl.store(y_rows[:, None] + (h_first + 3).to(tl.int64)[:, None] * syh + y_cols, (acc3 + bias).to(dtype),
                  mask=out_ok)
+
+
+@triton.jit
+def _band(w_chan, i, KH, KW, band, band_ok):
+    """The Toeplitz band of kernel row i (BK x BN); zeros for a row outside the kernel."""
+    return tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0)
+
+
+@triton.jit
+def _fwd_batch_rows(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    N, H, W, Ho, Wo, KH, KW, PH, PW,
+    sxn, sxc, sxh, sxw, syn, syc, syh, syw,
+    HAS_BIAS: tl.constexpr, R: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr, ALIGN: tl.constexpr,
+):
+    # Program (channel c, output rows h0 .. h0 + R - 1) x column strip x block of BM images. For
+    # input row offset rho the tile is input row h0 + rho - PH of each image, shared by phase r
+    # with kernel row rho - r. ALIGN > 1 (the launcher checks that sxw == 1 and that ALIGN divides
+    # W, the other strides and the base address): the tile starts at the aligned column below the
+    # strip's first input column, and the band shifts by the difference.
+    pid_hc = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_m = tl.program_id(2)
+    row_groups = tl.cdiv(Ho, R)
+    c = (pid_hc // row_groups).to(tl.int64)
+    h0 = (pid_hc % row_groups) * R
+
+    n = pid_m * BM + tl.arange(0, BM)
+    n_ok = n < N
+    a = tl.arange(0, BK)
+    w_first = pid_n * BN - PW
+    w_start = w_first - ((w_first % ALIGN) + ALIGN) % ALIGN  # floor to a multiple of ALIGN
+    w_in = w_start + a
+    row_offsets = n.to(tl.int64) * sxn
+    if ALIGN > 1:
+        w_in = tl.max_contiguous(tl.multiple_of(w_in, ALIGN), ALIGN)
+        row_offsets = tl.multiple_of(row_offsets, ALIGN)
+    # bounds per chunk of ALIGN columns (W is a multiple of ALIGN): constant along each vector
+    w_chunk = w_start + (a // ALIGN) * ALIGN
+    tile_ok = n_ok[:, None] & ((w_chunk >= 0) & (w_chunk < W))[None, :]
+    offsets = row_offsets[:, None] + w_in.to(tl.int64)[None, :] * sxw
+    band = a[:, None] - (w_first - w_start) - tl.arange(0, BN)[None, :]
+    band_ok = (band >= 0) & (band < KW)
+    w_chan = w_ptr + c * KH * KW
+
+    # only input rows inside the map: no tile row ever needs a bounds check
+    rho_lo = tl.maximum(0, PH - h0)
+    rho_hi = tl.minimum(KH + R - 1, H + PH - h0)
+    acc0 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc1 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc2 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc3 = tl.zeros((BM, BN), dtype=tl.float32)
+    # phase r uses the band of kernel row rho - r: gather one new band per iteration and carry
+    # the previous R - 1
+    band1 = _band(w_chan, rho_lo - 1, KH, KW, band, band_ok)
+    band2 = _band(w_chan, rho_lo - 2, KH, KW, band, band_ok)
+    band3 = _band(w_chan, rho_lo - 3, KH, KW, band, band_ok)
+    for rho in range(rho_lo, rho_hi):
+        row = (h0 + rho - PH).to(tl.int64) * sxh + c * sxc
+        if ALIGN > 1:
+            row = tl.multiple_of(row, ALIGN)
+        tile = tl.load(x_ptr + row + offsets, mask=tile_ok, other=0.0)
+        band0 = _band(w_chan, rho, KH, KW, band, band_ok)
+        acc0 = _dot(tile, band0, acc0, UPCAST, IEEE)
+        if R > 1:
+            acc1 = _dot(tile, band1, acc1, UPCAST, IEEE)
+        if R > 2:
+            acc2 = _dot(tile, band2, acc2, UPCAST, IEEE)
+            acc3 = _dot(tile, band3, acc3, UPCAST, IEEE)
+        band3 = band2
+        band2 = band1
+        band1 = band0
+
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + c).to(tl.float32)
+    cols = pid_n * BN + tl.arange(0, BN)
+    y_tile = y_ptr + c * syc + n.to(tl.int64)[:, None] * syn + cols.to(tl.int64)[None, :] * syw
+    out_ok = n_ok[:, None] & (cols < Wo)[None, :]
+    dtype = y_ptr.dtype.element_ty
+    tl.store(y_tile + h0.to(tl.int64) * syh, (acc0 + bias).to(dtype), mask=out_ok)  # h0 < Ho always
+    if R > 1:
+        tl.store(y_tile + (h0 + 1).to(tl.int64) * syh, (acc1 + bias).to(dtype), mask=out_ok & (h0 + 1 < Ho))
+    if R > 2:
+        tl.store(y_tile + (h0 + 2).to(tl.int64) * syh, (acc2 + bias).to(dtype), mask=out_ok & (h0 + 2 < Ho))
+        tl.store(y_tile + (h0 + 3).to(tl.int64) * syh, (acc3 + bias).to(dtype), mask=out_ok & (h0 + 3 < Ho))
+
+
+@triton.jit
+def dwconv_fwd_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    N, H, W, Ho, Wo, KH, KW, PH, PW,
+    sxn, sxc, sxh, sxw, syn, syc, syh, syw, TUNE_CLASS,
+    HAS_BIAS: tl.constexpr, R: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr, BATCH_ROWS: tl.constexpr = False, ALIGN: tl.constexpr = 1,
+):
+    """The forward; grid (cdiv(N * Ho / R, BM), cdiv(Wo, BN), C) with group rows, or
+    (C * cdiv(Ho, R), cdiv(Wo, BN), cdiv(N, BM)) with BATCH_ROWS. TUNE_CLASS is not read: it is
+    part of the autotuning key (launch.tune_class)."""
+    if BATCH_ROWS:
+        _fwd_batch_rows(x_ptr, w_ptr, b_ptr, y_ptr, N, H, W, Ho, Wo, KH, KW, PH, PW,
+                        sxn, sxc, sxh, sxw, syn, syc, syh, syw, HAS_BIAS, R, BM, BN, BK, UPCAST, IEEE, ALIGN)
+    else:
+        _fwd_group_rows(x_ptr, w_ptr, b_ptr, y_ptr, N, H, W, Ho, Wo, KH, KW, PH, PW,
+                        sxn, sxc, sxh, sxw, syn, syc, syh, syw, HAS_BIAS, R, BM, BN, BK, UPCAST, IEEE)
 
 
 @triton.jit

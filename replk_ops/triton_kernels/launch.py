@@ -45,41 +45,95 @@ def weight_phases(kh: int, dtype: torch.dtype) -> int:
     return 4 if kh >= 4 else 2 if kh >= 2 else 1
 
 
-def _tiles(kw: int, groups: int):
+def fixed_fwd_variant(x: torch.Tensor, kw: int, groups: int):
+    """The forward's meta-parameters and warps when it is not tuned: group rows, as measured
+    before tuning existed (tests swap in other variants)."""
     bn = 32
     bk = triton.next_power_of_2(bn + kw - 1)
     # big row tiles amortize the Toeplitz gather; small maps at small batch want small ones
     bm = 64 if groups >= 64 else max(16, triton.next_power_of_2(groups))
-    return bm, bn, bk
+    return dict(BM=bm, BN=bn, BK=bk, BATCH_ROWS=False, ALIGN=1), 4
 
 
-# Forward tiles autotuned on the GPU. The key is the map and kernel size (and, added by Triton,
-# the dtypes): not the batch size, so a new batch size never re-tunes. BK must hold BN + kw - 1
-# input columns, so the pruning keeps, for each (BM, BN), the smallest BK that does. BN = 32 only:
-# with BN = 64 a 31-wide kernel needs BK = 128 and every dtype spills (AOT compiles for sm_80 and
-# sm_90); fp32 (3xTF32) keeps BM <= 64, above which it needs 120+ KiB of shared memory.
+# Forward variants autotuned on the GPU: group-row tiles (any batch) and batch-row tiles (batch
+# >= BATCH_ROWS_MIN; see kernels.py). The key is the map and kernel size (and, added by Triton,
+# the dtypes) plus TUNE_CLASS: whether the batch reaches BATCH_ROWS_MIN and the widest vector the
+# input's strides allow. Never the batch size itself, so a new batch size re-tunes at most once
+# (when it crosses BATCH_ROWS_MIN). BK must hold BN + kw - 1 input columns (plus ALIGN - 1 for
+# an aligned batch-row tile), so the pruning keeps, for each tile, the smallest BK that does.
+# Group rows use BN = 32 only: with BN = 64 a 31-wide kernel needs BK = 128 and every dtype spills
+# (AOT compiles for sm_80 and sm_90); fp32 (3xTF32) keeps BM <= 64, above which it needs 120+ KiB
+# of shared memory. Batch-row tiles with 4 warps and BN = 32 spill too (benchmarks/triton_isa_report.py).
 FWD_TILES = ((64, 32, 4), (32, 32, 4), (64, 32, 8), (128, 32, 8))
-FWD_KEY = ["Ho", "Wo", "KH", "KW"]
+BATCH_ROW_TILES = ((64, 32, 8), (128, 32, 8), (64, 16, 4), (64, 16, 8), (128, 16, 8))
+BATCH_ROWS_MIN = 16
+FWD_KEY = ["Ho", "Wo", "KH", "KW", "TUNE_CLASS"]
 
 
 def fwd_configs():
-    return [triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=warps)
-            for bm, bn, warps in FWD_TILES for bk in (32, 64, 128)]
+    group = [triton.Config({"BM": bm, "BN": bn, "BK": bk, "BATCH_ROWS": False, "ALIGN": 1}, num_warps=warps)
+             for bm, bn, warps in FWD_TILES for bk in (32, 64, 128)]
+    batch = [triton.Config({"BM": bm, "BN": bn, "BK": bk, "BATCH_ROWS": True, "ALIGN": 1}, num_warps=warps)
+             for bm, bn, warps in BATCH_ROW_TILES for bk in (32, 64, 128)]
+    return group + batch
+
+
+def vector_width(x: torch.Tensor) -> int:
+    """The widest vector (elements, at most 16 bytes) a batch-row tile of ``x`` may load: unit
+    column stride, and the width divides W, every other stride and the address."""
+    if x.stride(3) != 1:
+        return 1
+    for width in (8, 4, 2):
+        if width * x.element_size() <= 16 and x.shape[3] % width == 0 and \
+                all(s % width == 0 for s in x.stride()[:3]) and x.data_ptr() % (width * x.element_size()) == 0:
+            return width
+    return 1
+
+
+def tune_class(x: torch.Tensor) -> int:
+    """What the tuned forward variant depends on besides the shapes: 2 * vector width + whether
+    the batch is large enough for batch-row tiles."""
+    return 2 * vector_width(x) + int(x.shape[0] >= BATCH_ROWS_MIN)
+
+
+def _aligned(bn: int, bk: int, kw: int, width: int) -> int:
+    """The widest alignment <= width whose tile still fits in BK columns."""
+    while width > 1 and bn + kw - 1 + width - 1 > bk:
+        width //= 2
+    return width
 
 
 def prune_fwd_configs(configs, named_args, **kwargs):
     kw = named_args["KW"]
     x = named_args.get("x_ptr")
+    tune = named_args.get("TUNE_CLASS", 2)
+    width, batch_rows_ok = tune // 2, bool(tune % 2)
     fp32 = getattr(x, "dtype", None) == torch.float32
     smallest = {}
     for config in configs:
         bm, bn, bk = config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"]
-        key = (bm, bn, config.num_warps)
-        if bk < bn + kw - 1 or (fp32 and bm > 64):
+        batch_rows = config.kwargs.get("BATCH_ROWS", False)
+        key = (batch_rows, bm, bn, config.num_warps)
+        if bk < bn + kw - 1 or (fp32 and bm > 64) or (batch_rows and not batch_rows_ok):
             continue
         if key not in smallest or bk < smallest[key].kwargs["BK"]:
             smallest[key] = config
-    return list(smallest.values())
+    pruned = []
+    for config in smallest.values():
+        if config.kwargs.get("BATCH_ROWS", False):
+            kwargs_ = dict(config.kwargs, ALIGN=_aligned(config.kwargs["BN"], config.kwargs["BK"], kw, width))
+            config = triton.Config(kwargs_, num_warps=config.num_warps, num_stages=config.num_stages)
+        pruned.append(config)
+    return pruned
+
+
+def fwd_grid(n: int, c: int, ho: int, wo: int, r: int):
+    """The forward's grid for a variant's meta-parameters (see dwconv_fwd_kernel)."""
+    def grid(meta):
+        if meta.get("BATCH_ROWS", False):
+            return (c * triton.cdiv(ho, r), triton.cdiv(wo, meta["BN"]), triton.cdiv(n, meta["BM"]))
+        return (triton.cdiv(n * ho // r, meta["BM"]), triton.cdiv(wo, meta["BN"]), c)
+    return grid
 
 
 AUTOTUNE_ENV = "REPLK_OPS_TRITON_AUTOTUNE"
@@ -150,14 +204,12 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
             *args, BM=bm, BN=bn, BK=bk, **flags)
         return out
     r = phases(ho, x.dtype)
-    groups = n * ho // r
+    grid = fwd_grid(n, c, ho, wo, r)
     if fixed_tiles():
-        bm, bn, bk = _tiles(kw, groups)
-        dwconv_fwd_kernel[(triton.cdiv(groups, bm), triton.cdiv(wo, bn), c)](
-            *args, R=r, BM=bm, BN=bn, BK=bk, **flags)
+        meta, warps = fixed_fwd_variant(x, kw, n * ho // r)
+        dwconv_fwd_kernel[grid(meta)](*args, 0, R=r, **meta, **flags, num_warps=warps)
     else:
-        grid = lambda meta: (triton.cdiv(groups, meta["BM"]), triton.cdiv(wo, meta["BN"]), c)  # noqa: E731
-        _tuned_fwd_kernel()[grid](*args, R=r, **flags)
+        _tuned_fwd_kernel()[grid](*args, tune_class(x), R=r, **flags)
     return out
 
 
