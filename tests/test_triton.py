@@ -39,24 +39,33 @@ def _reference_set(x, weight, bias, pad, grad_out):
     return ref, yard
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
-def test_triton_matches_float64(case, dtype):
+def _case_tensors(case, dtype, layout="nchw"):
+    """x, weight, bias, (ph, pw) and grad_out for a test case, in ``dtype`` on the test device."""
     n, c, h, w, kh, kw, padding = case
     pad = padding_pair(padding, (kh, kw))
-    x = make_input(n, c, h, w, dtype, device=DEVICE)
+    x = make_input(n, c, h, w, dtype, device=DEVICE, layout=layout)
     weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(DEVICE, dtype)
     bias = torch.randn(c, dtype=torch.float64).to(DEVICE, dtype)
     ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
     grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to(DEVICE, dtype)
-    (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
+    return x, weight, bias, pad, grad_out
 
-    # outputs start as NaN: every element must be written
-    y = launch.fwd(x, weight, bias, pad[0], pad[1], out=torch.full((n, c, ho, wo), float("nan"), dtype=dtype,
-                                                                  device=DEVICE))
-    dx = launch.bwd_input(grad_out, weight, pad[0], pad[1],
-                          out=torch.full((n, c, h, w), float("nan"), dtype=dtype, device=DEVICE))
-    dw, db = launch.bwd_weight(grad_out, x, kh, kw, pad[0], pad[1])
+
+def _forward_and_input_grad(x, weight, bias, pad, grad_out):
+    """The launcher's forward and input gradient into NaN-filled outputs: every element must be
+    written."""
+    y = launch.fwd(x, weight, bias, pad[0], pad[1], out=torch.full_like(grad_out, float("nan")))
+    dx = launch.bwd_input(grad_out, weight, pad[0], pad[1], out=torch.full_like(x, float("nan")))
+    return y, dx
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
+def test_triton_matches_float64(case, dtype):
+    x, weight, bias, pad, grad_out = _case_tensors(case, dtype)
+    (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
+    y, dx = _forward_and_input_grad(x, weight, bias, pad, grad_out)
+    dw, db = launch.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], pad[0], pad[1])
     assert_close_to_reference(y, ref_y, dtype, ty, "output")
     assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
@@ -168,9 +177,6 @@ def test_batch_row_forward_matches_float64(case, dtype, layout, monkeypatch):
     """The batch-row variant (tuned on the GPU for batches of 16 and more) on every kernel-path
     shape and on strided layouts, forward and input gradient, at the widest vectors each input
     allows."""
-    n, c, h, w, kh, kw, padding = case
-    pad = padding_pair(padding, (kh, kw))
-
     def batch_rows(x, kw_, groups):
         bn = 16
         bk = max(32, triton.next_power_of_2(bn + kw_ - 1 + launch.vector_width(x) - 1))
@@ -180,16 +186,9 @@ def test_batch_row_forward_matches_float64(case, dtype, layout, monkeypatch):
 
     monkeypatch.setattr(launch, "fixed_fwd_variant", batch_rows)
     monkeypatch.setenv(launch.AUTOTUNE_ENV, "0")
-    x = make_input(n, c, h, w, dtype, device=DEVICE, layout=layout)
-    weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(DEVICE, dtype)
-    bias = torch.randn(c, dtype=torch.float64).to(DEVICE, dtype)
-    ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
-    grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to(DEVICE, dtype)
+    x, weight, bias, pad, grad_out = _case_tensors(case, dtype, layout)
     (ref_y, ref_dx, _, _), (ty, tdx, _, _) = _reference_set(x, weight, bias, pad, grad_out)
-    y = launch.fwd(x, weight, bias, pad[0], pad[1], out=torch.full((n, c, ho, wo), float("nan"), dtype=dtype,
-                                                                  device=DEVICE))
-    dx = launch.bwd_input(grad_out, weight, pad[0], pad[1],
-                          out=torch.full((n, c, h, w), float("nan"), dtype=dtype, device=DEVICE))
+    y, dx = _forward_and_input_grad(x, weight, bias, pad, grad_out)
     assert_close_to_reference(y, ref_y, dtype, ty, "output")
     assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
 
