@@ -27,14 +27,14 @@ BWD_INTS = ["N", "C", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "ROWS_PER_SP
 def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
     bk = triton.next_power_of_2(32 + kw - 1)
     attrs = None
-    if kernel in ("fwd", "fwd_batch"):
+    if kernel.startswith("fwd") and kernel != "dense_fwd":
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
                **{k: "i32" for k in FWD_INTS}, "TUNE_CLASS": "i32"}
         const = {"HAS_BIAS": True, "R": 1 if dtype == "fp32" else 4, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False,
                  "IEEE": False, "BATCH_ROWS": False, "ALIGN": 1, "sxw": 1, "syw": 1}
-        if kernel == "fwd_batch":  # the stage-1 variant: 16-wide strips, 8 (fp32: 4) element vectors
-            const.update(BATCH_ROWS=True, BN=16, ALIGN=4 if dtype == "fp32" else 8,
-                         BM=64 if dtype == "fp32" else 128)
+        if kernel.startswith("fwd_batch"):  # 16-wide strips; aligned: 8 (fp32: 4) element vectors
+            const.update(BATCH_ROWS=True, BN=16, BM=64 if dtype == "fp32" else 128,
+                         ALIGN=1 if kernel.endswith("_unaligned") else 4 if dtype == "fp32" else 8)
         fn = dwconv_fwd_kernel
         attrs = {(fn.arg_names.index(p),): [["tt.divisibility", 16]] for p in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")}
     elif kernel == "dense_fwd":  # RepLKNet-31B stage 3 at batch 64: 14x14 maps, 27x27 kernels
@@ -42,11 +42,18 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
                **{k: "i32" for k in FWD_INTS}}
         const = {"HAS_BIAS": True, "BM": 64, "BN": 64, "BK": 32, "UPCAST": False, "IEEE": False}
         fn = dwconv_dense_fwd_kernel
-    else:  # bwd_weight: P = dY^T X; bwd_weight_t: its transpose, the variant for warpgroup MMAs
-        sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS}}
+    else:  # bwd_weight: P = dY^T X; the others its transpose, the variant for warpgroup MMAs
+        sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS},
+               "TUNE_CLASS": "i32"}
         const = {"R": 1 if dtype == "fp32" else 4, "BR": 64, "BN": 32, "BK": bk, "KWP": triton.next_power_of_2(kw),
-                 "UPCAST": False, "IEEE": False, "TRANSPOSED": kernel == "bwd_weight_t"}
+                 "UPCAST": False, "IEEE": False, "TRANSPOSED": kernel != "bwd_weight", "sdw": 1, "sxw": 1,
+                 "BATCH_ROWS": False, "ALIGN": 1, "DY_ALIGN": 1}
+        if kernel.startswith("bwd_weight_batch"):  # the tuned batch-row variant; aligned: pairs and 16-byte rows
+            aligned = not kernel.endswith("_unaligned")
+            const.update(BATCH_ROWS=True, ALIGN=2 if aligned else 1,
+                         DY_ALIGN=(4 if dtype == "fp32" else 8) if aligned else 1)
         fn = dwconv_bwd_weight_kernel
+        attrs = {(fn.arg_names.index(p),): [["tt.divisibility", 16]] for p in ("dy_ptr", "x_ptr", "part_ptr")}
     sig.update({k: "constexpr" for k in const})
     return ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs)
 
@@ -63,11 +70,12 @@ def _resources(cubin: bytes) -> dict:
 
 # Group-row tiles with 4 warps spill up to 8 bytes in half precision on sm_90 when compiled as a
 # run specializes them (unit strides, aligned pointers); the report shows the 8-warp tile.
-WARPS = {"fwd": 8, "fwd_batch": 8}
+WARPS = {"fwd": 8, "fwd_batch": 8, "fwd_batch_unaligned": 8, "bwd_weight_batch": 8, "bwd_weight_batch_unaligned": 8}
+KERNELS = ("fwd", "fwd_batch", "fwd_batch_unaligned", "dense_fwd", "bwd_weight", "bwd_weight_t", "bwd_weight_batch",
+           "bwd_weight_batch_unaligned")
 
 
-def report(kernels=("fwd", "fwd_batch", "dense_fwd", "bwd_weight", "bwd_weight_t"), dtypes=("fp16", "bf16", "fp32"),
-           archs=(80, 90)):
+def report(kernels=KERNELS, dtypes=("fp16", "bf16", "fp32"), archs=(80, 90)):
     rows = []
     for arch in archs:
         for kernel in kernels:
@@ -90,10 +98,10 @@ def main() -> int:
 
         print(json.dumps(rows))
         return 0
-    print(f"{'arch':<6} {'kernel':<12} {'dtype':<5} {'wgmma':>6} {'mma.sync':>9} {'vec.ld':>7} {'REG':>4} {'STACK':>6} "
+    print(f"{'arch':<6} {'kernel':<26} {'dtype':<5} {'wgmma':>6} {'mma.sync':>9} {'vec.ld':>7} {'REG':>4} {'STACK':>6} "
           f"{'SHARED':>7} {'LOCAL':>6}")
     for r in rows:
-        print(f"{r['arch']:<6} {r['kernel']:<12} {r['dtype']:<5} {r['wgmma']:>6} {r['mma.sync']:>9} {r['vector_loads']:>7} "
+        print(f"{r['arch']:<6} {r['kernel']:<26} {r['dtype']:<5} {r['wgmma']:>6} {r['mma.sync']:>9} {r['vector_loads']:>7} "
               f"{r.get('REG', 0):>4} {r.get('STACK', 0):>6} {r.get('SHARED', 0):>7} {r.get('LOCAL', 0):>6}")
     missing = [r for r in rows if r["wgmma"] + r["mma.sync"] == 0]
     if missing:

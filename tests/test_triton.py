@@ -131,7 +131,7 @@ def test_every_autotune_config_is_correct(kw, w, dtype):
     batch = [cfg for cfg in configs if cfg.kwargs["BATCH_ROWS"]]
     fp32 = dtype == torch.float32
     assert len(group) == (3 if fp32 else len(launch.FWD_TILES))  # fp32: BM <= 64
-    assert len(batch) == (3 if fp32 else len(launch.BATCH_ROW_TILES))
+    assert len(batch) == len([t for t in launch.BATCH_ROW_TILES if t[0] <= 64 or not fp32])
     assert all(cfg.kwargs["ALIGN"] == 1 for cfg in group)
     assert all(cfg.kwargs["BN"] + kw - 1 + cfg.kwargs["ALIGN"] - 1 <= cfg.kwargs["BK"] for cfg in batch)
     if kw == 31:  # a 16-wide strip leaves room for the full vector width
@@ -193,17 +193,41 @@ def test_batch_row_forward_matches_float64(case, dtype, layout, monkeypatch):
     assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
 
 
+@pytest.mark.parametrize("dtype,case,layout", [(d, c, "nchw") for d in DTYPES for c in ROW_KERNEL_CASES]
+                         + [(d, LAYOUT_CASE, layout) for d in DTYPES[:2] for layout in ("channels_last", "strided")],
+                         ids=lambda v: str(v)[6:] if isinstance(v, torch.dtype) else
+                         "x".join(map(str, v[:6])) + f"-p{v[6]}" if isinstance(v, tuple) else v)
+def test_batch_row_weight_gradient_matches_float64(case, dtype, layout, monkeypatch):
+    """The batch-row weight gradient (tuned on the GPU for batches of 16 and more), transposed
+    product, on every kernel-path shape and on strided layouts, at the widest vectors each
+    input allows."""
+    def batch_rows(x, grad_out, bn, bk, kw_):
+        width = min(launch.vector_width(x), launch.vector_width(grad_out))
+        return dict(TRANSPOSED=True, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw_, width), DY_ALIGN=width), 8
+
+    monkeypatch.setattr(launch, "fixed_bwd_weight_variant", batch_rows)
+    monkeypatch.setenv(launch.AUTOTUNE_ENV, "0")
+    x, weight, bias, pad, grad_out = _case_tensors(case, dtype, layout)
+    (_, _, ref_dw, ref_db), (_, _, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
+    dw, db = launch.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], pad[0], pad[1])
+    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
+    assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
+
+
+@pytest.mark.parametrize("batch_rows,w,splits", [(False, 37, 1), (True, 37, 3), (True, 40, 2)],
+                         ids=["group-rows", "batch-rows-3-splits", "batch-rows-vectors-2-splits"])
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
-def test_every_weight_gradient_variant_is_correct(dtype, transposed):
-    """The GPU tunes the weight gradient over the product's orientation; both give the same sums,
-    with R = 4 kernel rows per program (bf16, kh = 6: the second group half past the kernel) and
-    R = 1 (fp32)."""
+def test_every_weight_gradient_variant_is_correct(dtype, transposed, batch_rows, w, splits):
+    """The GPU tunes the weight gradient over the product's orientation and (batches of 16 and
+    more) the batch-row tiles; all give the same sums, with R = 4 kernel rows per program (bf16,
+    kh = 6: the second group half past the kernel) and R = 1 (fp32), split over loop rows. W = 40
+    lets the batch-row tiles load vectors."""
     from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel
 
     import triton
 
-    n, c, h, w, kh, kw = 2, 3, 10, 37, 6, 9
+    n, c, h, kh, kw = 2, 3, 10, 6, 9
     ph, pw = 2, 4
     x = make_input(n, c, h, w, dtype, device=DEVICE)
     weight = torch.randn(c, 1, kh, kw, dtype=torch.float64).to(DEVICE, dtype)
@@ -214,14 +238,33 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed):
     assert r == (1 if dtype == torch.float32 else 4)
     bn, br = 32, 16
     bk = triton.next_power_of_2(bn + kw - 1)
+    width = launch.vector_width(x)
+    assert launch.tune_class(x, grad_out) == 2 * width and width == (1 if w == 37 else 16 // x.element_size())
+    # the batch here is small: ask for the large-batch variants too (the kernel is right for any batch)
+    configs = launch.prune_bwd_weight_configs(launch.bwd_weight_configs(), {"KW": kw, "TUNE_CLASS": 2 * width + 1},
+                                              BN=bn, BK=bk)
+    (variant,) = [cfg.kwargs for cfg in configs if cfg.kwargs["BATCH_ROWS"] == batch_rows
+                  and (batch_rows or (cfg.kwargs["TRANSPOSED"] == transposed and cfg.num_warps == 4))]
+    # batch rows tune the transposed product only; the other orientation must still be right
+    variant = dict(variant, TRANSPOSED=transposed)
+    assert variant["DY_ALIGN"] == (width if batch_rows else 1)
     strips, rows = triton.cdiv(wo, bn), n * (ho + r - 1)
-    partials = torch.full((strips, c, kh, kw), float("nan"), dtype=torch.float32, device=DEVICE)
+    rows_per_split = triton.cdiv(rows, splits)
+    partials = torch.full((strips * splits, c, kh, kw), float("nan"), dtype=torch.float32, device=DEVICE)
     upcast, ieee = launch._flags(x)
-    dwconv_bwd_weight_kernel[(strips, triton.cdiv(kh, r), c)](
-        grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows, 1, *grad_out.stride(), *x.stride(),
-        R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee, TRANSPOSED=transposed)
+    dwconv_bwd_weight_kernel[(strips * splits, triton.cdiv(kh, r), c)](
+        grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits, *grad_out.stride(),
+        *x.stride(), 0, R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee, **variant)
     assert_close_to_reference(partials.sum(0).unsqueeze(1).to(dtype), ref_dw, dtype, yard_dw,
-                              what=f"grad weight (transposed={transposed})")
+                              what=f"grad weight ({variant})")
+
+
+def test_tuning_keys_are_kernel_arguments():
+    """Triton's autotuner silently drops a key that names no argument of the kernel."""
+    from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
+
+    for kernel in (dwconv_fwd_kernel, dwconv_bwd_weight_kernel):
+        assert set(launch.FWD_KEY) <= set(kernel.arg_names), kernel
 
 
 def test_no_triton_tuning_under_determinism_or_graph_capture(monkeypatch):

@@ -23,17 +23,24 @@ def rows():
 
 
 def test_every_kernel_uses_tensor_cores(rows):
-    assert len(rows) == 30  # 2 archs x 5 kernels (fwd both ways, dense fwd, bwd_weight both ways) x 3 dtypes
+    # 2 archs x 3 dtypes x 8 kernels: the forward (group rows; batch rows on aligned and unaligned
+    # inputs; the dense GEMM) and the weight gradient (group rows both ways; batch rows, aligned
+    # and unaligned)
+    assert len(rows) == 48
     for r in rows:
         assert r["wgmma"] + r["mma.sync"] > 0, r
 
 
 def test_aligned_batch_row_tiles_load_vectors(rows):
-    """On an aligned NCHW input the batch-row forward loads its input tile as 16-byte vectors
-    (the group-row one cannot: its strip starts at an arbitrary column)."""
+    """On an aligned NCHW input the batch-row kernels load their tiles as vectors (the group-row
+    ones cannot: a tile's rows come from arbitrary images and rows, its strip starts at an
+    arbitrary column)."""
+    checked = 0
     for r in rows:
-        if r["kernel"] == "fwd_batch" and r["dtype"] in ("fp16", "bf16"):
+        if r["kernel"] in ("fwd_batch", "bwd_weight_batch") and r["dtype"] in ("fp16", "bf16"):
             assert r["vector_loads"] > 0, r
+            checked += 1
+    assert checked == 8
 
 
 def test_half_precision_kernels_do_not_spill(rows):

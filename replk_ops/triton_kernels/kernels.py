@@ -269,9 +269,9 @@ def _weight_product(dy, tile, acc, UPCAST: tl.constexpr, IEEE: tl.constexpr, TRA
 
 
 @triton.jit
-def dwconv_bwd_weight_kernel(
-    dy_ptr, x_ptr, part_ptr,
-    N, C, H, W, Ho, Wo, KH, KW, PH, PW, ROWS_PER_SPLIT, SPLITS,
+def _bwd_weight_group_rows(
+    dy_ptr, x_ptr, part_ptr, pid, strip, split, i0, c,
+    N, C, H, W, Ho, Wo, KH, KW, PH, PW, ROWS_PER_SPLIT,
     sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw,
     R: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KWP: tl.constexpr,
     UPCAST: tl.constexpr, IEEE: tl.constexpr, TRANSPOSED: tl.constexpr,
@@ -279,12 +279,6 @@ def dwconv_bwd_weight_kernel(
     # A program owns kernel rows i0 .. i0 + R - 1. Loop row h (of Ho + R - 1 per image) pairs the
     # input row h + i0 - PH with grad_out row h - r for kernel row i0 + r, so each gathered input
     # tile serves R products; a row past either map loads as zeros.
-    pid = tl.program_id(0)
-    strip = pid // SPLITS
-    split = pid % SPLITS
-    i0 = tl.program_id(1) * R
-    c = tl.program_id(2).to(tl.int64)
-
     b = tl.arange(0, BN)
     a = tl.arange(0, BK)
     w_out = strip * BN + b
@@ -296,19 +290,7 @@ def dwconv_bwd_weight_kernel(
     row_start = split * ROWS_PER_SPLIT
     row_end = tl.minimum(row_start + ROWS_PER_SPLIT, total_rows)
     dy_chan = dy_ptr + c * sdc
-
-    if TRANSPOSED:
-        acc0 = tl.zeros((BK, BN), dtype=tl.float32)
-        acc1 = tl.zeros((BK, BN), dtype=tl.float32)
-        acc2 = tl.zeros((BK, BN), dtype=tl.float32)
-        acc3 = tl.zeros((BK, BN), dtype=tl.float32)
-        diagonal = a[:, None] - b[None, :]  # P^T[a, b] = P[b, a]
-    else:
-        acc0 = tl.zeros((BN, BK), dtype=tl.float32)
-        acc1 = tl.zeros((BN, BK), dtype=tl.float32)
-        acc2 = tl.zeros((BN, BK), dtype=tl.float32)
-        acc3 = tl.zeros((BN, BK), dtype=tl.float32)
-        diagonal = a[None, :] - b[:, None]
+    acc0, acc1, acc2, acc3, diagonal = _weight_accumulators(a, b, 0, BN, BK, TRANSPOSED)
     for r0 in range(row_start, row_end, BR):
         rows = r0 + tl.arange(0, BR)
         rows_ok = rows < row_end
@@ -333,6 +315,27 @@ def dwconv_bwd_weight_kernel(
             dy = _grad_rows(dy_chan, n, h - 3, ok, w_out, w_out_ok, sdn, sdh, sdw, TRANSPOSED)
             acc3 = _weight_product(dy, tile, acc3, UPCAST, IEEE, TRANSPOSED)
 
+    _store_weight_partials(part_ptr, pid, C, c, KH, KW, i0, acc0, acc1, acc2, acc3, diagonal, R, KWP)
+
+
+@triton.jit
+def _weight_accumulators(a, b, shift, BN: tl.constexpr, BK: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """Four zero products (one per phase) in the orientation of TRANSPOSED, and the kernel
+    column of each of their elements (input column a, which is tile column a - shift past the
+    strip's first input column, against output column b)."""
+    if TRANSPOSED:  # P^T[a, b] = P[b, a]
+        diagonal = a[:, None] - shift - b[None, :]
+    else:
+        diagonal = a[None, :] - shift - b[:, None]
+    zero = tl.zeros(diagonal.shape, dtype=tl.float32)
+    return zero, zero, zero, zero, diagonal
+
+
+@triton.jit
+def _store_weight_partials(part_ptr, pid, C, c, KH, KW, i0, acc0, acc1, acc2, acc3, diagonal,
+                           R: tl.constexpr, KWP: tl.constexpr):
+    """This program's partial dw rows i0 .. i0 + R - 1 (the rows inside the kernel), from the
+    products' diagonals."""
     j_all = tl.arange(0, KWP)
     part = part_ptr + ((pid.to(tl.int64) * C + c) * KH + i0) * KW + j_all
     tl.store(part, _diagonal_sums(acc0, diagonal, j_all, KW), mask=j_all < KW)
@@ -341,3 +344,116 @@ def dwconv_bwd_weight_kernel(
     if R > 2:
         tl.store(part + 2 * KW, _diagonal_sums(acc2, diagonal, j_all, KW), mask=(j_all < KW) & (i0 + 2 < KH))
         tl.store(part + 3 * KW, _diagonal_sums(acc3, diagonal, j_all, KW), mask=(j_all < KW) & (i0 + 3 < KH))
+
+
+@triton.jit
+def _bwd_weight_batch_rows(
+    dy_ptr, x_ptr, part_ptr, pid, strip, split, i0, c,
+    N, C, H, W, Ho, Wo, KH, KW, PH, PW, SPLITS,
+    sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw,
+    R: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KWP: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr, TRANSPOSED: tl.constexpr, ALIGN: tl.constexpr,
+    DY_ALIGN: tl.constexpr,
+):
+    # The reduction runs over loop rows hh (a SPLITS-th of 0 .. Ho + R - 2, only those whose input
+    # row hh + i0 - PH is inside the map) and, within each, over BR images at a time. Input row
+    # hh + i0 - PH pairs with grad_out row hh - r for kernel row i0 + r, so grad_out row hh serves
+    # phase r at loop row hh + r: one new grad_out tile per loop row, the previous R - 1 carried.
+    # ALIGN / DY_ALIGN > 1: vector loads, as in the batch-row forward (the launcher checks the
+    # strides and addresses); the input tile starts at the aligned column below the strip's first
+    # input column and the diagonals shift by the difference.
+    b = tl.arange(0, BN)
+    a = tl.arange(0, BK)
+    w_out = strip * BN + b
+    if DY_ALIGN > 1:
+        w_out = tl.max_contiguous(tl.multiple_of(w_out, DY_ALIGN), DY_ALIGN)
+    w_out_ok = (strip * BN + (b // DY_ALIGN) * DY_ALIGN) < Wo  # per chunk (Wo is a multiple of DY_ALIGN)
+    w_first = strip * BN - PW
+    w_start = w_first - ((w_first % ALIGN) + ALIGN) % ALIGN
+    w_in = w_start + a
+    if ALIGN > 1:
+        w_in = tl.max_contiguous(tl.multiple_of(w_in, ALIGN), ALIGN)
+    w_chunk = w_start + (a // ALIGN) * ALIGN
+    w_in_ok = (w_chunk >= 0) & (w_chunk < W)
+    shift = w_first - w_start
+    x_chan_offset = c * sxc
+    dy_chan_offset = c * sdc
+
+    loop_rows = Ho + R - 1
+    per_split = tl.cdiv(loop_rows, SPLITS)
+    hh_lo = tl.maximum(split * per_split, PH - i0)
+    hh_hi = tl.minimum(tl.minimum(split * per_split + per_split, loop_rows), H + PH - i0)
+
+    acc0, acc1, acc2, acc3, diagonal = _weight_accumulators(a, b, shift, BN, BK, TRANSPOSED)
+    for n0 in range(0, N, BR):
+        n = n0 + tl.arange(0, BR)
+        n_ok = n < N
+        x_rows = n.to(tl.int64) * sxn
+        dy_rows = n.to(tl.int64) * sdn
+        if ALIGN > 1:
+            x_rows = tl.multiple_of(x_rows, ALIGN)
+        if DY_ALIGN > 1:
+            dy_rows = tl.multiple_of(dy_rows, DY_ALIGN)
+        x_offsets = x_rows[:, None] + w_in.to(tl.int64)[None, :] * sxw
+        tile_ok = n_ok[:, None] & w_in_ok[None, :]
+        if TRANSPOSED:
+            dy_offsets = dy_rows[:, None] + w_out.to(tl.int64)[None, :] * sdw
+            dy_ok = n_ok[:, None] & w_out_ok[None, :]
+        else:
+            dy_offsets = dy_rows[None, :] + w_out.to(tl.int64)[:, None] * sdw
+            dy_ok = w_out_ok[:, None] & n_ok[None, :]
+        dy1 = _grad_row(dy_ptr, dy_chan_offset, hh_lo - 1, Ho, sdh, dy_offsets, dy_ok, DY_ALIGN)
+        dy2 = _grad_row(dy_ptr, dy_chan_offset, hh_lo - 2, Ho, sdh, dy_offsets, dy_ok, DY_ALIGN)
+        dy3 = _grad_row(dy_ptr, dy_chan_offset, hh_lo - 3, Ho, sdh, dy_offsets, dy_ok, DY_ALIGN)
+        for hh in range(hh_lo, hh_hi):
+            row = (hh + i0 - PH).to(tl.int64) * sxh + x_chan_offset
+            if ALIGN > 1:
+                row = tl.multiple_of(row, ALIGN)
+            tile = tl.load(x_ptr + row + x_offsets, mask=tile_ok, other=0.0)
+            dy0 = _grad_row(dy_ptr, dy_chan_offset, hh, Ho, sdh, dy_offsets, dy_ok, DY_ALIGN)
+            acc0 = _weight_product(dy0, tile, acc0, UPCAST, IEEE, TRANSPOSED)
+            if R > 1:
+                acc1 = _weight_product(dy1, tile, acc1, UPCAST, IEEE, TRANSPOSED)
+            if R > 2:
+                acc2 = _weight_product(dy2, tile, acc2, UPCAST, IEEE, TRANSPOSED)
+                acc3 = _weight_product(dy3, tile, acc3, UPCAST, IEEE, TRANSPOSED)
+            dy3 = dy2
+            dy2 = dy1
+            dy1 = dy0
+    _store_weight_partials(part_ptr, pid, C, c, KH, KW, i0, acc0, acc1, acc2, acc3, diagonal, R, KWP)
+
+
+@triton.jit
+def _grad_row(dy_ptr, chan_offset, h, Ho, sdh, dy_offsets, dy_ok, DY_ALIGN: tl.constexpr):
+    """grad_out row h of the tile's images (zeros for a row outside the map)."""
+    row = tl.cast(h, tl.int64) * sdh + chan_offset  # h may be a plain int in the interpreter
+    if DY_ALIGN > 1:
+        row = tl.multiple_of(row, DY_ALIGN)
+    return tl.load(dy_ptr + row + dy_offsets, mask=dy_ok & (h >= 0) & (h < Ho), other=0.0)
+
+
+@triton.jit
+def dwconv_bwd_weight_kernel(
+    dy_ptr, x_ptr, part_ptr,
+    N, C, H, W, Ho, Wo, KH, KW, PH, PW, ROWS_PER_SPLIT, SPLITS,
+    sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw, TUNE_CLASS,
+    R: tl.constexpr, BR: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KWP: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr, TRANSPOSED: tl.constexpr, BATCH_ROWS: tl.constexpr = False,
+    ALIGN: tl.constexpr = 1, DY_ALIGN: tl.constexpr = 1,
+):
+    """Partial weight gradients; grid (strips * SPLITS, cdiv(KH, R), C). Group rows split the
+    N * (Ho + R - 1) loop rows into ROWS_PER_SPLIT; batch rows split each image's Ho + R - 1 loop
+    rows SPLITS ways. TUNE_CLASS is not read: it is part of the autotuning key."""
+    pid = tl.program_id(0)
+    strip = pid // SPLITS
+    split = pid % SPLITS
+    i0 = tl.program_id(1) * R
+    c = tl.program_id(2).to(tl.int64)
+    if BATCH_ROWS:
+        _bwd_weight_batch_rows(dy_ptr, x_ptr, part_ptr, pid, strip, split, i0, c, N, C, H, W, Ho, Wo, KH, KW, PH, PW,
+                               SPLITS, sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw, R, BR, BN, BK, KWP, UPCAST, IEEE,
+                               TRANSPOSED, ALIGN, DY_ALIGN)
+    else:
+        _bwd_weight_group_rows(dy_ptr, x_ptr, part_ptr, pid, strip, split, i0, c, N, C, H, W, Ho, Wo, KH, KW, PH, PW,
+                               ROWS_PER_SPLIT, sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw, R, BR, BN, BK, KWP, UPCAST,
+                               IEEE, TRANSPOSED)

@@ -63,9 +63,11 @@ def fixed_fwd_variant(x: torch.Tensor, kw: int, groups: int):
 # an aligned batch-row tile), so the pruning keeps, for each tile, the smallest BK that does.
 # Group rows use BN = 32 only: with BN = 64 a 31-wide kernel needs BK = 128 and every dtype spills
 # (AOT compiles for sm_80 and sm_90); fp32 (3xTF32) keeps BM <= 64, above which it needs 120+ KiB
-# of shared memory. Batch-row tiles with 4 warps and BN = 32 spill too (benchmarks/triton_isa_report.py).
+# of shared memory. Batch-row tiles use BN = 16: with BN = 32 they spill on sm_80 on unaligned
+# inputs (32 bytes), and a 16-wide strip leaves room in BK = 64 for an 8-element aligned start up
+# to kw = 42.
 FWD_TILES = ((64, 32, 4), (32, 32, 4), (64, 32, 8), (128, 32, 8))
-BATCH_ROW_TILES = ((64, 32, 8), (128, 32, 8), (64, 16, 4), (64, 16, 8), (128, 16, 8))
+BATCH_ROW_TILES = ((64, 16, 4), (64, 16, 8), (128, 16, 8))
 BATCH_ROWS_MIN = 16
 FWD_KEY = ["Ho", "Wo", "KH", "KW", "TUNE_CLASS"]
 
@@ -90,10 +92,11 @@ def vector_width(x: torch.Tensor) -> int:
     return 1
 
 
-def tune_class(x: torch.Tensor) -> int:
-    """What the tuned forward variant depends on besides the shapes: 2 * vector width + whether
-    the batch is large enough for batch-row tiles."""
-    return 2 * vector_width(x) + int(x.shape[0] >= BATCH_ROWS_MIN)
+def tune_class(*tensors: torch.Tensor) -> int:
+    """What a tuned variant depends on besides the shapes: 2 * the vector width all ``tensors``
+    allow + whether the batch is large enough for batch-row tiles."""
+    width = min(vector_width(t) for t in tensors)
+    return 2 * width + int(tensors[0].shape[0] >= BATCH_ROWS_MIN)
 
 
 def _aligned(bn: int, bk: int, kw: int, width: int) -> int:
@@ -159,16 +162,48 @@ def fixed_tiles() -> bool:
 
 
 # Weight-gradient variants tuned on the GPU: the product's orientation (P = dY^T X has M = 32; its
-# transpose has M = BK >= 64, which Hopper's warpgroup MMAs need) and the warps. The key is the
-# forward's: never the batch size.
+# transpose has M = BK >= 64, which Hopper's warpgroup MMAs need), the warps, and for batches of
+# 16 and more the batch-row tiles (see kernels.py). The key is the forward's: never the batch size.
 BWD_WEIGHT_VARIANTS = ((False, 4), (True, 4), (False, 8), (True, 8))  # (TRANSPOSED, warps)
+
+
+# Batch rows: the transposed product with 8 warps only; the others spill on sm_80 or sm_90
+# (4 warps up to 208 bytes on unaligned inputs, 8 warps untransposed up to 16 bytes).
+BATCH_ROW_WEIGHT_VARIANTS = ((True, 8),)
+
+
+def bwd_weight_configs():
+    return ([triton.Config({"TRANSPOSED": transposed, "BATCH_ROWS": False, "ALIGN": 1, "DY_ALIGN": 1},
+                           num_warps=warps) for transposed, warps in BWD_WEIGHT_VARIANTS]
+            + [triton.Config({"TRANSPOSED": transposed, "BATCH_ROWS": True, "ALIGN": 1, "DY_ALIGN": 1},
+                             num_warps=warps) for transposed, warps in BATCH_ROW_WEIGHT_VARIANTS])
+
+
+def prune_bwd_weight_configs(configs, named_args, **kwargs):
+    tune = named_args.get("TUNE_CLASS", 2)
+    width, batch_rows_ok = tune // 2, bool(tune % 2)
+    align = _aligned(kwargs["BN"], kwargs["BK"], named_args["KW"], width)
+    pruned = []
+    for config in configs:
+        if config.kwargs["BATCH_ROWS"]:
+            if not batch_rows_ok:
+                continue
+            config = triton.Config(dict(config.kwargs, ALIGN=align, DY_ALIGN=width), num_warps=config.num_warps,
+                                   num_stages=config.num_stages)
+        pruned.append(config)
+    return pruned
+
+
+def fixed_bwd_weight_variant(x: torch.Tensor, grad_out: torch.Tensor, bn: int, bk: int, kw: int):
+    """The weight gradient's variant and warps when it is not tuned: the group-row product as
+    measured before tuning existed (tests swap in other variants)."""
+    return dict(TRANSPOSED=False, BATCH_ROWS=False, ALIGN=1, DY_ALIGN=1), 4
 
 
 @functools.lru_cache(maxsize=None)
 def _tuned_bwd_weight_kernel():
-    configs = [triton.Config({"TRANSPOSED": transposed}, num_warps=warps)
-               for transposed, warps in BWD_WEIGHT_VARIANTS]
-    return triton.autotune(configs=configs, key=FWD_KEY)(dwconv_bwd_weight_kernel)
+    return triton.autotune(configs=bwd_weight_configs(), key=FWD_KEY,
+                           prune_configs_by={"early_config_prune": prune_bwd_weight_configs})(dwconv_bwd_weight_kernel)
 
 
 @functools.lru_cache(maxsize=None)
@@ -246,10 +281,11 @@ def bwd_weight(grad_out, x, kh, kw, ph, pw):
     upcast, ieee = _flags(x)
     grid = (strips * splits, row_groups, c)
     args = (grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
-            *grad_out.stride(), *x.stride())
+            *grad_out.stride(), *x.stride(), tune_class(x, grad_out))
     meta = dict(R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee)
-    if fixed_tiles():  # the product as measured before tuning existed
-        dwconv_bwd_weight_kernel[grid](*args, TRANSPOSED=False, **meta)
+    if fixed_tiles():
+        variant, warps = fixed_bwd_weight_variant(x, grad_out, bn, bk, kw)
+        dwconv_bwd_weight_kernel[grid](*args, **variant, **meta, num_warps=warps)
     else:  # every variant writes every partial it owns, so timing runs leave nothing behind
         _tuned_bwd_weight_kernel()[grid](*args, **meta)
     # a fixed-order sum of the partials: deterministic, whatever the grid
