@@ -76,10 +76,10 @@ want sanitizer && step sanitizer 60 bash -c "compute-sanitizer --tool memcheck -
     compute-sanitizer --tool racecheck --error-exitcode 1 $py $out/sanitize_case.py"
 rm -f "$out/sanitize_case.py"
 want algos && LOG=bench step algos 90 $py benchmarks/cuda_algos.py
-want triton_variants && LOG=bench step triton_variants 120 $py benchmarks/triton_variants.py
+want triton_variants && LOG=bench step triton_variants 180 $py benchmarks/triton_variants.py
 want host_overhead && LOG=bench step host_overhead 60 $py benchmarks/host_overhead.py
 # Hardware counters of the stage-1 kernels (needs ncu with counter access; the clocks stay as they are)
-want profile && LOG=bench step profile 150 ncu --clock-control none -k regex:dwconv --launch-count 7 \
+want profile && LOG=bench step profile 180 ncu --clock-control none -k regex:dwconv --launch-count 11 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
     $py benchmarks/profile_kernels.py

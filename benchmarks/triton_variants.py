@@ -6,8 +6,9 @@ Times the kernel itself (no autotuning) for: the rows of a tile (group rows: R c
 rows of one image per GEMM row; batch rows: the same R rows of BM images, with aligned vector
 loads where the strides allow), R (1 is the plain row-Toeplitz product, 4 shares each gathered
 input tile among four kernel rows), the tile (BM, BN, warps), and for fp32 the two ways to fp32
-accuracy: the 3xTF32 split on tensor cores against IEEE FMA. Each variant is checked against the
-float64 reference before it is timed.
+accuracy: the 3xTF32 split on tensor cores against IEEE FMA. Then the bf16 weight gradient's
+tuning candidates (group rows both ways, batch rows). Each variant is checked against the float64
+reference before it is timed.
 """
 from __future__ import annotations
 
@@ -73,7 +74,44 @@ def main(argv=None) -> int:
                 rows = f"batch rows ALIGN={align}" if v["batch_rows"] else "group rows"
                 print(f"{n}x{c}x{hw}x{hw} k{k} {str(dtype)[6:]:>8} {precision:>8} {rows:>20} R={r} BM={bm} BN={bn} "
                       f"warps={warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
+        failures += weight_gradients(n, c, hw, k, peaks, args.budget_ms)
     return 1 if failures else 0
+
+
+def weight_gradients(n, c, hw, k, peaks, budget_ms) -> int:
+    """Each bf16 weight-gradient tuning candidate, untuned, checked on 8 channels; the number wrong."""
+    import os
+
+    dtype, pad = torch.bfloat16, k // 2
+    x = torch.randn(n, c, hw, hw, device="cuda", dtype=dtype)
+    dy = torch.randn(n, c, hw, hw, device="cuda", dtype=dtype)
+    x8 = x[:, :8].double()
+    w8 = torch.zeros(8, 1, k, k, device="cuda", dtype=torch.float64, requires_grad=True)
+    F.conv2d(x8, w8, padding=pad, groups=8).backward(dy[:, :8].double())
+    ref = w8.grad
+    nominal = 2.0 * n * c * hw * hw * k * k
+    bk = triton.next_power_of_2(32 + k - 1)
+    width = min(launch.vector_width(x), launch.vector_width(dy))
+    os.environ[launch.AUTOTUNE_ENV] = "0"
+    wrong = 0
+    for config in launch.prune_bwd_weight_configs(launch.bwd_weight_configs(), {"KW": k, "TUNE_CLASS": 2 * width + 1},
+                                                  BN=32, BK=bk):
+        variant = (config.kwargs, config.num_warps)
+        launch.fixed_bwd_weight_variant = lambda *_: variant  # noqa: E731
+
+        def run():
+            return launch.bwd_weight(dy, x, k, k, pad, pad)
+
+        err = ((run()[0][:8].double() - ref).abs().max() / ref.abs().max()).item()
+        ms = time_cuda(run, budget_ms)[0]
+        pct = 100 * nominal / (ms * 1e-3) / (compute_peak(peaks, dtype) * 1e12)
+        ok = err <= TOLERANCE[dtype]
+        wrong += not ok
+        rows = "batch rows" if config.kwargs["BATCH_ROWS"] else "group rows"
+        print(f"{n}x{c}x{hw}x{hw} k{k} bfloat16 weight gradient {rows:>10} transposed={config.kwargs['TRANSPOSED']!s:>5} "
+              f"warps={config.num_warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
+    del os.environ[launch.AUTOTUNE_ENV]
+    return wrong
 
 
 if __name__ == "__main__":
