@@ -166,6 +166,25 @@ def test_vector_width_follows_strides_and_address():
 ROW_KERNEL_CASES = [c for c in KERNEL_PATH_CASES if not dense.covers_map(c[2], c[3], c[4], c[5])]
 
 
+def _batch_row_variants(monkeypatch):
+    """Route the untuned launcher through the batch-row forward and weight gradient, at the
+    widest vectors each call's tensors allow."""
+    import triton
+
+    def fwd_variant(x, kw, groups):
+        bn, width = 16, launch.vector_width(x)
+        bk = max(32, triton.next_power_of_2(bn + kw - 1 + width - 1))
+        return dict(BM=16, BN=bn, BK=bk, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw, width)), 4
+
+    def weight_variant(x, grad_out, bn, bk, kw):
+        width = min(launch.vector_width(x), launch.vector_width(grad_out))
+        return dict(TRANSPOSED=True, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw, width), DY_ALIGN=width), 8
+
+    monkeypatch.setattr(launch, "fixed_fwd_variant", fwd_variant)
+    monkeypatch.setattr(launch, "fixed_bwd_weight_variant", weight_variant)
+    monkeypatch.setenv(launch.AUTOTUNE_ENV, "0")
+
+
 LAYOUT_CASE = (3, 2, 12, 24, 9, 9, "same")
 
 
@@ -177,15 +196,7 @@ def test_batch_row_forward_matches_float64(case, dtype, layout, monkeypatch):
     """The batch-row variant (tuned on the GPU for batches of 16 and more) on every kernel-path
     shape and on strided layouts, forward and input gradient, at the widest vectors each input
     allows."""
-    def batch_rows(x, kw_, groups):
-        bn = 16
-        bk = max(32, triton.next_power_of_2(bn + kw_ - 1 + launch.vector_width(x) - 1))
-        return dict(BM=16, BN=bn, BK=bk, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw_, launch.vector_width(x))), 4
-
-    import triton
-
-    monkeypatch.setattr(launch, "fixed_fwd_variant", batch_rows)
-    monkeypatch.setenv(launch.AUTOTUNE_ENV, "0")
+    _batch_row_variants(monkeypatch)
     x, weight, bias, pad, grad_out = _case_tensors(case, dtype, layout)
     (ref_y, ref_dx, _, _), (ty, tdx, _, _) = _reference_set(x, weight, bias, pad, grad_out)
     y, dx = _forward_and_input_grad(x, weight, bias, pad, grad_out)
@@ -201,17 +212,29 @@ def test_batch_row_weight_gradient_matches_float64(case, dtype, layout, monkeypa
     """The batch-row weight gradient (tuned on the GPU for batches of 16 and more), transposed
     product, on every kernel-path shape and on strided layouts, at the widest vectors each
     input allows."""
-    def batch_rows(x, grad_out, bn, bk, kw_):
-        width = min(launch.vector_width(x), launch.vector_width(grad_out))
-        return dict(TRANSPOSED=True, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw_, width), DY_ALIGN=width), 8
-
-    monkeypatch.setattr(launch, "fixed_bwd_weight_variant", batch_rows)
-    monkeypatch.setenv(launch.AUTOTUNE_ENV, "0")
+    _batch_row_variants(monkeypatch)
     x, weight, bias, pad, grad_out = _case_tensors(case, dtype, layout)
     (_, _, ref_dw, ref_db), (_, _, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
     dw, db = launch.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], pad[0], pad[1])
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
+
+
+def test_fuzz_batch_row_variants(monkeypatch):
+    """Random cases (tests/fuzz_cases.py) through the batch-row variants: forward and all three
+    gradients against float64, as test_fuzz.py does for the tuned or heuristic ones."""
+    from hypothesis import given
+
+    from fuzz_cases import conv_cases
+    from test_fuzz import _check
+
+    _batch_row_variants(monkeypatch)
+
+    @given(case=conv_cases())
+    def run(case):
+        _check("triton", case)
+
+    run()
 
 
 @pytest.mark.parametrize("batch_rows,w,splits", [(False, 37, 1), (True, 37, 3), (True, 40, 2)],
