@@ -52,7 +52,7 @@ rm -f "$out/rebuild.txt"
 # test_every_autotune_config_is_correct checks each tile, and the bench tunes as users do.
 want cuda_tests && LOG=tests step cuda_tests 150 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
     tests/test_cuda_ext.py tests/test_gpu_reliability.py tests/test_reliability.py
-want triton_tests && LOG=tests step triton_tests 170 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
+want triton_tests && LOG=tests step triton_tests 300 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
     --maxfail=20 tests/test_triton.py
 want fuzz && LOG=tests step fuzz 120 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 cat > "$out/sanitize_case.py" <<'PY'
