@@ -62,3 +62,14 @@ def test_no_choice_by_timing_under_deterministic_algorithms(monkeypatch):
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
     assert measured.choose(("k",), ["cuda", "triton"], lambda name: name) is None
     assert calls == [] and measured.remembered(("k",)) is None
+
+
+def test_kinds_split_small_from_large_batches_only():
+    import torch
+
+    weight = torch.empty(4, 1, 7, 7)
+    kind = lambda n, h=28: measured.kind("fwd", torch.empty(n, 4, h, h), weight)  # noqa: E731
+    assert kind(1) == kind(measured.SMALL_BATCH - 1)       # every small batch shares one measurement
+    assert kind(measured.SMALL_BATCH) == kind(256)         # and every large one another
+    assert kind(1) != kind(64)
+    assert kind(64, 28) == kind(64, 30) != kind(64, 56)    # map sizes by power-of-two class

@@ -1,8 +1,11 @@
 """"auto" between the GPU backends by measurement: the first call of each kind times every
 candidate on that call's own tensors and remembers the fastest.
 
-A kind is (device, pass, dtype, kernel size, layout, map-size class, deterministic mode); the
-batch size and channel count are left out so a new batch size never triggers a new measurement.
+A kind is (device, pass, dtype, kernel size, layout, map-size class, whether the batch is below
+SMALL_BATCH, deterministic mode). The batch size itself and the channel count are left out, so a
+new batch size triggers a new measurement at most once, when it crosses SMALL_BATCH: a small batch
+is where the fastest backend changes (at batch 1 the host's launch costs matter and PyTorch's own
+kernel is the fastest for small maps; at batch 64 the tensor-core kernels win).
 Measuring is skipped (static priority instead) while a CUDA graph is being captured, while
 torch.compile traces, when ``REPLK_OPS_AUTOTUNE=0``, and under
 ``torch.use_deterministic_algorithms(True)``: a choice made by timing can differ from one process
@@ -21,6 +24,7 @@ from .._checks import env_switch, memory_format_of
 
 ENV_VAR = "REPLK_OPS_AUTOTUNE"
 REPEATS = 3
+SMALL_BATCH = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +52,8 @@ def _size_class(size: int) -> int:
 
 def kind(op: str, x: torch.Tensor, weight: torch.Tensor) -> Tuple:
     fmt = "channels_last" if memory_format_of(x) == torch.channels_last else "nchw"
-    return (str(x.device), op, x.dtype, tuple(weight.shape[2:]), fmt,
-            _size_class(x.shape[2]), _size_class(x.shape[3]), torch.are_deterministic_algorithms_enabled())
+    return (str(x.device), op, x.dtype, tuple(weight.shape[2:]), fmt, _size_class(x.shape[2]),
+            _size_class(x.shape[3]), x.shape[0] < SMALL_BATCH, torch.are_deterministic_algorithms_enabled())
 
 
 def remembered(key: Tuple) -> Optional[Measurement]:
