@@ -66,7 +66,7 @@ def fixed_fwd_variant(x: torch.Tensor, kw: int, groups: int):
 # of shared memory. Batch-row tiles use BN = 16: with BN = 32 they spill on sm_80 on unaligned
 # inputs (32 bytes), and a 16-wide strip leaves room in BK = 64 for an 8-element aligned start up
 # to kw = 42.
-FWD_TILES = ((64, 32, 4), (32, 32, 4), (64, 32, 8), (128, 32, 8))
+FWD_TILES = ((64, 32, 4), (32, 32, 4), (16, 32, 4), (64, 32, 8), (128, 32, 8))  # BM = 16: batch 1, small maps
 BATCH_ROW_TILES = ((64, 16, 4), (64, 16, 8), (128, 16, 8))
 BATCH_ROWS_MIN = 16
 FWD_KEY = ["Ho", "Wo", "KH", "KW", "TUNE_CLASS"]
