@@ -31,7 +31,7 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
                **{k: "i32" for k in FWD_INTS}, "TUNE_CLASS": "i32"}
         const = {"HAS_BIAS": True, "R": 1 if dtype == "fp32" else 4, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False,
-                 "IEEE": False, "BATCH_ROWS": False, "ALIGN": 1, "sxw": 1, "syw": 1}
+                 "IEEE": False, "BATCH_ROWS": False, "ALIGN": 1, "CARRY_BANDS": kernel == "fwd", "sxw": 1, "syw": 1}
         if kernel.startswith("fwd_batch"):  # 16-wide strips; aligned: 8 (fp32: 4) element vectors
             const.update(BATCH_ROWS=True, BN=16, BM=64 if dtype == "fp32" else 128,
                          ALIGN=1 if kernel.endswith("_unaligned") else 4 if dtype == "fp32" else 8)
@@ -69,7 +69,8 @@ def _resources(cubin: bytes) -> dict:
 
 
 # Group-row tiles with 4 warps spill up to 8 bytes in half precision on sm_90 when compiled as a
-# run specializes them (unit strides, aligned pointers); the report shows the 8-warp tile.
+# run specializes them (unit strides, aligned pointers); the report shows the 8-warp tile, which
+# carries its bands (launch.FWD_TILES).
 WARPS = {"fwd": 8, "fwd_batch": 8, "fwd_batch_unaligned": 8, "bwd_weight_batch": 8, "bwd_weight_batch_unaligned": 8}
 KERNELS = ("fwd", "fwd_batch", "fwd_batch_unaligned", "dense_fwd", "bwd_weight", "bwd_weight_t", "bwd_weight_batch",
            "bwd_weight_batch_unaligned")

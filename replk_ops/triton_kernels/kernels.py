@@ -51,7 +51,7 @@ def _fwd_group_rows(
     N, H, W, Ho, Wo, KH, KW, PH, PW,
     sxn, sxc, sxh, sxw, syn, syc, syh, syw,
     HAS_BIAS: tl.constexpr, R: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    UPCAST: tl.constexpr, IEEE: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr, CARRY_BANDS: tl.constexpr,
 ):
     # GEMM row m is the group of R output rows (n, R g + r), r < R (R divides Ho); the accumulator
     # of phase r holds output rows R g + r. Input row offset rho gives one tile X_rho (input row
@@ -90,24 +90,35 @@ def _fwd_group_rows(
     acc1 = tl.zeros((BM, BN), dtype=tl.float32)
     acc2 = tl.zeros((BM, BN), dtype=tl.float32)
     acc3 = tl.zeros((BM, BN), dtype=tl.float32)
+    # CARRY_BANDS: gather one band per iteration and carry the previous R - 1 (as the batch-row
+    # tiles do); otherwise gather all R per iteration, which needs fewer registers.
+    if CARRY_BANDS:
+        band1 = _band(w_chan, rho_lo - 1, KH, KW, band, band_ok)
+        band2 = _band(w_chan, rho_lo - 2, KH, KW, band, band_ok)
+        band3 = _band(w_chan, rho_lo - 3, KH, KW, band, band_ok)
     for rho in range(rho_lo, rho_hi):
         h_in = h_first + rho - PH
         ok = g_ok & (h_in >= 0) & (h_in < H)
         tile = tl.load(x_rows[:, None] + h_in.to(tl.int64)[:, None] * sxh + x_cols[None, :],
                        mask=ok[:, None] & w_in_ok[None, :], other=0.0)
         # kernel row rho - r for phase r; rows outside the kernel load as zeros
-        acc0 = _dot(tile, tl.load(w_chan + rho * KW + band, mask=band_ok & (rho < KH), other=0.0), acc0, UPCAST, IEEE)
-        if R > 1:
-            i = rho - 1
-            acc1 = _dot(tile, tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0), acc1,
-                        UPCAST, IEEE)
-        if R > 2:
-            i = rho - 2
-            acc2 = _dot(tile, tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0), acc2,
-                        UPCAST, IEEE)
-            i = rho - 3
-            acc3 = _dot(tile, tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0), acc3,
-                        UPCAST, IEEE)
+        band0 = _band(w_chan, rho, KH, KW, band, band_ok)
+        acc0 = _dot(tile, band0, acc0, UPCAST, IEEE)
+        if CARRY_BANDS:
+            if R > 1:
+                acc1 = _dot(tile, band1, acc1, UPCAST, IEEE)
+            if R > 2:
+                acc2 = _dot(tile, band2, acc2, UPCAST, IEEE)
+                acc3 = _dot(tile, band3, acc3, UPCAST, IEEE)
+            band3 = band2
+            band2 = band1
+            band1 = band0
+        else:
+            if R > 1:
+                acc1 = _dot(tile, _band(w_chan, rho - 1, KH, KW, band, band_ok), acc1, UPCAST, IEEE)
+            if R > 2:
+                acc2 = _dot(tile, _band(w_chan, rho - 2, KH, KW, band, band_ok), acc2, UPCAST, IEEE)
+                acc3 = _dot(tile, _band(w_chan, rho - 3, KH, KW, band, band_ok), acc3, UPCAST, IEEE)
 
     bias = 0.0
     if HAS_BIAS:
@@ -221,6 +232,7 @@ def dwconv_fwd_kernel(
     sxn, sxc, sxh, sxw, syn, syc, syh, syw, TUNE_CLASS,
     HAS_BIAS: tl.constexpr, R: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
     UPCAST: tl.constexpr, IEEE: tl.constexpr, BATCH_ROWS: tl.constexpr = False, ALIGN: tl.constexpr = 1,
+    CARRY_BANDS: tl.constexpr = False,
 ):
     """The forward; grid (cdiv(N * Ho / R, BM), cdiv(Wo, BN), C) with group rows, or
     (C * cdiv(Ho, R), cdiv(Wo, BN), cdiv(N, BM)) with BATCH_ROWS. TUNE_CLASS is not read: it is
@@ -230,7 +242,7 @@ def dwconv_fwd_kernel(
                         sxn, sxc, sxh, sxw, syn, syc, syh, syw, HAS_BIAS, R, BM, BN, BK, UPCAST, IEEE, ALIGN)
     else:
         _fwd_group_rows(x_ptr, w_ptr, b_ptr, y_ptr, N, H, W, Ho, Wo, KH, KW, PH, PW,
-                        sxn, sxc, sxh, sxw, syn, syc, syh, syw, HAS_BIAS, R, BM, BN, BK, UPCAST, IEEE)
+                        sxn, sxc, sxh, sxw, syn, syc, syh, syw, HAS_BIAS, R, BM, BN, BK, UPCAST, IEEE, CARRY_BANDS)
 
 
 @triton.jit
