@@ -103,17 +103,11 @@ def _fwd_group_rows(
                        mask=ok[:, None] & w_in_ok[None, :], other=0.0)
         # kernel row rho - r for phase r; rows outside the kernel load as zeros
         band0 = _band(w_chan, rho, KH, KW, band, band_ok)
-        acc0 = _dot(tile, band0, acc0, UPCAST, IEEE)
         if CARRY_BANDS:
-            if R > 1:
-                acc1 = _dot(tile, band1, acc1, UPCAST, IEEE)
-            if R > 2:
-                acc2 = _dot(tile, band2, acc2, UPCAST, IEEE)
-                acc3 = _dot(tile, band3, acc3, UPCAST, IEEE)
-            band3 = band2
-            band2 = band1
-            band1 = band0
+            acc0, acc1, acc2, acc3, band1, band2, band3 = _carried_products(
+                tile, band0, band1, band2, band3, acc0, acc1, acc2, acc3, R, UPCAST, IEEE)
         else:
+            acc0 = _dot(tile, band0, acc0, UPCAST, IEEE)
             if R > 1:
                 acc1 = _dot(tile, _band(w_chan, rho - 1, KH, KW, band, band_ok), acc1, UPCAST, IEEE)
             if R > 2:
@@ -142,6 +136,20 @@ def _fwd_group_rows(
 def _band(w_chan, i, KH, KW, band, band_ok):
     """The Toeplitz band of kernel row i (BK x BN); zeros for a row outside the kernel."""
     return tl.load(w_chan + i * KW + band, mask=band_ok & (i >= 0) & (i < KH), other=0.0)
+
+
+@triton.jit
+def _carried_products(tile, band0, band1, band2, band3, acc0, acc1, acc2, acc3, R: tl.constexpr,
+                      UPCAST: tl.constexpr, IEEE: tl.constexpr):
+    """Phase r's product of one input tile with band r (kernel row rho - r), r < R; returns the
+    accumulators and the bands shifted for the next iteration (band r becomes band r + 1)."""
+    acc0 = _dot(tile, band0, acc0, UPCAST, IEEE)
+    if R > 1:
+        acc1 = _dot(tile, band1, acc1, UPCAST, IEEE)
+    if R > 2:
+        acc2 = _dot(tile, band2, acc2, UPCAST, IEEE)
+        acc3 = _dot(tile, band3, acc3, UPCAST, IEEE)
+    return acc0, acc1, acc2, acc3, band0, band1, band2
 
 
 @triton.jit
@@ -200,15 +208,8 @@ def _fwd_batch_rows(
             row = tl.multiple_of(row, ALIGN)
         tile = tl.load(x_ptr + row + offsets, mask=tile_ok, other=0.0)
         band0 = _band(w_chan, rho, KH, KW, band, band_ok)
-        acc0 = _dot(tile, band0, acc0, UPCAST, IEEE)
-        if R > 1:
-            acc1 = _dot(tile, band1, acc1, UPCAST, IEEE)
-        if R > 2:
-            acc2 = _dot(tile, band2, acc2, UPCAST, IEEE)
-            acc3 = _dot(tile, band3, acc3, UPCAST, IEEE)
-        band3 = band2
-        band2 = band1
-        band1 = band0
+        acc0, acc1, acc2, acc3, band1, band2, band3 = _carried_products(
+            tile, band0, band1, band2, band3, acc0, acc1, acc2, acc3, R, UPCAST, IEEE)
 
     bias = 0.0
     if HAS_BIAS:
