@@ -83,6 +83,6 @@ want profile && LOG=bench step profile 180 ncu --clock-control none -k regex:dwc
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
     $py benchmarks/profile_kernels.py
-want bench && step bench 300 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
+want bench && step bench 420 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
     $py -m replk_ops.bench --model replknet31b"
 exit $status
