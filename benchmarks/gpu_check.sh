@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine (no network) should do, in one call of at most ~8 minutes: build
-# the extension in place against the installed torch, the GPU tests, compute-sanitizer memcheck and
-# racecheck on a small case, each CUDA forward kernel and the Triton forward's variants side by
-# side (benchmarks/cuda_algos.py, triton_variants.py), where a batch-1 training step spends its
-# host time (host_overhead.py), hardware counters of the stage-1 kernels (ncu on
-# profile_kernels.py), the default bench with JSON and plot.
-# At most 8 files go to OUTDIR (the three test steps share tests.log; the kernel comparisons and
-# the bench share bench.log). GPU_CHECK_STEPS="build cuda_tests ..." runs only the steps named.
+# Everything a lent GPU machine (no network) should do: build the extension in place against the
+# installed torch, the GPU tests, compute-sanitizer memcheck and racecheck on a small case, each
+# CUDA forward kernel and the Triton kernels' variants side by side (benchmarks/cuda_algos.py,
+# triton_variants.py), where a batch-1 training step spends its host time (host_overhead.py),
+# hardware counters of the stage-1 kernels (ncu on profile_kernels.py), the default bench with JSON
+# and plot. The step limits add up to about 28 minutes, more than one lent session's device time:
+# GPU_CHECK_STEPS="build cuda_tests ..." runs only the steps named, and several calls may share
+# OUTDIR. At most 8 files go to OUTDIR (the test steps share tests.log; the kernel comparisons and
+# the bench share bench.log).
 # Usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]}
