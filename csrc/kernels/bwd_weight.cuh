@@ -77,6 +77,24 @@ __device__ __forceinline__ WeightTile stage_weight_tile(const BwdWeightParams& p
   return {n, h0, w0};
 }
 
+// The block's partial weights: each unit's TAPS taps summed over the groups in a fixed order (group
+// g's value of tap k of unit u at reduce[(g * units + u) * TAPS + k]); unit_taps(u) gives the
+// kernel row and first column of unit u, and taps past the kernel's width are dropped.
+template <int TAPS, typename UnitTaps>
+__device__ __forceinline__ void write_weight_partial(const BwdWeightParams& p, const float* reduce, int groups,
+                                                     int units, int64_t split, int64_t c, UnitTaps unit_taps) {
+  float* out_w = p.partial_w + (split * p.C + c) * p.kh * p.kw;
+  for (int e = threadIdx.x; e < units * TAPS; e += blockDim.x) {
+    const int u = e / TAPS, k = e % TAPS;
+    const int2 first = unit_taps(u);
+    const int j = first.y + k;
+    if (j >= p.kw) continue;
+    float sum = 0.f;
+    for (int g = 0; g < groups; ++g) sum += reduce[(static_cast<size_t>(g) * units + u) * TAPS + k];
+    out_w[first.x * p.kw + j] = sum;
+  }
+}
+
 // Thread 0 writes the block's bias partial: the threads' sums in bias_part, added in a fixed order.
 __device__ __forceinline__ void write_bias_partial(const BwdWeightParams& p, const float* bias_part, int64_t split,
                                                    int64_t c) {
@@ -165,15 +183,8 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
   }
   bias_part[tid] = bias_sum;
   __syncthreads();
-  float* out_w = p.partial_w + (split * p.C + c) * p.kh * p.kw;
-  for (int e = tid; e < l.strips * 8; e += blockDim.x) {
-    int s = e / 8, k = e % 8;
-    int i = s / chunks, j = (s % chunks) * 8 + k;
-    if (j >= p.kw) continue;
-    float sum = 0.f;
-    for (int g = 0; g < l.groups; ++g) sum += reduce[(static_cast<size_t>(g) * l.strips + s) * 8 + k];
-    out_w[i * p.kw + j] = sum;
-  }
+  write_weight_partial<8>(p, reduce, l.groups, l.strips, split, c,
+                          [chunks](int s) { return make_int2(s / chunks, (s % chunks) * 8); });
   write_bias_partial(p, bias_part, split, c);
 }
 

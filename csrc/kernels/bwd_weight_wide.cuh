@@ -104,15 +104,9 @@ __global__ void __launch_bounds__(256)
   }
   bias_part[tid] = bias_sum;
   __syncthreads();
-  float* out_w = p.partial_w + (split * p.C + c) * p.kh * p.kw;
-  for (int e = tid; e < l.units * 16; e += blockDim.x) {
-    const int u = e / 16, k = e % 16;
-    const int row = u % p.kh, j = 16 * (u / p.kh) + k;
-    if (j >= p.kw) continue;
-    float sum = 0.f;
-    for (int g = 0; g < l.groups; ++g) sum += reduce[(static_cast<size_t>(g) * l.units + u) * 16 + k];
-    out_w[row * p.kw + j] = sum;
-  }
+  const int kh = p.kh;
+  write_weight_partial<16>(p, reduce, l.groups, l.units, split, c,
+                           [kh](int u) { return make_int2(u % kh, 16 * (u / kh)); });
   write_bias_partial(p, bias_part, split, c);
 }
 
