@@ -247,7 +247,7 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None):
         return out
     r = phases(ho, x.dtype)
     grid = fwd_grid(n, c, ho, wo, r)
-    if fixed_tiles():
+    if fixed_tiles():  # TUNE_CLASS matters to the tuning only
         meta, warps = fixed_fwd_variant(x, kw, n * ho // r)
         dwconv_fwd_kernel[grid(meta)](*args, 0, R=r, **meta, **flags, num_warps=warps)
     else:
@@ -288,13 +288,13 @@ def bwd_weight(grad_out, x, kh, kw, ph, pw):
     upcast, ieee = _flags(x)
     grid = (strips * splits, row_groups, c)
     args = (grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
-            *grad_out.stride(), *x.stride(), tune_class(x, grad_out))
+            *grad_out.stride(), *x.stride())
     meta = dict(R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee)
-    if fixed_tiles():
+    if fixed_tiles():  # TUNE_CLASS matters to the tuning only
         variant, warps = fixed_bwd_weight_variant(x, grad_out, bn, bk, kw)
-        dwconv_bwd_weight_kernel[grid](*args, **variant, **meta, num_warps=warps)
+        dwconv_bwd_weight_kernel[grid](*args, 0, **variant, **meta, num_warps=warps)
     else:  # every variant writes every partial it owns, so timing runs leave nothing behind
-        _tuned_bwd_weight_kernel()[grid](*args, **meta)
+        _tuned_bwd_weight_kernel()[grid](*args, tune_class(x, grad_out), **meta)
     # a fixed-order sum of the partials: deterministic, whatever the grid
     grad_weight = partials.sum(dim=0).unsqueeze(1).to(x.dtype)
     return grad_weight, grad_bias
