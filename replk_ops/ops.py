@@ -5,8 +5,8 @@ torch.library custom ops: they allocate their outputs and mutate nothing, so aut
 ``torch.compile`` and ``torch.library.opcheck`` treat them like built-in ops. Each call resolves
 its backend at run time (``backends.select``).
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: torch < 2.5 infers the ops' schemas from the
+# annotations themselves and rejects them as strings.
 from typing import Optional, Tuple
 
 import torch
