@@ -12,10 +12,31 @@ from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0"
+# Why the last build left out replk_ops._C, for replk_ops.explain (absent when it was built).
+SKIPPED_NOTE = os.path.join(ROOT, "replk_ops", "_extension_skipped.txt")
 
 
 def say(message: str) -> None:
     print(f"replk_ops setup: {message}", file=sys.stderr)
+
+
+def skip_extension(reason: str):
+    """Install without the extension, saying why here and later in replk_ops.explain."""
+    say(f"{reason}: installing without the CUDA extension")
+    with open(SKIPPED_NOTE, "w") as handle:
+        handle.write(reason + "\n")
+    return [], {}
+
+
+def toolkit_version(cuda_home: str):
+    """(major, minor) of the toolkit's nvcc, or None if it cannot tell."""
+    try:
+        out = subprocess.run([os.path.join(cuda_home, "bin", "nvcc"), "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def is_cuda_home(path: str) -> bool:
@@ -93,24 +114,31 @@ def check_compiler(torch) -> None:
 
 def extension_modules():
     """(ext_modules, cmdclass), empty when the extension cannot or should not be built."""
+    if os.path.exists(SKIPPED_NOTE):
+        os.remove(SKIPPED_NOTE)
     if os.environ.get("REPLK_OPS_SKIP_CUDA_BUILD") == "1":
-        say("REPLK_OPS_SKIP_CUDA_BUILD=1: installing without the CUDA extension")
-        return [], {}
+        return skip_extension("REPLK_OPS_SKIP_CUDA_BUILD=1 was set at install time")
     cuda_home = find_cuda_home()
     if cuda_home is None:
-        say("no CUDA toolkit (nvcc) found: installing without the CUDA extension")
-        return [], {}
+        return skip_extension("no CUDA toolkit (nvcc) was found at install time")
     os.environ["CUDA_HOME"] = cuda_home  # read by torch.utils.cpp_extension at import
     try:
         import torch
         from torch.utils.cpp_extension import BuildExtension, CUDAExtension
     except ImportError as exc:
-        say(f"torch is not importable in the build environment ({exc}); installing without the CUDA "
-            "extension. Use `pip install --no-build-isolation .` with torch installed.")
-        return [], {}
+        return skip_extension(f"torch was not importable in the build environment ({exc}); install with "
+                              "`pip install --no-build-isolation .` with torch installed")
     if torch.version.cuda is None:
-        say(f"torch {torch.__version__} is a CPU-only build: installing without the CUDA extension")
-        return [], {}
+        return skip_extension(f"torch {torch.__version__} is a CPU-only build")
+    # torch refuses (a RuntimeError that fails the whole install) a toolkit of another CUDA major
+    # version than its own; install the rest and say how to get the extension instead
+    toolkit = toolkit_version(cuda_home)
+    torch_major = int(torch.version.cuda.split(".")[0])
+    if toolkit is not None and toolkit[0] != torch_major:
+        return skip_extension(
+            f"the CUDA toolkit at {cuda_home} is CUDA {toolkit[0]}.{toolkit[1]}, but torch {torch.__version__} "
+            f"was built with CUDA {torch.version.cuda}; to build replk_ops._C, reinstall with CUDA_HOME set to a "
+            f"CUDA {torch_major}.x toolkit, or with a torch built for CUDA {toolkit[0]}")
     check_compiler(torch)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS

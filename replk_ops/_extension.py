@@ -21,6 +21,15 @@ class ExtensionStatus:
     cuda_archs: str = ""
 
 
+def _skipped_at_install():
+    """Why ``pip install`` left the extension out, as setup.py recorded it, or None."""
+    try:
+        with open(os.path.join(os.path.dirname(__file__), "_extension_skipped.txt")) as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
 def _load() -> ExtensionStatus:
     if os.environ.get("REPLK_OPS_DISABLE_CUDA_EXTENSION") == "1":
         return ExtensionStatus(False, "disabled by REPLK_OPS_DISABLE_CUDA_EXTENSION=1")
@@ -29,8 +38,8 @@ def _load() -> ExtensionStatus:
     except ImportError as exc:
         text = str(exc)
         if "No module named" in text:
-            return ExtensionStatus(False, "the CUDA extension replk_ops._C was not built "
-                                   "(no CUDA toolkit or a CPU-only torch at install time)")
+            why = _skipped_at_install() or "no CUDA toolkit or a CPU-only torch at install time"
+            return ExtensionStatus(False, f"the CUDA extension replk_ops._C was not built ({why})")
         if "undefined symbol" in text:
             return ExtensionStatus(False, f"replk_ops._C was built against another torch than {torch.__version__} "
                                    f"({text.splitlines()[0][:200]}); reinstall with "
