@@ -16,6 +16,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from replk_ops.triton_kernels import launch
 from replk_ops.triton_kernels.dense import dwconv_dense_fwd_kernel
 from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
 
@@ -45,7 +46,7 @@ def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
     else:  # bwd_weight: P = dY^T X; the others its transpose, the variant for warpgroup MMAs
         sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS},
                "TUNE_CLASS": "i32"}
-        const = {"R": 1 if dtype == "fp32" else 4, "BR": 64, "BN": 32, "BK": bk, "KWP": triton.next_power_of_2(kw),
+        const = {"R": 1 if dtype == "fp32" else 4, "BR": 64, "BN": 32, "BK": bk, "KWP": launch.weight_columns_block(kw),
                  "UPCAST": False, "IEEE": False, "TRANSPOSED": kernel != "bwd_weight", "sdw": 1, "sxw": 1,
                  "BATCH_ROWS": False, "ALIGN": 1, "DY_ALIGN": 1}
         if kernel.startswith("bwd_weight_batch"):  # the tuned batch-row variant; aligned: pairs and 16-byte rows

@@ -277,7 +277,7 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed, batch_rows,
     upcast, ieee = launch._flags(x)
     dwconv_bwd_weight_kernel[(strips * splits, triton.cdiv(kh, r), c)](
         grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits, *grad_out.stride(),
-        *x.stride(), 0, R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee, **variant)
+        *x.stride(), 0, R=r, BR=br, BN=bn, BK=bk, KWP=launch.weight_columns_block(kw), UPCAST=upcast, IEEE=ieee, **variant)
     assert_close_to_reference(partials.sum(0).unsqueeze(1).to(dtype), ref_dw, dtype, yard_dw,
                               what=f"grad weight ({variant})")
 

@@ -264,6 +264,13 @@ def bwd_input(grad_out, weight, ph, pw, out=None):
     return fwd(grad_out, weight.flip(2, 3), None, kh - 1 - ph, kw - 1 - pw, out_hw=(h, w), out=out)
 
 
+def weight_columns_block(kw: int) -> int:
+    """The weight gradient's block of kernel columns: a power of two, and at least 2 because
+    triton 3.0's interpreter ignores the mask of a one-element store (with kw = 1 it wrote the
+    masked-off rows past the kernel's last one)."""
+    return max(2, triton.next_power_of_2(kw))
+
+
 def bwd_weight(grad_out, x, kh, kw, ph, pw):
     n, c, h, w = x.shape
     ho, wo = grad_out.shape[2], grad_out.shape[3]
@@ -289,7 +296,7 @@ def bwd_weight(grad_out, x, kh, kw, ph, pw):
     grid = (strips * splits, row_groups, c)
     args = (grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
             *grad_out.stride(), *x.stride())
-    meta = dict(R=r, BR=br, BN=bn, BK=bk, KWP=triton.next_power_of_2(kw), UPCAST=upcast, IEEE=ieee)
+    meta = dict(R=r, BR=br, BN=bn, BK=bk, KWP=weight_columns_block(kw), UPCAST=upcast, IEEE=ieee)
     if fixed_tiles():  # TUNE_CLASS matters to the tuning only
         variant, warps = fixed_bwd_weight_variant(x, grad_out, bn, bk, kw)
         dwconv_bwd_weight_kernel[grid](*args, 0, **variant, **meta, num_warps=warps)
