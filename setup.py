@@ -162,5 +162,6 @@ def extension_modules():
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 
 
-ext_modules, cmdclass = extension_modules()
-setup(ext_modules=ext_modules, cmdclass=cmdclass)
+if __name__ == "__main__":  # pip's build backend runs this file as __main__; tests import its helpers
+    ext_modules, cmdclass = extension_modules()
+    setup(ext_modules=ext_modules, cmdclass=cmdclass)
