@@ -52,7 +52,8 @@ def _run_setup(tmp_path, **env):
     return result.stderr, note.read_text().strip() if note.exists() else None
 
 
-@pytest.mark.skipif(torch.version.cuda is None, reason="a CPU-only torch: setup.py leaves the extension out before it compares CUDA versions")
+@pytest.mark.skipif(torch.version.cuda is None,
+                    reason="a CPU-only torch: setup.py leaves the extension out before it compares CUDA versions")
 def test_toolkit_of_another_cuda_major_installs_without_the_extension(tmp_path):
     torch_major = int(torch.version.cuda.split(".")[0])
     other = f"{torch_major + 1}.0"
@@ -102,4 +103,5 @@ def test_cpp_sources_compile_against_this_torch():
     assert sources
     for source in sources:
         done = subprocess.run([cxx, *flags, source], capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"{os.path.basename(source)} against torch {torch.__version__}:\n{done.stderr[-3000:]}"
+        where = f"{os.path.basename(source)} against torch {torch.__version__}"
+        assert done.returncode == 0, f"{where}:\n{done.stderr[-3000:]}"
