@@ -23,8 +23,11 @@ def say(message: str) -> None:
 def skip_extension(reason: str):
     """Install without the extension, saying why here and later in replk_ops.explain."""
     say(f"{reason}: installing without the CUDA extension")
-    with open(SKIPPED_NOTE, "w") as handle:
-        handle.write(reason + "\n")
+    try:
+        with open(SKIPPED_NOTE, "w") as handle:
+            handle.write(reason + "\n")
+    except OSError as exc:  # a read-only tree: the install goes on, explain gives a generic reason
+        say(f"could not record the reason in {SKIPPED_NOTE}: {exc}")
     return [], {}
 
 
@@ -114,8 +117,10 @@ def check_compiler(torch) -> None:
 
 def extension_modules():
     """(ext_modules, cmdclass), empty when the extension cannot or should not be built."""
-    if os.path.exists(SKIPPED_NOTE):
+    try:
         os.remove(SKIPPED_NOTE)
+    except OSError:
+        pass
     if os.environ.get("REPLK_OPS_SKIP_CUDA_BUILD") == "1":
         return skip_extension("REPLK_OPS_SKIP_CUDA_BUILD=1 was set at install time")
     cuda_home = find_cuda_home()
