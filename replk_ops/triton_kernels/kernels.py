@@ -93,9 +93,7 @@ def _fwd_group_rows(
     # CARRY_BANDS: gather one band per iteration and carry the previous R - 1 (as the batch-row
     # tiles do); otherwise gather all R per iteration, which needs fewer registers.
     if CARRY_BANDS:
-        band1 = _band(w_chan, rho_lo - 1, KH, KW, band, band_ok)
-        band2 = _band(w_chan, rho_lo - 2, KH, KW, band, band_ok)
-        band3 = _band(w_chan, rho_lo - 3, KH, KW, band, band_ok)
+        band1, band2, band3 = _bands_before(w_chan, rho_lo, KH, KW, band, band_ok)
     for rho in range(rho_lo, rho_hi):
         h_in = h_first + rho - PH
         ok = g_ok & (h_in >= 0) & (h_in < H)
@@ -139,6 +137,28 @@ def _band(w_chan, i, KH, KW, band, band_ok):
 
 
 @triton.jit
+def _bands_before(w_chan, rho_lo, KH, KW, band, band_ok):
+    """The bands of kernel rows rho_lo - 1, rho_lo - 2, rho_lo - 3: what phases 1 to 3 carry into
+    the first iteration of a loop that starts at input row offset rho_lo."""
+    return (_band(w_chan, rho_lo - 1, KH, KW, band, band_ok), _band(w_chan, rho_lo - 2, KH, KW, band, band_ok),
+            _band(w_chan, rho_lo - 3, KH, KW, band, band_ok))
+
+
+@triton.jit
+def _aligned_input_columns(w_first, a, W, ALIGN: tl.constexpr):
+    """A batch-row tile's input columns w_in (column a of the tile), which start at the multiple of
+    ALIGN at or below w_first; whether each is inside the map, judged per chunk of ALIGN columns
+    (W is a multiple of ALIGN) so the mask is constant along each vector; and the shift
+    w_first - (the tile's first column) by which the band or the diagonals move."""
+    w_start = w_first - ((w_first % ALIGN) + ALIGN) % ALIGN  # floor to a multiple of ALIGN
+    w_in = w_start + a
+    if ALIGN > 1:
+        w_in = tl.max_contiguous(tl.multiple_of(w_in, ALIGN), ALIGN)
+    w_chunk = w_start + (a // ALIGN) * ALIGN
+    return w_in, (w_chunk >= 0) & (w_chunk < W), w_first - w_start
+
+
+@triton.jit
 def _carried_products(tile, band0, band1, band2, band3, acc0, acc1, acc2, acc3, R: tl.constexpr,
                       UPCAST: tl.constexpr, IEEE: tl.constexpr):
     """Phase r's product of one input tile with band r (kernel row rho - r), r < R; returns the
@@ -175,18 +195,13 @@ def _fwd_batch_rows(
     n = pid_m * BM + tl.arange(0, BM)
     n_ok = n < N
     a = tl.arange(0, BK)
-    w_first = pid_n * BN - PW
-    w_start = w_first - ((w_first % ALIGN) + ALIGN) % ALIGN  # floor to a multiple of ALIGN
-    w_in = w_start + a
+    w_in, w_in_ok, shift = _aligned_input_columns(pid_n * BN - PW, a, W, ALIGN)
     row_offsets = n.to(tl.int64) * sxn
     if ALIGN > 1:
-        w_in = tl.max_contiguous(tl.multiple_of(w_in, ALIGN), ALIGN)
         row_offsets = tl.multiple_of(row_offsets, ALIGN)
-    # bounds per chunk of ALIGN columns (W is a multiple of ALIGN): constant along each vector
-    w_chunk = w_start + (a // ALIGN) * ALIGN
-    tile_ok = n_ok[:, None] & ((w_chunk >= 0) & (w_chunk < W))[None, :]
+    tile_ok = n_ok[:, None] & w_in_ok[None, :]
     offsets = row_offsets[:, None] + w_in.to(tl.int64)[None, :] * sxw
-    band = a[:, None] - (w_first - w_start) - tl.arange(0, BN)[None, :]
+    band = a[:, None] - shift - tl.arange(0, BN)[None, :]
     band_ok = (band >= 0) & (band < KW)
     w_chan = w_ptr + c * KH * KW
 
@@ -199,9 +214,7 @@ def _fwd_batch_rows(
     acc3 = tl.zeros((BM, BN), dtype=tl.float32)
     # phase r uses the band of kernel row rho - r: gather one new band per iteration and carry
     # the previous R - 1
-    band1 = _band(w_chan, rho_lo - 1, KH, KW, band, band_ok)
-    band2 = _band(w_chan, rho_lo - 2, KH, KW, band, band_ok)
-    band3 = _band(w_chan, rho_lo - 3, KH, KW, band, band_ok)
+    band1, band2, band3 = _bands_before(w_chan, rho_lo, KH, KW, band, band_ok)
     for rho in range(rho_lo, rho_hi):
         row = (h0 + rho - PH).to(tl.int64) * sxh + c * sxc
         if ALIGN > 1:
@@ -381,14 +394,7 @@ def _bwd_weight_batch_rows(
     if DY_ALIGN > 1:
         w_out = tl.max_contiguous(tl.multiple_of(w_out, DY_ALIGN), DY_ALIGN)
     w_out_ok = (strip * BN + (b // DY_ALIGN) * DY_ALIGN) < Wo  # per chunk (Wo is a multiple of DY_ALIGN)
-    w_first = strip * BN - PW
-    w_start = w_first - ((w_first % ALIGN) + ALIGN) % ALIGN
-    w_in = w_start + a
-    if ALIGN > 1:
-        w_in = tl.max_contiguous(tl.multiple_of(w_in, ALIGN), ALIGN)
-    w_chunk = w_start + (a // ALIGN) * ALIGN
-    w_in_ok = (w_chunk >= 0) & (w_chunk < W)
-    shift = w_first - w_start
+    w_in, w_in_ok, shift = _aligned_input_columns(strip * BN - PW, a, W, ALIGN)
     x_chan_offset = c * sxc
     dy_chan_offset = c * sdc
 

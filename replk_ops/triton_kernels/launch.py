@@ -106,6 +106,17 @@ def tune_class(*tensors: torch.Tensor) -> int:
     return 2 * width + int(tensors[0].shape[0] >= BATCH_ROWS_MIN)
 
 
+def _tuning_class(named_args):
+    """(vector width, batch rows allowed) from the call's TUNE_CLASS (see tune_class)."""
+    tune = named_args.get("TUNE_CLASS", 2)
+    return tune // 2, bool(tune % 2)
+
+
+def _with_alignment(config, **alignment):
+    """``config`` with its alignment meta-parameters replaced (batch-row variants)."""
+    return triton.Config(dict(config.kwargs, **alignment), num_warps=config.num_warps, num_stages=config.num_stages)
+
+
 def _aligned(bn: int, bk: int, kw: int, width: int) -> int:
     """The widest alignment <= width whose tile still fits in BK columns."""
     while width > 1 and bn + kw - 1 + width - 1 > bk:
@@ -116,8 +127,7 @@ def _aligned(bn: int, bk: int, kw: int, width: int) -> int:
 def prune_fwd_configs(configs, named_args, **kwargs):
     kw = named_args["KW"]
     x = named_args.get("x_ptr")
-    tune = named_args.get("TUNE_CLASS", 2)
-    width, batch_rows_ok = tune // 2, bool(tune % 2)
+    width, batch_rows_ok = _tuning_class(named_args)
     fp32 = getattr(x, "dtype", None) == torch.float32
     smallest = {}
     for config in configs:
@@ -131,8 +141,7 @@ def prune_fwd_configs(configs, named_args, **kwargs):
     pruned = []
     for config in smallest.values():
         if config.kwargs.get("BATCH_ROWS", False):
-            kwargs_ = dict(config.kwargs, ALIGN=_aligned(config.kwargs["BN"], config.kwargs["BK"], kw, width))
-            config = triton.Config(kwargs_, num_warps=config.num_warps, num_stages=config.num_stages)
+            config = _with_alignment(config, ALIGN=_aligned(config.kwargs["BN"], config.kwargs["BK"], kw, width))
         pruned.append(config)
     return pruned
 
@@ -187,16 +196,14 @@ def bwd_weight_configs():
 
 
 def prune_bwd_weight_configs(configs, named_args, **kwargs):
-    tune = named_args.get("TUNE_CLASS", 2)
-    width, batch_rows_ok = tune // 2, bool(tune % 2)
+    width, batch_rows_ok = _tuning_class(named_args)
     align = _aligned(kwargs["BN"], kwargs["BK"], named_args["KW"], width)
     pruned = []
     for config in configs:
         if config.kwargs["BATCH_ROWS"]:
             if not batch_rows_ok:
                 continue
-            config = triton.Config(dict(config.kwargs, ALIGN=align, DY_ALIGN=width), num_warps=config.num_warps,
-                                   num_stages=config.num_stages)
+            config = _with_alignment(config, ALIGN=align, DY_ALIGN=width)
         pruned.append(config)
     return pruned
 
