@@ -12,8 +12,10 @@ import torch
 
 PaddingArg = Union[str, int, Tuple[int, int]]
 
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-BACKEND_NAMES = ("auto", "reference", "triton", "cuda")
+# What the GPU kernels compute (half precision accumulates in float32) ...
+GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# ... and what the package accepts: float64 too, on PyTorch's own paths.
+SUPPORTED_DTYPES = GPU_DTYPES + (torch.float64,)
 
 
 def _describe_tensor(t: torch.Tensor) -> str:
@@ -26,12 +28,6 @@ def env_switch(name: str) -> bool:
     if value not in ("", "0", "1"):
         raise ValueError(f"environment variable {name}: expected 0 or 1, got {value!r}")
     return value != "0"
-
-
-def check_backend_name(backend: str, argument: str = "backend") -> str:
-    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
-        raise ValueError(f"{argument}: expected one of {BACKEND_NAMES}, got {backend!r}")
-    return backend
 
 
 def _int_pair(value, argument: str, expected: str) -> Tuple[int, int]:
@@ -123,34 +119,3 @@ def check_conv_args(
 
 def output_size(h: int, w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
     return (h + 2 * ph - kh + 1, w + 2 * pw - kw + 1)
-
-
-def is_channels_last(t: torch.Tensor) -> bool:
-    """Whether ``t`` is laid out channels-innermost; ambiguous layouts count as NCHW."""
-    if t.is_contiguous():
-        return False
-    if t.is_contiguous(memory_format=torch.channels_last):
-        return True
-    # A strided view: follow the layout of its parent, judged by which stride is smallest.
-    return t.stride(1) < t.stride(3)
-
-
-def memory_format_of(t: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if is_channels_last(t) else torch.contiguous_format
-
-
-def dense_strides(shape, memory_format: torch.memory_format) -> Tuple[int, ...]:
-    # torch's own rule: a dimension of size 0 strides as if it had size 1.
-    n, c, h, w = (max(int(d), 1) for d in shape)
-    if memory_format == torch.channels_last:
-        return (h * w * c, 1, w * c, c)
-    return (c * h * w, h * w, w, 1)
-
-
-def in_layout(t: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
-    """``t`` with exactly the dense strides of ``memory_format`` (what the fake impls promise)."""
-    if tuple(t.stride()) == dense_strides(t.shape, memory_format):
-        return t
-    out = torch.empty(t.shape, dtype=t.dtype, device=t.device, memory_format=memory_format)
-    out.copy_(t)
-    return out

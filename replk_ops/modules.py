@@ -6,7 +6,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._checks import PaddingArg, check_backend_name, kernel_size_pair, padding_pair
+from ._checks import PaddingArg, kernel_size_pair, padding_pair
+from .catalog import check_backend_name
 from .ops import dwconv2d
 
 

@@ -43,3 +43,18 @@ def _seed():
     import torch
 
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def planner_env(monkeypatch):
+    """``set_env(name, value)``: set a variable the planner reads (once, at its first call) and
+    make it read again; the planner starts afresh after the test."""
+    import replk_ops
+
+    def set_env(name, value):
+        monkeypatch.setenv(name, value)
+        replk_ops.reset()
+
+    yield set_env
+    monkeypatch.undo()
+    replk_ops.reset()

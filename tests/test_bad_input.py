@@ -1,4 +1,6 @@
 """Every invalid call raises a clear Python exception naming the argument, before any kernel."""
+import os
+
 import pytest
 import torch
 
@@ -75,23 +77,36 @@ def test_bad_input_raises(call, exception, text):
 
 
 @pytest.mark.parametrize("value", ["cudnn", "TRITON", "1"])
-def test_bad_environment_backend(monkeypatch, value):
-    monkeypatch.setenv("REPLK_OPS_BACKEND", value)
+def test_bad_environment_backend(planner_env, value):
+    planner_env("REPLK_OPS_BACKEND", value)
     with pytest.raises(ValueError, match="REPLK_OPS_BACKEND"):
         replk_ops.dwconv2d(X, W)
 
 
 @pytest.mark.parametrize("value", ["yes", "off", "2", "true"])
-def test_bad_environment_autotune(monkeypatch, value):
-    monkeypatch.setenv("REPLK_OPS_AUTOTUNE", value)
+def test_bad_environment_autotune(planner_env, value):
+    planner_env("REPLK_OPS_AUTOTUNE", value)
     with pytest.raises(ValueError, match="REPLK_OPS_AUTOTUNE: expected 0 or 1"):
         replk_ops.dwconv2d(X, W)
 
 
+def test_environment_is_read_once_until_reset(planner_env):
+    """The hot path reads no environment; reset() makes a new value count."""
+    replk_ops.dwconv2d(X, W)
+    os.environ["REPLK_OPS_BACKEND"] = "cudnn"
+    try:
+        replk_ops.dwconv2d(X, W)  # not read again
+        with pytest.raises(ValueError, match="REPLK_OPS_BACKEND"):
+            replk_ops.reset()
+            replk_ops.dwconv2d(X, W)
+    finally:
+        del os.environ["REPLK_OPS_BACKEND"]
+
+
 @pytest.mark.parametrize("name,value", [("REPLK_OPS_BACKEND", ""), ("REPLK_OPS_BACKEND", "  "),
                                         ("REPLK_OPS_AUTOTUNE", "0"), ("REPLK_OPS_AUTOTUNE", "1")])
-def test_accepted_environment_values(monkeypatch, name, value):
-    monkeypatch.setenv(name, value)
+def test_accepted_environment_values(planner_env, name, value):
+    planner_env(name, value)
     torch.testing.assert_close(replk_ops.dwconv2d(X, W), torch.nn.functional.conv2d(X, W, padding=2, groups=4))
 
 

@@ -76,19 +76,29 @@ def test_autocast_gradients_reach_float32_parameters():
 
 
 def test_explain_on_cpu():
-    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 7, 7)
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 31, 31)
     report = replk_ops.explain(x, w)
+    # NCHW with a 31x31 kernel: PyTorch's own NCHW path is a naive loop, so a rule settles it
     assert report.backend == "reference"
-    assert set(report.reasons) == {"reference", "triton", "cuda"}
-    assert "rejected" in report.reasons["cuda"]
+    assert set(report.reasons) == {"torch", "reference", "triton", "cuda"}
+    assert "cuda tensors" in report.reasons["cuda"]
+    assert "by rule" in report.reasons["reference"]
+    assert set(report.choices) == {"fwd", "bwd_input", "bwd_weight"}
     assert "backend 'reference'" in str(report)
 
 
-def test_environment_variable_overrides_auto(monkeypatch):
+def test_explain_shows_the_autocast_dtype():
     x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 7, 7)
-    monkeypatch.setenv("REPLK_OPS_BACKEND", "reference")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        report = replk_ops.explain(x, w)
+    assert report.problem.dtype == torch.bfloat16 and "bfloat16" in str(report)
+
+
+def test_environment_variable_overrides_auto(planner_env):
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 7, 7)
+    planner_env("REPLK_OPS_BACKEND", "reference")
     assert replk_ops.explain(x, w).requested == "reference"
-    monkeypatch.setenv("REPLK_OPS_BACKEND", "cuda")
+    planner_env("REPLK_OPS_BACKEND", "cuda")
     with pytest.raises(RuntimeError, match="'cuda' cannot run"):
         replk_ops.dwconv2d(x, w)
 

@@ -1,4 +1,5 @@
-"""The reference backend (the ops' CPU implementation) against float64 F.conv2d."""
+"""The CPU implementations (the reference arrangement and PyTorch's own path, both candidates of
+"auto") and "auto" itself, against float64 F.conv2d."""
 import pytest
 import torch
 
@@ -43,7 +44,8 @@ def _run(x, weight, bias, padding, backend, grad_out):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64],
                          ids=lambda d: str(d)[6:])
-def test_output_and_gradients(case, layout, dtype):
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_output_and_gradients(case, layout, dtype, backend):
     n, c, h, w, kh, kw, padding = case
     x = make_input(n, c, h, w, dtype, layout=layout)
     weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(dtype)
@@ -54,7 +56,7 @@ def test_output_and_gradients(case, layout, dtype):
     if layout == "channels_last":
         grad_out = grad_out.contiguous(memory_format=torch.channels_last)
 
-    y, dx, dw, db = _run(x, weight, bias, padding, "reference", grad_out)
+    y, dx, dw, db = _run(x, weight, bias, padding, backend, grad_out)
     ref_y = conv64(x, weight, bias, pad)
     ref_dx, ref_dw, ref_db = grads64(x, weight, bias, pad, grad_out)
     if dtype in (torch.float16, torch.bfloat16):
@@ -71,6 +73,33 @@ def test_output_and_gradients(case, layout, dtype):
     assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
+def test_each_registered_pass_of_torch(case, layout, dtype):
+    """PyTorch's own path through the three registered ops one by one, each against float64 (eager
+    training calls on it run PyTorch's own backward instead; the reference's passes always run
+    through the test above)."""
+    backend = "torch"
+    n, c, h, w, kh, kw, padding = case
+    x = make_input(n, c, h, w, dtype, layout=layout)
+    weight = (torch.randn(c, 1, kh, kw, dtype=torch.float64) / (kh * kw) ** 0.5).to(dtype)
+    bias = torch.randn(c, dtype=torch.float64).to(dtype)
+    ph, pw = padding_pair(padding, (kh, kw))
+    grad_out = make_input(n, c, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1, dtype, layout=layout)
+    ops = torch.ops.replk_ops
+    y = ops.dwconv2d_fwd(x, weight, bias, ph, pw, backend)
+    dx = ops.dwconv2d_bwd_input(grad_out, weight, ph, pw, backend)
+    dw, db = ops.dwconv2d_bwd_weight(grad_out, x, kh, kw, ph, pw, backend)
+    half = dtype != torch.float32
+    ty, tdx, tdw, tdb = torch_same_dtype(x, weight, bias, (ph, pw), grad_out) if half else (None,) * 4
+    ref_dx, ref_dw, ref_db = grads64(x, weight, bias, (ph, pw), grad_out)
+    assert_close_to_reference(y, conv64(x, weight, bias, (ph, pw)), dtype, ty, "output")
+    assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
+    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
+    assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
+
+
 def test_nan_and_inf_propagate_like_conv2d():
     x = torch.randn(1, 2, 9, 9)
     x[0, 0, 4, 4] = float("nan")
@@ -82,19 +111,37 @@ def test_nan_and_inf_propagate_like_conv2d():
     assert torch.equal(torch.isinf(y), torch.isinf(ref))
 
 
-def test_gradcheck_float64():
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CASES[1:5] + CASES[7:9], ids=lambda c: "x".join(map(str, c[:6])))
+def test_auto_matches_float64(case, layout):
+    """Whatever "auto" plans per pass (rules, measurements, or both), the numbers are right."""
+    n, c, h, w, kh, kw, padding = case
+    x = make_input(n, c, h, w, torch.float32, layout=layout)
+    weight = torch.randn(c, 1, kh, kw) / (kh * kw) ** 0.5
+    bias = torch.randn(c)
+    pad = padding_pair(padding, (kh, kw))
+    grad_out = torch.randn(n, c, h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1)
+    y, dx, dw, db = _run(x, weight, bias, padding, "auto", grad_out)
+    assert_close_to_reference(y, conv64(x, weight, bias, pad), torch.float32, None, "output")
+    for got, want, what in zip((dx, dw, db), grads64(x, weight, bias, pad, grad_out), ("dx", "dw", "db")):
+        assert_close_to_reference(got, want, torch.float32, None, what)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_gradcheck_float64(backend):
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 1, 5, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda a, b, c: replk_ops.dwconv2d(a, b, c, (2, 1), backend="reference"), (x, weight, bias)
+        lambda a, b, c: replk_ops.dwconv2d(a, b, c, (2, 1), backend=backend), (x, weight, bias)
     )
 
 
-def test_gradgradcheck_float64():
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_gradgradcheck_float64(backend):
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 1, 3, 5, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(
-        lambda a, b, c: replk_ops.dwconv2d(a, b, c, (1, 3), backend="reference"), (x, weight, bias)
+        lambda a, b, c: replk_ops.dwconv2d(a, b, c, (1, 3), backend=backend), (x, weight, bias)
     )

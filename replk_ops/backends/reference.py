@@ -10,10 +10,11 @@ channels_last data:
 - weight gradient: a depthwise conv over N*C planes of the padded input with the output gradient
   as the (large) kernel, summed over the batch.
 
-On CUDA it is exactly what nn.Conv2d does, in the caller's layout (measured on an H200, PyTorch's
+On CUDA it runs PyTorch's convolutions in the caller's layout (measured on an H200, PyTorch's
 native NCHW depthwise kernel is 5 to 10 times faster than cuDNN's channels_last path at these
-kernel sizes, and the fastest of all for small maps at batch 1), with TF32 off so float32 stays
-float32-accurate. "auto" times it against the other GPU backends.
+kernel sizes), with TF32 off so float32 stays float32-accurate. Where PyTorch's own path in the
+caller's layout is faster (small kernels, narrow kernels, small maps), the planner picks the
+``torch`` backend instead; see docs/design.md, "Planner".
 
 Half-precision inputs are computed in float32 and rounded once at the end, so the only error
 beyond float32 is the final rounding.
@@ -25,7 +26,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .base import Backend
+from .base import Backend, NoTF32
 
 CL = torch.channels_last
 
@@ -44,49 +45,18 @@ def _prepared(t: torch.Tensor) -> torch.Tensor:
     return _in_compute_dtype(t).contiguous(memory_format=CL)
 
 
-def _keep_layout(t: torch.Tensor, kh: int, kw: int) -> bool:
-    """oneDNN has a fast NCHW depthwise kernel for kernels up to 13; on small NCHW tensors it beats
-    the layout round trip (measured on CPU: 1x1024x7x7 k13 0.11 ms NCHW vs 0.34 ms via
-    channels_last, 2x256x14x14 k13 0.24 vs 0.52 ms), while from k15 up it is ~20x slower
-    (1x256x14x14 k15 3.4 ms vs 0.18 ms). On CUDA the caller's layout is always kept."""
-    if t.device.type == "cuda":
-        return True
-    return t.device.type == "cpu" and t.is_contiguous() and max(kh, kw) <= 13
-
-
-class NoTF32:
-    """cuDNN convolutions in true fp32 (PyTorch allows TF32 for them by default) while active;
-    ``active=False`` makes it free where no cuDNN runs."""
-
-    def __init__(self, active: bool = True):
-        self.active = active
-
-    def __enter__(self):
-        if self.active:
-            self.saved = torch.backends.cudnn.allow_tf32
-            torch.backends.cudnn.allow_tf32 = False
-
-    def __exit__(self, *exc):
-        if self.active:
-            torch.backends.cudnn.allow_tf32 = self.saved
-
-
-def _conv_input(t: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    if _keep_layout(t, kh, kw):
+def _conv_input(t: torch.Tensor) -> torch.Tensor:
+    # On CUDA the caller's layout is kept; on CPU channels_last reaches oneDNN at any kernel size.
+    if t.is_cuda:
         return _in_compute_dtype(t)
     return _prepared(t)
 
 
 class ReferenceBackend(Backend):
-    name = "reference"
-
-    def unavailable_reason(self, x, weight):
-        return None
-
     def fwd(self, x, weight, bias, ph, pw):
         with NoTF32(x.is_cuda):
             out = F.conv2d(
-                _conv_input(x, weight.shape[2], weight.shape[3]), _in_compute_dtype(weight),
+                _conv_input(x), _in_compute_dtype(weight),
                 _in_compute_dtype(bias), padding=(ph, pw), groups=x.shape[1],
             )
         return out if out.dtype == x.dtype else out.to(x.dtype)
@@ -103,7 +73,7 @@ class ReferenceBackend(Backend):
             dy = dy[:, :, :, -qw: dy.shape[3] + qw]
         cdt = _compute_dtype(grad_out.dtype)
         with NoTF32(grad_out.is_cuda):
-            dx = F.conv2d(_conv_input(dy, kh, kw), weight.to(cdt).flip(2, 3), padding=(max(qh, 0), max(qw, 0)),
+            dx = F.conv2d(_conv_input(dy), weight.to(cdt).flip(2, 3), padding=(max(qh, 0), max(qw, 0)),
                           groups=weight.shape[0])
         return dx.to(grad_out.dtype)
 

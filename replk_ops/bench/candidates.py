@@ -7,7 +7,7 @@ from typing import Callable, Dict, List
 import torch
 import torch.nn.functional as F
 
-from .. import backends as _backends
+from .. import catalog
 
 PASSES = ("fwd", "bwd_input", "bwd_weight", "fwd+bwd")
 
@@ -72,9 +72,10 @@ def replk_candidate(backend: str, channels_last: bool = False) -> Candidate:
 
 def default_candidates(device: torch.device) -> List[Candidate]:
     found = [torch_candidate(False), torch_candidate(True)]
-    # backends that "auto" would consider here (not the Triton interpreter on CPU)
-    names = [n for n in _backends.available_backends(device)
-             if device.type in _backends.get(n).auto_device_types]
+    # backends that "auto" would consider here (not the Triton interpreter on CPU), less "torch":
+    # that is the nn.Conv2d baseline itself
+    names = [n for n in catalog.available_backends(device) if n != "torch"
+             and any(device.type in impl.auto_devices for impl in catalog.implementations() if impl.backend == n)]
     if device.type == "cuda":
         # the GPU backends first; the reference (cuDNN underneath) for completeness
         names = [n for n in ("cuda", "triton", "reference") if n in names]

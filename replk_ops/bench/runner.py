@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..backends.reference import NoTF32
+from ..backends.base import NoTF32
 from .candidates import Candidate
 from .hardware import Peaks, compute_peak
 from .shapes import Shape

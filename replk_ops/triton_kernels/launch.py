@@ -7,7 +7,8 @@ import os
 import torch
 import triton
 
-from .._checks import env_switch, memory_format_of
+from .._checks import env_switch
+from .._layout import memory_format_of
 from . import dense
 from .kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
 

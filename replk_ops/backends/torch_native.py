@@ -1,0 +1,44 @@
+"""PyTorch's own convolution, in the caller's layout and dtype: exactly what ``nn.Conv2d`` runs.
+
+It is a candidate for every pass on every device, so a plan can always be at least as fast as the
+``nn.Conv2d`` it replaces (on CPU oneDNN is the fastest for small kernels, narrow ones like 51x5
+and small maps; on CUDA PyTorch's depthwise kernel wins some small maps at batch 1). float32 on
+CUDA runs with TF32 off, so it stays float32-accurate.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .._layout import memory_format_of
+from .base import Backend, NoTF32
+
+_convolution_backward = torch.ops.aten.convolution_backward.default
+
+
+def _no_tf32(t: torch.Tensor) -> NoTF32:
+    return NoTF32(t.is_cuda and t.dtype == torch.float32)
+
+
+class TorchNativeBackend(Backend):
+    def fwd(self, x, weight, bias, ph, pw):
+        with _no_tf32(x):
+            return F.conv2d(x, weight, bias, 1, (ph, pw), 1, x.shape[1])
+
+    def bwd_input(self, grad_out, weight, ph, pw):
+        n, c, ho, wo = grad_out.shape
+        kh, kw = weight.shape[2], weight.shape[3]
+        # only the input's shape and layout matter to the input gradient
+        like_x = torch.empty((n, c, ho - 2 * ph + kh - 1, wo - 2 * pw + kw - 1), dtype=grad_out.dtype,
+                             device=grad_out.device, memory_format=memory_format_of(grad_out))
+        with _no_tf32(grad_out):
+            return _convolution_backward(grad_out, like_x, weight, None, [1, 1], [ph, pw], [1, 1], False,
+                                         [0, 0], c, [True, False, False])[0]
+
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+        c = x.shape[1]
+        like_weight = x.new_empty((c, 1, kh, kw))
+        with _no_tf32(x):
+            _, grad_weight, grad_bias = _convolution_backward(
+                grad_out, x, like_weight, [c], [1, 1], [ph, pw], [1, 1], False, [0, 0], c, [False, True, True])
+        return grad_weight, grad_bias

@@ -1,0 +1,42 @@
+"""The Triton backend: tensor-core kernels for CUDA, also runnable through the Triton
+interpreter on CPU tensors (how they are tested without a GPU)."""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+
+from .base import Backend
+
+
+@functools.lru_cache(maxsize=None)
+def launch_module():
+    """(module, None) or (None, why Triton cannot be used)."""
+    try:
+        return importlib.import_module("replk_ops.triton_kernels.launch"), None
+    except ImportError as exc:
+        return None, f"Triton is not importable ({str(exc).splitlines()[0][:120]})"
+
+
+def max_kernel() -> int:
+    launch, _ = launch_module()
+    return launch.MAX_KERNEL if launch is not None else 0
+
+
+class TritonBackend(Backend):
+    def unavailable_reason(self, problem):
+        launch, why = launch_module()
+        if launch is None:
+            return why
+        if problem.device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "CPU tensors need the Triton interpreter (TRITON_INTERPRET=1 before triton is imported)"
+        return None
+
+    def fwd(self, x, weight, bias, ph, pw):
+        return launch_module()[0].fwd(x, weight, bias, ph, pw)
+
+    def bwd_input(self, grad_out, weight, ph, pw):
+        return launch_module()[0].bwd_input(grad_out, weight, ph, pw)
+
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+        return launch_module()[0].bwd_weight(grad_out, x, kh, kw, ph, pw)

@@ -1,0 +1,130 @@
+"""Every implementation replk_ops can run, registered once with what it can run.
+
+An ``Implementation`` says which backend name selects it, which passes it computes, on which
+devices, in which dtypes and up to which kernel size, and where ``"auto"`` may pick it. The
+planner (``planner.py``), ``explain``, the bench and the tests all read this list; names, dtype
+lists and limits come from here. The CUDA extension contributes one entry per kernel ("algo")
+from its own table (``torch.ops.replk_ops_C.algo_table``), so adding a CUDA kernel is one row of
+that table and adding a backend is one entry below.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, List, Optional, Tuple, Union
+
+import torch
+
+from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
+from .backends import cuda, triton
+from .backends.base import Backend
+from .backends.reference import ReferenceBackend
+from .backends.torch_native import TorchNativeBackend
+
+PASSES = ("fwd", "bwd_input", "bwd_weight")
+DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
+               torch.float64: "float64"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    name: str                      # unique: "torch", "reference", "triton", "cuda", "cuda:mma_rows"
+    backend: str                   # the ``backend=`` value that selects it
+    runner: Backend
+    devices: Tuple[str, ...]
+    dtypes: Tuple[torch.dtype, ...]
+    auto_devices: Tuple[str, ...]  # where "auto" may pick it
+    passes: Tuple[str, ...] = PASSES
+    max_kernel: Union[None, int, Callable[[], int]] = None  # None: any size
+    description: str = ""
+
+    def kernel_limit(self) -> Optional[int]:
+        return self.max_kernel() if callable(self.max_kernel) else self.max_kernel
+
+    def rejection(self, problem, pass_name: str) -> Optional[str]:
+        """None if this implementation can run ``pass_name`` of ``problem`` here, else why not."""
+        if pass_name not in self.passes:
+            return f"does not implement {pass_name}"
+        if problem.device_type not in self.devices:
+            where = " and ".join(device.upper() for device in self.devices)
+            return f"runs on {where} tensors only, got a tensor on {problem.device}"
+        if problem.dtype not in self.dtypes:
+            return f"supports {', '.join(DTYPE_NAMES[d] for d in self.dtypes)}, got {DTYPE_NAMES[problem.dtype]}"
+        why = self.runner.unavailable_reason(problem)
+        if why is not None:
+            return why
+        limit = self.kernel_limit()
+        if limit is not None and max(problem.kh, problem.kw) > limit:
+            return f"supports kernels up to {limit}x{limit}, got {problem.kh}x{problem.kw}"
+        return None
+
+
+_BACKEND_ENTRIES = (
+    Implementation(
+        "torch", "torch", TorchNativeBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu", "cuda"),
+        description="PyTorch's own convolution in the caller's layout and dtype (what nn.Conv2d runs)"),
+    Implementation(
+        "reference", "reference", ReferenceBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu",),
+        description="every pass as a float32 forward convolution, on CPU through channels_last (oneDNN)"),
+    Implementation(
+        "triton", "triton", triton.TritonBackend(), ("cpu", "cuda"), GPU_DTYPES, ("cuda",),
+        max_kernel=triton.max_kernel,
+        description="Triton tensor-core kernels (CPU tensors only through the Triton interpreter, for tests)"),
+)
+
+BACKEND_NAMES = ("auto",) + tuple(dict.fromkeys(e.backend for e in _BACKEND_ENTRIES)) + ("cuda",)
+
+
+def check_backend_name(backend: str, argument: str = "backend") -> str:
+    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
+        raise ValueError(f"{argument}: expected one of {BACKEND_NAMES}, got {backend!r}")
+    return backend
+
+
+def _cuda_entries() -> Tuple[Implementation, ...]:
+    """The extension's own choice ("auto" algo, by map size: the fallback wherever nothing is
+    measured), then one entry per algo of its table, which "auto" measures where the algo has been
+    verified on a GPU. Without the extension, the single entry says why."""
+    table = cuda.algo_table()
+    whole = Implementation(
+        "cuda", "cuda", cuda.CudaBackend(), ("cuda",), GPU_DTYPES, ("cuda",),
+        max_kernel=cuda.max_kernel, description="the CUDA extension, its kernel chosen by map size")
+    entries = [whole]
+    for row in table:
+        dtypes = tuple(d for d, name in DTYPE_NAMES.items() if name in row["dtypes"])
+        auto = ("cuda",) if row["auto"] and row["verified_on_gpu"] else ()
+        note = "" if row["verified_on_gpu"] else " (not yet run on a GPU: never picked by auto)"
+        entries.append(Implementation(
+            f"cuda:{row['algo']}", "cuda", cuda.CudaBackend(row["algo"], row.get("min_cc", 0)), ("cuda",),
+            dtypes, auto, passes=(row["pass"],), max_kernel=row["max_kernel"],
+            description=row.get("description", "") + note))
+    return tuple(entries)
+
+
+@functools.lru_cache(maxsize=None)
+def implementations() -> Tuple[Implementation, ...]:
+    """Every implementation, in "auto"'s priority order where nothing else decides: the compiled
+    kernels first, then Triton, then PyTorch's own paths."""
+    torch_entry, reference_entry, triton_entry = _BACKEND_ENTRIES
+    return _cuda_entries() + (triton_entry, torch_entry, reference_entry)
+
+
+def by_name(name: str) -> Implementation:
+    for impl in implementations():
+        if impl.name == name:
+            return impl
+    raise KeyError(name)
+
+
+def available_backends(device=None) -> List[str]:
+    """Backend names that can run float32 calls on ``device`` (default: CUDA if present, else CPU)."""
+    from .planner import Problem  # the planner builds on this module
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    problem = Problem(str(torch.device(device)), torch.float32, "nchw", True, 1, 1, 1, 1, 1, 0, 0, False)
+    runnable = [impl.backend for impl in implementations() if impl.rejection(problem, "fwd") is None]
+    return list(dict.fromkeys(runnable))
+
+
+__all__ = ["Implementation", "available_backends", "PASSES", "BACKEND_NAMES", "check_backend_name", "implementations", "by_name"]

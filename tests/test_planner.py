@@ -1,0 +1,183 @@
+"""The planner's logic on CPU: rules, measuring once per kind, the cache, and what explain says.
+Timings are stand-ins where the choice itself is under test."""
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import replk_ops
+from replk_ops import catalog, planner
+from replk_ops.planner import Problem
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    replk_ops.reset()
+    yield
+    replk_ops.reset()
+
+
+def problem(layout="nchw", k=(7, 7), dtype=torch.float32, small_batch=True, hw=(16, 16), deterministic=False):
+    return Problem("cpu", dtype, layout, small_batch, 4, hw[0], hw[1], k[0], k[1], k[0] // 2, k[1] // 2,
+                   deterministic)
+
+
+def fake_timer(times, calls):
+    def timer(run, best_so_far):
+        name = run()
+        calls.append(name)
+        if isinstance(times[name], Exception):
+            raise times[name]
+        return times[name]
+    return timer
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """Make the named implementations' passes return their names, and time them from a table."""
+    calls = []
+
+    def install(times):
+        monkeypatch.setattr(planner, "_pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
+        monkeypatch.setattr(planner, "_time_cpu", fake_timer(times, calls))
+        return calls
+    return install
+
+
+def test_measures_once_per_kind_and_remembers(timed):
+    calls = timed({"torch": 2.0, "reference": 1.0})
+    first = planner.plan_pass(problem(), "fwd")
+    assert first.implementation.name == "reference" and "reference 1.000 ms" in first.how
+    assert planner.plan_pass(problem(), "fwd") is first
+    # another channel count and a map of the same power-of-two class are the same kind
+    other = problem(hw=(13, 15))._replace(channels=64)
+    assert planner.plan_pass(other, "fwd").implementation.name == "reference"
+    assert calls == ["torch", "reference"]
+
+
+def test_small_and_large_batches_measure_apart(timed):
+    calls = timed({"torch": 2.0, "reference": 1.0})
+    planner.plan_pass(problem(small_batch=True), "fwd")
+    planner.plan_pass(problem(small_batch=False), "fwd")
+    assert len(calls) == 4
+
+
+def test_a_failing_candidate_is_not_chosen(timed):
+    timed({"torch": RuntimeError("boom"), "reference": 5.0})
+    assert planner.plan_pass(problem(), "bwd_weight").implementation.name == "reference"
+
+
+def test_every_candidate_failing_falls_back_to_priority(timed):
+    timed({"torch": RuntimeError("a"), "reference": ValueError("b")})
+    choice = planner.plan_pass(problem(), "fwd")
+    assert choice.implementation.name == "torch" and "every candidate failed" in choice.how
+
+
+def test_rules_settle_without_measuring(timed):
+    calls = timed({"torch": 1.0, "reference": 2.0})
+    square = planner.plan_pass(problem(k=(31, 31)), "fwd")
+    assert square.implementation.name == "reference" and "naive loop" in square.how
+    channels_last = planner.plan_pass(problem(layout="channels_last", k=(31, 31)), "fwd")
+    assert channels_last.implementation.name == "torch" and channels_last.how.startswith("by rule")
+    assert calls == []
+
+
+def test_narrow_kernels_are_measured_not_ruled(timed):
+    """51x5 on NCHW: oneDNN's NCHW kernel is fast for it (a side up to 13), so no rule applies."""
+    calls = timed({"torch": 1.0, "reference": 2.0})
+    assert planner.plan_pass(problem(k=(51, 5)), "fwd").implementation.name == "torch"
+    assert calls == ["torch", "reference"]
+
+
+def test_no_measuring_when_switched_off_or_deterministic(timed, planner_env):
+    calls = timed({"torch": 2.0, "reference": 1.0})
+    choice = planner.plan_pass(problem(deterministic=True), "fwd")
+    assert "deterministic" in choice.how and choice.implementation.name == "torch"
+    planner_env(planner.AUTOTUNE_ENV, "0")
+    choice = planner.plan_pass(problem(k=(15, 3)), "fwd")
+    assert "REPLK_OPS_AUTOTUNE=0" in choice.how and choice.implementation.name == "reference"
+    assert calls == []
+
+
+def test_explain_never_measures_and_then_shows_the_measurement(timed):
+    calls = timed({"torch": 2.0, "reference": 1.0})
+    x, w = torch.randn(1, 4, 16, 16), torch.randn(4, 1, 7, 7)
+    before = replk_ops.explain(x, w)
+    assert "until the first fwd call of this kind times torch, reference" in str(before)
+    assert calls == []
+    replk_ops.dwconv2d(x, w)
+    after = replk_ops.explain(x, w)
+    assert after.backend == "reference" and "measured on first use" in after.reasons["reference"]
+    assert after.reasons["torch"] == "available; slower in the measurement"
+
+
+def test_requested_backend_that_cannot_run_raises_with_the_reason():
+    with pytest.raises(RuntimeError, match="'cuda' cannot run this call: .*cuda tensors"):
+        planner.plan_pass(problem(), "fwd", "cuda")
+    with pytest.raises(RuntimeError, match="'triton' cannot run this call: .*float64"):
+        planner.plan_pass(problem(dtype=torch.float64), "fwd", "triton")
+
+
+def test_every_catalogue_entry_is_explained():
+    names = {impl.name for impl in catalog.implementations()}
+    report = planner.plan(problem())
+    for choice in report.choices.values():
+        assert {choice.implementation.name} | {name for name, _ in choice.rejected} == names
+
+
+def test_steady_state_call_is_cached():
+    """The second call of a signature builds nothing: it reuses the ready call."""
+    from replk_ops import ops
+
+    x, w = torch.randn(1, 4, 16, 16), torch.randn(4, 1, 31, 31)
+    replk_ops.dwconv2d(x, w)
+    size = len(ops._CALLS)
+    for _ in range(3):
+        replk_ops.dwconv2d(x, w)
+    assert len(ops._CALLS) == size
+    replk_ops.reset()
+    assert len(ops._CALLS) == 0
+
+
+def test_all_torch_plan_is_nn_conv2d_itself(timed):
+    """Where PyTorch's own path wins every pass, the call is F.conv2d with PyTorch's backward."""
+    timed({"torch": 1.0, "reference": 2.0})
+    x = torch.randn(2, 4, 16, 16, requires_grad=True)
+    w = torch.randn(4, 1, 7, 7, requires_grad=True)
+    y = replk_ops.dwconv2d(x, w)
+    assert "Convolution" in type(y.grad_fn).__name__
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=3, groups=4))
+
+
+def test_mixed_plan_runs_the_planned_passes(timed):
+    timed({"torch": 1.0, "reference": 2.0})
+    x = torch.randn(2, 4, 16, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 31, 31, dtype=torch.float64, requires_grad=True)  # fwd by rule: reference
+    y = replk_ops.dwconv2d(x, w)
+    assert "_EagerDWConv2d" in type(y.grad_fn).__name__
+    y.sum().backward()
+    x2, w2 = x.detach().requires_grad_(), w.detach().requires_grad_()
+    F.conv2d(x2, w2, padding=15, groups=4).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(w.grad, w2.grad)
+
+
+def test_concurrent_first_calls_measure_once(monkeypatch):
+    calls = []
+    lock = threading.Lock()
+
+    def timer(run, best_so_far):
+        with lock:
+            calls.append(run())
+        return 1.0
+    monkeypatch.setattr(planner, "_pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
+    monkeypatch.setattr(planner, "_time_cpu", timer)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(planner.plan_pass(problem(), "fwd")))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 2 and len({r.implementation.name for r in results}) == 1
