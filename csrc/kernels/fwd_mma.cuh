@@ -1,4 +1,5 @@
-// Forward (and input gradient) for fp16/bf16 on tensor cores: the row-Toeplitz product.
+// Forward (and input gradient) for fp16/bf16 on tensor cores: the row-Toeplitz product
+// (docs/design.md, "Row-Toeplitz products").
 //
 // For kernel row i, a 16 x 16 output tile is A_i @ T_i, where A_i is 16 input rows of BK columns
 // (BK >= 16 + kw - 1, a multiple of 16) and T_i[a, b] = w[i, a - b] for 0 <= a - b < kw, else 0.

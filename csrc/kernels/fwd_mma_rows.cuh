@@ -1,5 +1,6 @@
 // Forward (and input gradient) for fp16/bf16 on tensor cores with register-resident accumulators:
-// the row-Toeplitz product with strided M rows (mma.sync m16n8k16, ldmatrix).
+// the row-Toeplitz product with strided M rows (mma.sync m16n8k16, ldmatrix; docs/design.md,
+// "Row-Toeplitz products").
 //
 // A block owns a (16 R) x (32 warps) output tile of one (image, channel). The 16 rows of an MMA
 // are the output rows h0 + R m + r (m = 0..15) for a phase r < R, and every warp keeps all R
