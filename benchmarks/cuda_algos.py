@@ -3,7 +3,8 @@
     python benchmarks/cuda_algos.py [--batch 64] [--json out.json]
 
 For every shape and dtype it times every kernel the extension can be told to use (the `algo`
-argument of torch.ops.replk_ops_C.fwd and bwd_weight) in one run, checks each against the
+argument of torch.ops.replk_ops_C.fwd and bwd_weight, as the extension's algo_table lists them) in
+one run, checks each against the
 float64 reference on the first channels, and prints milliseconds, the forward's speedup over fp32
 `direct`, and the nominal rate as a share of the datasheet peak (FP32 FMA for fp32, dense tensor
 cores for fp16/bf16).
@@ -21,11 +22,6 @@ from replk_ops.bench.hardware import compute_peak, peaks_for
 from replk_ops.bench.shapes import preset
 from replk_ops.bench.timing import time_cuda
 
-ALGOS = {torch.float32: ["direct", "direct_rows", "direct_generic"],
-         torch.float16: ["mma_rows", "mma", "mma_warp", "direct"],
-         torch.bfloat16: ["mma_rows", "mma", "mma_warp", "direct"]}
-WEIGHT_ALGOS = {torch.float32: ["direct", "direct_wide"], torch.float16: ["mma", "direct", "direct_wide"],
-                torch.bfloat16: ["mma", "direct", "direct_wide"]}
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
 
 
@@ -35,6 +31,14 @@ def _weight_grad64(x, dy, k, pad):
     weight = torch.zeros(channels, 1, k, k, dtype=torch.float64, device=x.device, requires_grad=True)
     F.conv2d(x.double(), weight, padding=pad, groups=channels).backward(dy.double())
     return weight.grad
+
+
+def table_algos(pass_: str, dtype: torch.dtype):
+    """The pass's algos that take ``dtype``, from the extension's own table; fp32 ``direct`` first
+    (the forward's speedups are against it)."""
+    rows = json.loads(torch.ops.replk_ops_C.algo_table())
+    names = [r["algo"] for r in rows if r["pass"] == pass_ and str(dtype)[6:] in r["dtypes"]]
+    return sorted(names, key=lambda name: name != "direct") if dtype == torch.float32 else names
 
 
 def main(argv=None) -> int:
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
             x = torch.randn(n, c, h, h, device=device, dtype=dtype)
             w = (torch.randn(c, 1, k, k, device=device) / k).to(dtype)
             ref = F.conv2d(x[:, :8].double(), w[:8].double(), padding=pad, groups=8)
-            for algo in ALGOS[dtype]:
+            for algo in table_algos("fwd", dtype):
                 try:
                     y = ops.fwd(x, w, None, pad, pad, algo)
                 except RuntimeError as error:  # a kernel that does not take this shape says so
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
             # the weight gradient's kernels, checked on the first channels like the forward's
             dy = torch.randn_like(x)
             ref_dw = _weight_grad64(x[:, :8], dy[:, :8], k, pad)
-            for algo in WEIGHT_ALGOS[dtype]:
+            for algo in table_algos("bwd_weight", dtype):
                 dw = ops.bwd_weight(dy, x, k, k, pad, pad, False, algo)[0]
                 err = ((dw[:8].double() - ref_dw).abs().max() / ref_dw.abs().max()).item()
                 ms = time_cuda(lambda: ops.bwd_weight(dy, x, k, k, pad, pad, False, algo), args.budget_ms)[0]

@@ -1,5 +1,6 @@
-// Plain-C++ interface between the op layer (dwconv_ops.cpp, which speaks torch) and the kernels
-// (kernels/*.cu, which include no torch headers so each compiles in seconds).
+// Plain-C++ interface between the op layer (dwconv_ops.cpp, which speaks torch; dispatch.cpp, which
+// chooses the kernel) and the kernels (kernels/*.cu, which include no torch headers so each
+// compiles in seconds).
 #pragma once
 
 #include <cstdint>
@@ -41,40 +42,22 @@ struct BwdWeightParams {
 struct DeviceInfo {
   int sm_count;
   int max_smem_per_block;  // with the opt-in attribute
-  int cc_major;
+  int cc_major, cc_minor;
 };
 
-// Each returns cudaSuccess or the launch error. The mma launchers return cudaErrorInvalidConfiguration
-// without launching when the shape does not fit them (the caller then uses the direct kernel).
-#define REPLK_DECLARE(SUFFIX)                                                                 \
-  cudaError_t fwd_direct_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool unrolled); \
-  cudaError_t fwd_direct_rows_##SUFFIX(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);           \
-  cudaError_t bwd_weight_##SUFFIX(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);          \
-  cudaError_t bwd_weight_wide_##SUFFIX(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
-REPLK_DECLARE(f32)
-REPLK_DECLARE(f16)
-REPLK_DECLARE(bf16)
-#undef REPLK_DECLARE
+// Launcher variants: one kernel file can serve two algo names (dispatch.cpp's table says which).
+constexpr int kGenericTaps = 0, kUnrolledTaps = 1;  // fwd_direct.cuh
+constexpr int kWarpTiles = 0, kBlockTiles = 1;      // fwd_mma.cuh
 
-cudaError_t fwd_mma_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool block_tiles);
-cudaError_t fwd_mma_bf16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s, bool block_tiles);
-// Whether the tensor-core kernel can run this shape on this GPU (compute capability 8.0+, shared memory).
-bool fwd_mma_fits(const ConvParams& p, const DeviceInfo& d);
-// The tensor-core kernel with strided MMA rows and register-resident accumulators (fwd_mma_rows.cuh).
-cudaError_t fwd_mma_rows_f16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);
-cudaError_t fwd_mma_rows_bf16(const ConvParams& p, const DeviceInfo& d, cudaStream_t s);
-bool fwd_mma_rows_fits(const ConvParams& p, const DeviceInfo& d);
+// What each instantiation file (kernels/<kernel>_<dtype>.cu, see kernels/instantiate.cuh) exports
+// for the algo table: the launcher, which returns cudaSuccess or the launch error, and the plan:
+// -1 where the kernel does not take the shape, else the partial-sum splits of the weight
+// gradient's workspace (0 for the forward kernels).
+#define REPLK_KERNEL_FUNCTIONS(KERNEL, SUFFIX, PARAMS)                                                    \
+  cudaError_t KERNEL##_##SUFFIX(const PARAMS& p, const DeviceInfo& d, cudaStream_t s, int variant); \
+  int KERNEL##_plan_##SUFFIX(const PARAMS& p, const DeviceInfo& d)
 
-// The tensor-core weight gradient for fp16/bf16 (bwd_weight_mma.cuh); the caller sizes the
-// partials workspace from bwd_weight_mma_splits (which also says whether the shape fits).
-struct BwdWeightSplits {
-  bool fits;
-  int splits;
-};
-cudaError_t bwd_weight_mma_f16(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
-cudaError_t bwd_weight_mma_bf16(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s);
-BwdWeightSplits bwd_weight_mma_splits(const BwdWeightParams& p, const DeviceInfo& d);
-
+// The largest kernel side every algo takes (the algo table exports it as max_kernel).
 constexpr int kMaxKernel = 63;
 
 #ifdef __CUDACC__
@@ -102,7 +85,7 @@ inline BwdWeightTiling bwd_weight_tiling(const BwdWeightParams& p, const DeviceI
   t.tiles_h = ceil_div(p.Ho, t.th);
   t.tiles_w = ceil_div(p.Wo, t.tw);
   t.tiles_per_channel = p.N * t.tiles_h * t.tiles_w;
-  int64_t want = ceil_div(4LL * d.sm_count, p.C);  // fill the GPU about four times over
+  int64_t want = ceil_div(4LL * d.sm_count, p.C > 0 ? p.C : 1);  // fill the GPU about four times over
   if (want > t.tiles_per_channel) want = t.tiles_per_channel;
   t.splits = static_cast<int>(want < 1 ? 1 : want);
   return t;

@@ -1,8 +1,8 @@
-// The extension's ops: replk_ops_C::fwd, bwd_input and bwd_weight for CUDA tensors. They check
-// their arguments with TORCH_CHECK (a Python RuntimeError, never an abort), set the device guard,
-// run on the current stream and take any workspace from the caching allocator. The Python layer
-// (replk_ops/backends/cuda_ext.py) calls them behind the package's own ops.
-#include <algorithm>
+// The extension's ops: replk_ops_C::fwd, bwd_input and bwd_weight for CUDA tensors, and algo_table.
+// They check their arguments with TORCH_CHECK (a Python RuntimeError, never an abort), set the
+// device guard, run on the current stream and take any workspace from the caching allocator;
+// which kernel runs is dispatch.cpp's choice. The Python layer (replk_ops/backends/cuda_ext.py)
+// calls them behind the package's own ops.
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
@@ -15,7 +15,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "dwconv.h"
+#include "dispatch.h"
 
 namespace replk_ops {
 namespace {
@@ -34,6 +34,7 @@ DeviceInfo device_info(int device) {
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&info.sm_count, cudaDevAttrMultiProcessorCount, device));
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&info.max_smem_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&info.cc_major, cudaDevAttrComputeCapabilityMajor, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&info.cc_minor, cudaDevAttrComputeCapabilityMinor, device));
     cache[device] = info;
     known[device] = true;
   }
@@ -46,6 +47,10 @@ void check_input(const at::Tensor& t, const char* name) {
   auto dtype = t.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, name,
               ": expected float32, float16 or bfloat16, got ", dtype);
+}
+
+Dtype dtype_of(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat ? kFloat32 : t.scalar_type() == at::kHalf ? kFloat16 : kBFloat16;
 }
 
 void check_kernel(int64_t kh, int64_t kw) {
@@ -99,54 +104,24 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
   p.y = y.data_ptr();
   if (y.numel() == 0) return;
   if (poison_outputs()) y.fill_(NAN);
-  DeviceInfo info = device_info(x.get_device());
+  const DeviceInfo info = device_info(x.get_device());
+  const Plan<ConvParams> plan = plan_conv(p, dtype_of(x), info, algo);
+  TORCH_CHECK(plan.error.empty(), plan.error);
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
-  auto dtype = x.scalar_type();
-  bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  // auto, for fp16/bf16, by map size (measured per kernel with benchmarks/cuda_algos.py): the
-  // strided-row MMA kernel once rows group by 2 or 4 and a warp's four 8-column blocks are mostly
-  // inside the map (both sides over 16); the WMMA tiles on mid-size maps; the direct kernel on
-  // maps of 8 and below, where MMA tiles are mostly padding. The others name one kernel.
-  const int64_t side = std::min(p.Ho, p.Wo);
-  bool rows = half && ((algo == "auto" && side > 16) || algo == "mma_rows") && fwd_mma_rows_fits(p, info);
-  bool wants_wmma = (algo == "auto" && !rows && side > 8) || algo == "mma" || algo == "mma_warp";
-  bool wmma = half && wants_wmma && fwd_mma_fits(p, info);
-  TORCH_CHECK(rows || wmma || !(algo == "mma" || algo == "mma_warp" || algo == "mma_rows"), "algo: \"", algo,
-              "\" needs float16 or bfloat16 on compute capability 8.0+ and a kernel whose tiles fit in shared "
-              "memory; got ", dtype, ", kernel (", p.kh, ", ", p.kw, "), compute capability ", info.cc_major, ".x");
-  bool unrolled = algo != "direct_generic";
-  cudaError_t err;
-  if (algo == "direct_rows") {  // two output rows per thread (fwd_direct_rows.cuh)
-    err = dtype == at::kFloat  ? fwd_direct_rows_f32(p, info, stream)
-          : dtype == at::kHalf ? fwd_direct_rows_f16(p, info, stream)
-                               : fwd_direct_rows_bf16(p, info, stream);
-  } else if (rows) {
-    err = dtype == at::kHalf ? fwd_mma_rows_f16(p, info, stream) : fwd_mma_rows_bf16(p, info, stream);
-  } else if (wmma) {
-    bool block_tiles = algo != "mma_warp";
-    err = dtype == at::kHalf ? fwd_mma_f16(p, info, stream, block_tiles) : fwd_mma_bf16(p, info, stream, block_tiles);
-  } else if (dtype == at::kFloat) {
-    err = fwd_direct_f32(p, info, stream, unrolled);
-  } else if (dtype == at::kHalf) {
-    err = fwd_direct_f16(p, info, stream, unrolled);
-  } else {
-    err = fwd_direct_bf16(p, info, stream, unrolled);
-  }
+  cudaError_t err = launch(plan, p, dtype_of(x), info, stream);
   throw_on_error(err, "forward");
 }
 
-void check_algo(const std::string& algo) {
-  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_generic" || algo == "direct_rows" || algo == "mma" ||
-                  algo == "mma_warp" || algo == "mma_rows",
-              "algo: expected \"auto\", \"direct\", \"direct_generic\", \"direct_rows\", \"mma\", \"mma_warp\" or "
-              "\"mma_rows\", got \"", algo, "\"");
+void check_algo(Pass pass, const std::string& algo) {
+  const std::string error = check_algo_name(pass, algo);
+  TORCH_CHECK(error.empty(), error);
 }
 
 at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t ph,
                int64_t pw, const std::string& algo) {
   check_input(x, "x");
   check_weight(weight, x);
-  check_algo(algo);
+  check_algo(Pass::kFwd, algo);
   TORCH_CHECK(ph >= 0 && pw >= 0, "padding: expected non-negative values, got (", ph, ", ", pw, ")");
   if (bias.has_value()) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == x.size(1), "bias: expected shape (", x.size(1), "), got ",
@@ -169,7 +144,7 @@ at::Tensor bwd_input(const at::Tensor& grad_out, const at::Tensor& weight, int64
                      const std::string& algo) {
   check_input(grad_out, "grad_out");
   check_weight(weight, grad_out);
-  check_algo(algo);
+  check_algo(Pass::kBwdInput, algo);
   int64_t kh = weight.size(2), kw = weight.size(3);
   int64_t h = grad_out.size(2) - 2 * ph + kh - 1, w = grad_out.size(3) - 2 * pw + kw - 1;
   TORCH_CHECK(h >= 1 && w >= 1, "grad_out: shape ", grad_out.sizes(), " does not match any input for kernel (",
@@ -187,11 +162,10 @@ at::Tensor bwd_input(const at::Tensor& grad_out, const at::Tensor& weight, int64
 std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, int64_t kh,
                                               int64_t kw, int64_t ph, int64_t pw, bool deterministic,
                                               const std::string& algo) {
-  // `deterministic` is accepted for the schema's sake: both kernels are always deterministic
+  // `deterministic` is accepted for the schema's sake: the kernels are always deterministic
   // (fixed-order partial sums, no atomics).
   (void)deterministic;
-  TORCH_CHECK(algo == "auto" || algo == "direct" || algo == "direct_wide" || algo == "mma",
-              "algo: expected \"auto\", \"direct\", \"direct_wide\" or \"mma\", got \"", algo, "\"");
+  check_algo(Pass::kBwdWeight, algo);
   check_input(grad_out, "grad_out");
   check_input(x, "x");
   check_kernel(kh, kw);
@@ -211,15 +185,10 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   fill_strides(p.gs, grad_out);
   p.x = x.data_ptr();
   p.grad_out = grad_out.data_ptr();
-  DeviceInfo info = device_info(x.get_device());
-  auto dtype = x.scalar_type();
-  // "mma": the tensor-core kernel (fp16/bf16, compute capability 8.0+). "auto" keeps the direct
-  // kernel until the tensor-core one has been measured on a GPU.
-  BwdWeightSplits mma = algo == "mma" ? bwd_weight_mma_splits(p, info) : BwdWeightSplits{false, 0};
-  TORCH_CHECK(algo != "mma" || ((dtype == at::kHalf || dtype == at::kBFloat16) && mma.fits),
-              "algo: \"mma\" needs float16 or bfloat16 on compute capability 8.0+ and tiles that fit in shared "
-              "memory; got ", dtype, ", kernel (", kh, ", ", kw, "), compute capability ", info.cc_major, ".x");
-  p.splits = algo == "mma" ? mma.splits : bwd_weight_tiling(p, info).splits;
+  const DeviceInfo info = device_info(x.get_device());
+  const Plan<BwdWeightParams> plan = plan_weight(p, dtype_of(x), info, algo);
+  TORCH_CHECK(plan.error.empty(), plan.error);
+  p.splits = plan.splits;
   auto f32 = x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
   at::Tensor partial_w = at::empty({p.splits, p.C, kh, kw}, f32);
   at::Tensor partial_b = at::empty({p.splits, p.C}, f32);
@@ -231,18 +200,7 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   p.partial_b = partial_b.data_ptr<float>();
   if (p.C > 0) {
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
-    cudaError_t err;
-    if (algo == "mma") {
-      err = dtype == at::kHalf ? bwd_weight_mma_f16(p, info, stream) : bwd_weight_mma_bf16(p, info, stream);
-    } else if (algo == "direct_wide") {  // 16 taps per thread (bwd_weight_wide.cuh), same splits as direct
-      err = dtype == at::kFloat  ? bwd_weight_wide_f32(p, info, stream)
-            : dtype == at::kHalf ? bwd_weight_wide_f16(p, info, stream)
-                                 : bwd_weight_wide_bf16(p, info, stream);
-    } else {
-      err = dtype == at::kFloat  ? bwd_weight_f32(p, info, stream)
-            : dtype == at::kHalf ? bwd_weight_f16(p, info, stream)
-                                 : bwd_weight_bf16(p, info, stream);
-    }
+    cudaError_t err = launch(plan, p, dtype_of(x), info, stream);
     throw_on_error(err, "weight-gradient");
   }
   // torch's reductions sum in a fixed order: the result is deterministic
@@ -250,6 +208,8 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   at::Tensor grad_bias = partial_b.sum(0).to(x.scalar_type());
   return {grad_weight, grad_bias};
 }
+
+std::string algo_table() { return algo_table_json(); }
 
 }  // namespace
 }  // namespace replk_ops
@@ -259,6 +219,8 @@ TORCH_LIBRARY_FRAGMENT(replk_ops_C, m) {
   m.def("bwd_input(Tensor grad_out, Tensor weight, int ph, int pw, str algo=\"auto\") -> Tensor");
   m.def("bwd_weight(Tensor grad_out, Tensor x, int kh, int kw, int ph, int pw, bool deterministic, "
         "str algo=\"auto\") -> (Tensor, Tensor)");
+  // a plain function: a catch-all kernel, callable without a GPU or any tensor
+  m.def("algo_table() -> str", &replk_ops::algo_table);
 }
 
 TORCH_LIBRARY_IMPL(replk_ops_C, CUDA, m) {

@@ -1,9 +1,13 @@
 """The CUDA kernels of csrc/ built for the CPU (tests/host_emulation) and called like the
-extension calls them: the same launchers, tilings and kernel source, so their index math, tile
-edges, barriers and fragment layouts are tested without a GPU."""
+extension calls them: the same instantiation files, launchers, tilings and kernel source, and the
+same dispatch unit (csrc/dispatch.cpp: the algo table, "auto"'s choice, workspace sizes), so their
+index math, tile edges, barriers, fragment layouts and the choice of kernel are tested without a
+GPU."""
 from __future__ import annotations
 
 import ctypes
+import glob
+import json
 import os
 import re
 import shutil
@@ -16,12 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATION = os.path.join(ROOT, "tests", "host_emulation")
 SOURCE = os.path.join(EMULATION, "kernels_on_cpu.cpp")
 RACE_CHECK = os.path.join(EMULATION, "race_check.cpp")
+KERNEL_SOURCES = os.path.join(ROOT, "csrc", "kernels", "*.cu")  # as setup.py globs them
+# csrc/dispatch.h's Dtype and Pass
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
-# the kernels by the extension's algo names (kernels_on_cpu.cpp's Forward and WeightGradient)
-FORWARD_ALGOS = {"direct_generic": 0, "direct": 1, "direct_rows": 2, "mma_rows": 3, "mma": 4, "mma_warp": 5}
-DIRECT_FORWARD_ALGOS = ("direct_generic", "direct", "direct_rows")
-TENSOR_CORE_FORWARD_ALGOS = ("mma_rows", "mma", "mma_warp")  # fp16/bf16 only
-WEIGHT_ALGOS = {"direct": 0, "mma": 1, "direct_wide": 2}
+PASS_CODES = {"fwd": 0, "bwd_input": 1, "bwd_weight": 2}
+NO_PLAN = -1  # kernels_on_cpu.cpp's kNoPlan
 
 _i64p = ctypes.POINTER(ctypes.c_int64)
 _vp = ctypes.c_void_p
@@ -44,8 +47,12 @@ def _compile(source: str, output: str, *flags: str) -> None:
     includes = cuda_include_dirs()
     if includes is None:
         raise RuntimeError("nvcc not found: the CUDA headers (cuda_fp16.h, cuda_bf16.h) are needed")
+    # kernels_on_cpu.cpp includes every instantiation file, whichever there are
+    out_dir = os.path.dirname(os.path.abspath(output))
+    with open(os.path.join(out_dir, "kernel_sources.inc"), "w") as handle:
+        handle.writelines(f'#include "{path}"\n' for path in sorted(glob.glob(KERNEL_SOURCES)))
     command = [os.environ.get("CXX", "c++"), "-std=c++20", "-pthread", "-Wall", "-Wno-unknown-pragmas", *flags,
-               *(f"-I{d}" for d in includes), source, "-o", output]
+               f"-I{out_dir}", *(f"-I{d}" for d in includes), source, "-o", output]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"building {os.path.basename(source)} failed:\n{' '.join(command)}\n{done.stderr[-4000:]}")
@@ -94,17 +101,44 @@ class EmulatedKernels:
 
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
-        lib.replk_emulated_fwd.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
-        lib.replk_emulated_bwd_weight_splits.argtypes = [_i64p] + [_int] * 5
-        lib.replk_emulated_bwd_weight.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 6
+        _str = ctypes.c_char_p
+        lib.replk_emulated_fwd.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 5 + [_str]
+        lib.replk_emulated_bwd_weight_splits.argtypes = [_int, _i64p] + [_int] * 4 + [_str]
+        lib.replk_emulated_bwd_weight.argtypes = [_int, _vp, _vp, _vp, _vp, _i64p, _i64p, _i64p] + [_int] * 4 + [_str]
+        lib.replk_emulated_choice.argtypes = [_int, _int, _i64p] + [_int] * 4 + [_str]
+        lib.replk_emulated_choice.restype = _str
+        lib.replk_emulated_algo_table.restype = _str
+        lib.replk_emulated_last_error.restype = _str
         lib.replk_emulated_self_check.argtypes = [_vp, _int, _int]
         lib.replk_emulated_set_sm_count.argtypes = [_int]
+        lib.replk_emulated_set_compute_capability.argtypes = [_int, _int]
+        self.table = json.loads(lib.replk_emulated_algo_table().decode())
+
+    def algos(self, pass_: str, dtype: torch.dtype, tensor_cores: Optional[bool] = None) -> List[str]:
+        """The pass's algos that take ``dtype``, in table order; ``tensor_cores`` keeps only those that
+        need compute capability 8.0 (True) or the others (False)."""
+        return [row["algo"] for row in self.table if row["pass"] == pass_ and str(dtype)[6:] in row["dtypes"]
+                and (tensor_cores is None or (row["min_cc"] >= 80) == tensor_cores)]
+
+    def choice(self, pass_: str, dtype: torch.dtype, sizes, kh: int, kw: int, ph: int, pw: int,
+               algo: str = "auto") -> str:
+        """What ``algo`` resolves to for the pass on the emulated H100; sizes: N, C, H, W, Ho, Wo of
+        the pass's input and output. Raises with the dispatch unit's message where nothing runs."""
+        name = self.lib.replk_emulated_choice(PASS_CODES[pass_], DTYPE_CODES[dtype], _i64(sizes), kh, kw, ph, pw,
+                                              algo.encode())
+        if name is None:
+            raise RuntimeError(self.lib.replk_emulated_last_error().decode())
+        return name.decode()
 
     def set_sm_count(self, sm_count: int) -> None:
         self.lib.replk_emulated_set_sm_count(sm_count)
 
-    @staticmethod
-    def _check(err: int, what: str) -> None:
+    def set_compute_capability(self, major: int, minor: int) -> None:
+        self.lib.replk_emulated_set_compute_capability(major, minor)
+
+    def _check(self, err: int, what: str) -> None:
+        if err == NO_PLAN:
+            raise RuntimeError(self.lib.replk_emulated_last_error().decode())
         if err != 0:
             raise RuntimeError(f"emulated {what} kernel: launch failed with cudaError_t {err}")
 
@@ -115,7 +149,7 @@ class EmulatedKernels:
         err = self.lib.replk_emulated_fwd(
             DTYPE_CODES[x.dtype], x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
             out.data_ptr(), sizes, _i64(x.stride()), _i64(out.stride()), weight.shape[2], weight.shape[3], ph, pw,
-            int(flip), FORWARD_ALGOS[algo])
+            int(flip), algo.encode())
         self._check(err, f"{algo} forward")
         return out
 
@@ -135,15 +169,14 @@ class EmulatedKernels:
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw, algo="direct"):
         sizes = _i64([*x.shape, grad_out.shape[2], grad_out.shape[3]])
-        splits = self.lib.replk_emulated_bwd_weight_splits(sizes, kh, kw, ph, pw, WEIGHT_ALGOS[algo])
-        if splits < 0:
-            raise RuntimeError(f"the {algo} weight gradient does not take this shape")
+        splits = self.lib.replk_emulated_bwd_weight_splits(DTYPE_CODES[x.dtype], sizes, kh, kw, ph, pw, algo.encode())
+        self._check(0 if splits >= 0 else NO_PLAN, f"{algo} weight-gradient")
         c = x.shape[1]
         partial_w = torch.full((splits, c, kh, kw), float("nan"))
         partial_b = torch.full((splits, c), float("nan"))
         err = self.lib.replk_emulated_bwd_weight(
             DTYPE_CODES[x.dtype], grad_out.data_ptr(), x.data_ptr(), partial_w.data_ptr(), partial_b.data_ptr(),
-            sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, splits, WEIGHT_ALGOS[algo])
+            sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, algo.encode())
         self._check(err, f"{algo} weight-gradient")
         # as csrc/dwconv_ops.cpp: the partials summed in a fixed order
         return partial_w.sum(0).unsqueeze(1).to(x.dtype), partial_b.sum(0).to(x.dtype)

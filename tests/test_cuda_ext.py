@@ -1,6 +1,7 @@
 """The CUDA C++ extension. Without a GPU: it was built, registers its ops and is rejected with a
 reason for CPU tensors. With one: every kernel path against the float64 reference, with outputs
 and workspaces poisoned with NaN so an unwritten element fails."""
+import json
 import os
 
 import pytest
@@ -49,17 +50,31 @@ def test_schemas_and_cpu_rejection():
         torch.ops.replk_ops_C.fwd(x, w, None, 1, 1)
 
 
+@needs_extension
+def test_algo_table_without_a_gpu():
+    """The extension's algo table is a plain op: readable on any machine, one row per (pass, algo)."""
+    rows = json.loads(torch.ops.replk_ops_C.algo_table())
+    assert {row["pass"] for row in rows} == {"fwd", "bwd_input", "bwd_weight"}
+    assert all(row["verified_on_gpu"] for row in rows if row["auto"])
+    assert {row["max_kernel"] for row in rows} == {63}
+
+
+def _table_algos(pass_, dtype):
+    """Every algo of the extension's table that takes dtype on this GPU."""
+    major, minor = torch.cuda.get_device_capability()
+    return [row["algo"] for row in json.loads(torch.ops.replk_ops_C.algo_table())
+            if row["pass"] == pass_ and str(dtype)[6:] in row["dtypes"] and row["min_cc"] <= 10 * major + minor]
+
+
 def _algos(dtype):
-    """Every forward kernel: unrolled, generic and two-row direct tiles; strided-row, block- and
-    warp-tiled MMA."""
-    mma = dtype != torch.float32 and torch.cuda.get_device_capability()[0] >= 8
-    return ["direct", "direct_generic", "direct_rows"] + (["mma_rows", "mma", "mma_warp"] if mma else [])
+    """Every forward kernel: direct tiles (unrolled, generic, two-row), tensor-core tiles (strided-row,
+    block, warp)."""
+    return _table_algos("fwd", dtype)
 
 
 def _weight_algos(dtype):
     """Every weight-gradient kernel: direct (8 and 16 taps per thread), and tensor cores for fp16/bf16."""
-    mma = dtype != torch.float32 and torch.cuda.get_device_capability()[0] >= 8
-    return ["direct", "direct_wide"] + (["mma"] if mma else [])
+    return _table_algos("bwd_weight", dtype)
 
 
 @pytest.mark.gpu

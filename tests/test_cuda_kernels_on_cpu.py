@@ -6,7 +6,8 @@ mma.sync are emulated lane by lane from the PTX fragment layouts, nvcuda::wmma w
 whole-tile fragments. The same source, tilings and launchers as the extension; every CUDA thread
 is an OS thread and every __syncthreads / __syncwarp a barrier. Outputs, partial sums and shared
 memory start as NaN. A ThreadSanitizer build checks the kernels' shared memory for races, like
-compute-sanitizer's racecheck on a GPU."""
+compute-sanitizer's racecheck on a GPU. The emulation links the extension's dispatch unit, so the
+algo table and "auto"'s choice are tested here too."""
 import os
 
 import pytest
@@ -120,14 +121,16 @@ def test_emulation_orders_barriers_and_poisons_shared_memory(kernels):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=case_id)
 def test_direct_kernels_match_float64(kernels, case, dtype, layout):
-    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.DIRECT_FORWARD_ALGOS, ("direct", "direct_wide"))
+    check_all_passes(kernels, case, dtype, layout, kernels.algos("fwd", dtype, tensor_cores=False),
+                     kernels.algos("bwd_weight", dtype, tensor_cores=False))
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("case", MMA_CASES, ids=case_id)
 def test_tensor_core_kernels_match_float64(kernels, case, dtype):
     layout = LAYOUTS[MMA_CASES.index(case) % len(LAYOUTS)]  # each layout on a third of the cases
-    check_all_passes(kernels, case, dtype, layout, cuda_on_cpu.TENSOR_CORE_FORWARD_ALGOS, ("mma",))
+    check_all_passes(kernels, case, dtype, layout, kernels.algos("fwd", dtype, tensor_cores=True),
+                     kernels.algos("bwd_weight", dtype, tensor_cores=True))
 
 
 @pytest.mark.parametrize("algo,dtype", [("direct", torch.float32), ("direct_wide", torch.float32),
@@ -167,11 +170,10 @@ def test_offsets_past_two_to_the_31_elements(kernels, dtype):
         return big
 
     xs, gs = far_apart(x), far_apart(grad_out)
-    algos = cuda_on_cpu.FORWARD_ALGOS if dtype != torch.float32 else cuda_on_cpu.DIRECT_FORWARD_ALGOS
-    for algo in algos:
+    for algo in kernels.algos("fwd", dtype):
         assert_close_to_reference(kernels.fwd(xs, weight, bias, ph, pw, algo), ref_y, dtype, ty, f"output ({algo})")
         assert_close_to_reference(kernels.bwd_input(gs, weight, ph, pw, algo), ref_dx, dtype, tdx, f"grad x ({algo})")
-    for algo in ("direct", "direct_wide", "mma") if dtype != torch.float32 else ("direct", "direct_wide"):
+    for algo in kernels.algos("bwd_weight", dtype):
         dw, db = kernels.bwd_weight(gs, xs, 5, 7, ph, pw, algo)
         assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({algo})")
         assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({algo})")
@@ -197,16 +199,115 @@ def test_fuzz_every_kernel_against_float64(kernels):
         ref_dx, ref_dw, ref_db = grads64(x, weight, bias, (ph, pw), grad_out)
         half = dtype != torch.float32
         ty, tdx, tdw, tdb = torch_same_dtype(x, weight, bias, (ph, pw), grad_out) if half else (None,) * 4
-        forward_algos = cuda_on_cpu.DIRECT_FORWARD_ALGOS + (cuda_on_cpu.TENSOR_CORE_FORWARD_ALGOS if half else ())
-        for algo in forward_algos:
+        for algo in kernels.algos("fwd", dtype):
             assert_close_to_reference(kernels.fwd(x, weight, bias, ph, pw, algo), ref_y, dtype, ty,
                                       f"output ({algo}, {case})")
             assert_close_to_reference(kernels.bwd_input(grad_out, weight, ph, pw, algo), ref_dx, dtype, tdx,
                                       f"grad x ({algo}, {case})")
-        for algo in ("direct", "direct_wide") + (("mma",) if half else ()):
+        for algo in kernels.algos("bwd_weight", dtype):
             dw, db = kernels.bwd_weight(grad_out, x, case["kh"], case["kw"], ph, pw, algo)
             assert_close_to_reference(dw, ref_dw, dtype, tdw, f"grad weight ({algo}, {case})")
             if bias is not None:
                 assert_close_to_reference(db, ref_db, dtype, tdb, f"grad bias ({algo}, {case})")
 
     run()
+
+
+# The dispatch unit (csrc/dispatch.cpp), linked into the emulation like into the extension.
+TABLE_KEYS = {"pass", "algo", "dtypes", "min_cc", "verified_on_gpu", "auto", "auto_min_side", "max_kernel",
+              "description"}
+# Not yet run on a GPU (the last GPU run: the H200 results of b6069c9), so "auto" must not pick them.
+NOT_RUN_ON_A_GPU = {("fwd", "direct_rows"), ("bwd_input", "direct_rows"), ("bwd_weight", "direct_wide"),
+                    ("bwd_weight", "mma")}
+# RepLKNet-31B's stages (channels, map side, kernel) and what "auto" ran for them on an H100-sized
+# GPU before the choice moved into the dispatch unit (csrc/dwconv_ops.cpp: for fp16/bf16 mma_rows
+# on maps over 16 whose tiles fit, mma on maps over 8, else direct; direct for fp32 and for the
+# weight gradient).
+STAGES = [(128, 56, 31), (256, 28, 29), (512, 14, 27), (1024, 7, 13)]
+AUTO_BEFORE = {
+    (torch.float32, 56): "direct", (torch.float32, 28): "direct", (torch.float32, 14): "direct",
+    (torch.float32, 7): "direct",
+    (torch.bfloat16, 56): "mma_rows", (torch.bfloat16, 28): "mma_rows", (torch.bfloat16, 14): "mma",
+    (torch.bfloat16, 7): "direct",
+}
+
+
+def test_algo_table_rows(kernels):
+    from replk_ops.backends.cuda_ext import MAX_KERNEL
+
+    rows = kernels.table
+    assert rows and all(set(row) == TABLE_KEYS for row in rows)
+    assert len({(row["pass"], row["algo"]) for row in rows}) == len(rows)
+    assert {row["pass"] for row in rows} == {"fwd", "bwd_input", "bwd_weight"}
+    assert all(row["max_kernel"] == MAX_KERNEL for row in rows)
+    assert all(set(row["dtypes"]) <= {"float32", "float16", "bfloat16"} and row["dtypes"] for row in rows)
+    assert all(row["verified_on_gpu"] for row in rows if row["auto"])
+    assert {(row["pass"], row["algo"]) for row in rows if not row["verified_on_gpu"]} == NOT_RUN_ON_A_GPU
+    # the input gradient runs the forward's kernels
+    strip = [{k: v for k, v in row.items() if k != "pass"} for row in rows]
+    assert [s for s, r in zip(strip, rows) if r["pass"] == "fwd"] == [
+        s for s, r in zip(strip, rows) if r["pass"] == "bwd_input"]
+
+
+@pytest.mark.parametrize("pass_", ["fwd", "bwd_input", "bwd_weight"])
+def test_every_algo_of_the_table_runs_for_its_dtypes(kernels, pass_):
+    """Each (algo, dtype) the table lists reaches its launcher (a small problem against float64);
+    a dtype it does not list is refused by name."""
+    case = (1, 2, 9, 11, 5, 7, "same")
+    for dtype in DTYPES:
+        x, weight, bias, grad_out, (ph, pw), ref, yard = _problem(case, dtype)
+        sizes = (*x.shape, *grad_out.shape[2:])
+        for row in (r for r in kernels.table if r["pass"] == pass_):
+            algo = row["algo"]
+            if str(dtype)[6:] not in row["dtypes"]:
+                with pytest.raises(RuntimeError, match=f'algo: "{algo}" needs'):
+                    kernels.choice(pass_, dtype, sizes, 5, 7, ph, pw, algo)
+                continue
+            assert kernels.choice(pass_, dtype, sizes, 5, 7, ph, pw, algo) == algo
+            if pass_ == "fwd":
+                got = (kernels.fwd(x, weight, bias, ph, pw, algo),)
+            elif pass_ == "bwd_input":
+                got = (kernels.bwd_input(grad_out, weight, ph, pw, algo),)
+            else:
+                got = kernels.bwd_weight(grad_out, x, 5, 7, ph, pw, algo)
+            first = {"fwd": 0, "bwd_input": 1, "bwd_weight": 2}[pass_]
+            for k, out in enumerate(got):
+                assert_close_to_reference(out, ref[first + k], dtype, yard[first + k], f"{pass_} {algo}")
+
+
+def test_unknown_algo_names_list_the_table(kernels):
+    for pass_ in ("fwd", "bwd_input", "bwd_weight"):
+        names = ['"auto"'] + [f'"{r["algo"]}"' for r in kernels.table if r["pass"] == pass_]
+        with pytest.raises(RuntimeError) as error:
+            kernels.choice(pass_, torch.float32, (1, 1, 8, 8, 8, 8), 3, 3, 1, 1, "fast")
+        assert str(error.value) == f'algo: expected one of {", ".join(names)}, got "fast"'
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: f"{s[0]}x{s[1]}x{s[1]}-k{s[2]}")
+def test_auto_chooses_as_before_for_the_replknet_stages(kernels, stage, dtype):
+    c, side, k = stage
+    sizes = (64, c, side, side, side, side)
+    for pass_ in ("fwd", "bwd_input"):
+        assert kernels.choice(pass_, dtype, sizes, k, k, k // 2, k // 2) == AUTO_BEFORE[(dtype, side)], pass_
+    assert kernels.choice("bwd_weight", dtype, sizes, k, k, k // 2, k // 2) == "direct"
+
+
+def test_auto_follows_the_table(kernels):
+    """"auto" is the first algo the table lets it pick that takes the dtype, the device and the
+    shape; below compute capability 8.0 that is a CUDA-core one."""
+    sizes = (2, 8, 40, 40, 40, 40)
+    for pass_ in ("fwd", "bwd_input", "bwd_weight"):
+        for dtype in DTYPES:
+            allowed = [r for r in kernels.table if r["pass"] == pass_ and r["auto"]
+                       and str(dtype)[6:] in r["dtypes"] and 40 > r["auto_min_side"]]
+            assert kernels.choice(pass_, dtype, sizes, 7, 7, 3, 3) == allowed[0]["algo"]
+    kernels.set_compute_capability(7, 5)
+    try:
+        for pass_ in ("fwd", "bwd_input", "bwd_weight"):
+            chosen = kernels.choice(pass_, torch.float16, sizes, 7, 7, 3, 3)
+            assert next(r for r in kernels.table if r["pass"] == pass_ and r["algo"] == chosen)["min_cc"] <= 75
+        with pytest.raises(RuntimeError, match='algo: "mma_rows" needs float16 or bfloat16 on compute capability 8.0'):
+            kernels.choice("fwd", torch.float16, sizes, 7, 7, 3, 3, "mma_rows")
+    finally:
+        kernels.set_compute_capability(9, 0)

@@ -188,8 +188,11 @@ __global__ void __launch_bounds__(256) dwconv_bwd_weight_kernel(const BwdWeightP
   write_bias_partial(p, bias_part, split, c);
 }
 
+// The partial-sum splits the caller's workspace holds; every shape fits.
+inline int bwd_weight_plan(const BwdWeightParams& p, const DeviceInfo& d) { return bwd_weight_tiling(p, d).splits; }
+
 template <typename T>
-cudaError_t launch_bwd_weight(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream) {
+cudaError_t launch_bwd_weight(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream, int /*variant*/) {
   BwdWeightLayout l = bwd_weight_layout(p, d);
   if (l.tiling.splits != p.splits || l.strips > 512) return cudaErrorInvalidValue;
   int64_t blocks = p.C * p.splits;

@@ -1,8 +1,4 @@
-// Instantiation: weight- and bias-gradient kernel for float.
 #include "bwd_weight.cuh"
+#include "instantiate.cuh"
 
-namespace replk_ops {
-cudaError_t bwd_weight_f32(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s) {
-  return launch_bwd_weight<float>(p, d, s);
-}
-}  // namespace replk_ops
+REPLK_INSTANTIATE(bwd_weight, f32, BwdWeightParams)

@@ -1,5 +1,5 @@
 // Weight and bias gradients for fp16/bf16 on tensor cores (mma.sync m16n8k16), deterministic:
-// the GEMM over rows plus diagonal sums of the design notes (section 5.3).
+// the GEMM over rows plus diagonal sums (docs/design.md, "Weight gradient as GEMM plus diagonal sums").
 //
 // For kernel row i and a strip of 16 output columns starting at w0,
 //
@@ -61,8 +61,14 @@ inline BwdWeightMmaTiling bwd_weight_mma_tiling(const BwdWeightParams& p, const 
   return t;
 }
 
+// (Compute capability 8.0+ is the algo table's min_cc, checked before any launch.)
 inline bool bwd_weight_mma_fits(const BwdWeightParams& p, const DeviceInfo& d) {
-  return d.cc_major >= 8 && bwd_weight_mma_tiling(p, d).smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
+  return bwd_weight_mma_tiling(p, d).smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
+}
+
+// The partial-sum splits the caller's workspace holds, or -1 where the tiles do not fit.
+inline int bwd_weight_mma_plan(const BwdWeightParams& p, const DeviceInfo& d) {
+  return bwd_weight_mma_fits(p, d) ? bwd_weight_mma_tiling(p, d).splits : -1;
 }
 
 // KR: kernel rows per warp; NB: 8-column blocks of the input window (both as in the tiling).
@@ -205,9 +211,9 @@ cudaError_t launch_bwd_weight_mma_rows(const BwdWeightParams& p, const BwdWeight
   }
 }
 
-// The caller sizes the partials workspace with bwd_weight_mma_tiling(p, d).splits.
 template <typename T>
-cudaError_t launch_bwd_weight_mma(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream) {
+cudaError_t launch_bwd_weight_mma(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream,
+                                  int /*variant*/) {
   if (p.C == 0) return cudaSuccess;
   if (!bwd_weight_mma_fits(p, d)) return cudaErrorInvalidConfiguration;
   const BwdWeightMmaTiling t = bwd_weight_mma_tiling(p, d);

@@ -1,8 +1,4 @@
-// Instantiation: tensor-core weight-gradient kernel for __nv_bfloat16.
 #include "bwd_weight_mma.cuh"
+#include "instantiate.cuh"
 
-namespace replk_ops {
-cudaError_t bwd_weight_mma_bf16(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s) {
-  return launch_bwd_weight_mma<__nv_bfloat16>(p, d, s);
-}
-}  // namespace replk_ops
+REPLK_INSTANTIATE(bwd_weight_mma, bf16, BwdWeightParams)

@@ -116,9 +116,14 @@ cudaError_t launch_bwd_weight_wide_as(const BwdWeightParams& p, const BwdWeightW
   return launch_with_smem(dwconv_bwd_weight_wide_kernel<T, STEPS>, blocks, 256, l.smem_bytes, stream, p, l);
 }
 
-// The caller sizes the partials workspace with bwd_weight_tiling(p, d).splits, as for bwd_weight.cuh.
+// The same splits as bwd_weight.cuh; every shape fits.
+inline int bwd_weight_wide_plan(const BwdWeightParams& p, const DeviceInfo& d) {
+  return bwd_weight_tiling(p, d).splits;
+}
+
 template <typename T>
-cudaError_t launch_bwd_weight_wide(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream) {
+cudaError_t launch_bwd_weight_wide(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t stream,
+                                   int /*variant*/) {
   const BwdWeightWideLayout l = bwd_weight_wide_layout(p, d);
   if (l.tiling.splits != p.splits) return cudaErrorInvalidValue;
   const int64_t blocks = p.C * p.splits;

@@ -1,8 +1,4 @@
-// Instantiation: weight-gradient kernel with 16 taps per thread, for float.
 #include "bwd_weight_wide.cuh"
+#include "instantiate.cuh"
 
-namespace replk_ops {
-cudaError_t bwd_weight_wide_f32(const BwdWeightParams& p, const DeviceInfo& d, cudaStream_t s) {
-  return launch_bwd_weight_wide<float>(p, d, s);
-}
-}  // namespace replk_ops
+REPLK_INSTANTIATE(bwd_weight_wide, f32, BwdWeightParams)

@@ -161,10 +161,14 @@ cudaError_t launch_fwd_direct_as(const ConvParams& p, const DirectTiling& t, int
   return launch_with_smem(dwconv_fwd_direct_kernel<T, CHUNKS>, blocks, t.pb * t.tx * t.ty, t.smem_bytes, stream, p, t);
 }
 
-// `unrolled`: the compile-time specialization for kw's chunk count (every kw <= 64); else the
-// generic loop.
+// Takes every shape.
+inline int fwd_direct_plan(const ConvParams&, const DeviceInfo&) { return 0; }
+
+// variant kUnrolledTaps: the compile-time specialization for kw's chunk count (every kw <= 64);
+// else the generic loop.
 template <typename T>
-cudaError_t launch_fwd_direct(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, bool unrolled) {
+cudaError_t launch_fwd_direct(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, int variant) {
+  const bool unrolled = variant == kUnrolledTaps;
   if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
   DirectTiling t = direct_tiling(p, d);
   int64_t blocks = t.plane_groups * t.tiles;

@@ -134,8 +134,11 @@ cudaError_t launch_fwd_direct_rows_as(const ConvParams& p, const DirectTiling& t
                           p, t);
 }
 
+// Takes every shape.
+inline int fwd_direct_rows_plan(const ConvParams&, const DeviceInfo&) { return 0; }
+
 template <typename T>
-cudaError_t launch_fwd_direct_rows(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream) {
+cudaError_t launch_fwd_direct_rows(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, int /*variant*/) {
   if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
   DirectTiling t = direct_rows_tiling(p, d);
   int64_t blocks = t.plane_groups * t.tiles;

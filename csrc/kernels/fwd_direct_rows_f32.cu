@@ -1,8 +1,4 @@
-// Instantiation: direct forward / input-gradient kernel with two output rows per thread, for float.
 #include "fwd_direct_rows.cuh"
+#include "instantiate.cuh"
 
-namespace replk_ops {
-cudaError_t fwd_direct_rows_f32(const ConvParams& p, const DeviceInfo& d, cudaStream_t s) {
-  return launch_fwd_direct_rows<float>(p, d, s);
-}
-}  // namespace replk_ops
+REPLK_INSTANTIATE(fwd_direct_rows, f32, ConvParams)

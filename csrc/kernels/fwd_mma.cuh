@@ -1,4 +1,5 @@
-// Forward (and input gradient) for fp16/bf16 on tensor cores: the row-Toeplitz product.
+// Forward (and input gradient) for fp16/bf16 on tensor cores: the row-Toeplitz product
+// (docs/design.md, "Row-Toeplitz products").
 //
 // For kernel row i, a 16 x 16 output tile is A_i @ T_i, where A_i is 16 input rows of BK columns
 // (BK >= 16 + kw - 1, a multiple of 16) and T_i[a, b] = w[i, a - b] for 0 <= a - b < kw, else 0.
@@ -46,9 +47,10 @@ inline MmaTiling mma_tiling(const ConvParams& p, const DeviceInfo& d) {
   return t;
 }
 
+// (Compute capability 8.0+ is the algo table's min_cc, checked before any launch.)
 inline bool mma_fits(const ConvParams& p, const DeviceInfo& d) {
   MmaTiling t = mma_tiling(p, d);
-  return d.cc_major >= 8 && t.smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
+  return t.smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
 }
 
 // The kh Toeplitz matrices of channel c, T_i[a, b] = w[i, a - b] (0 <= a - b < kw), bk x 16 each,
@@ -224,11 +226,15 @@ __global__ void __launch_bounds__(256) dwconv_fwd_mma_block_kernel(const ConvPar
 #endif
 }
 
+// -1 where the tiles do not fit in shared memory.
+inline int fwd_mma_plan(const ConvParams& p, const DeviceInfo& d) { return mma_fits(p, d) ? 0 : -1; }
+
+// variant kBlockTiles: block tiles where mma_block_preferred; else warp tiles.
 template <typename T>
-cudaError_t launch_fwd_mma(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, bool block_tiles) {
+cudaError_t launch_fwd_mma(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, int variant) {
   if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
   if (!mma_fits(p, d)) return cudaErrorInvalidConfiguration;
-  if (block_tiles && mma_block_preferred(p, d)) {
+  if (variant == kBlockTiles && mma_block_preferred(p, d)) {
     MmaBlockTiling t = mma_block_tiling(p, d);
     return launch_with_smem(dwconv_fwd_mma_block_kernel<T>, p.C * t.splits, 32 * t.wh * t.ww, t.smem_bytes, stream,
                             p, t);

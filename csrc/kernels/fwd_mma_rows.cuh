@@ -1,5 +1,6 @@
 // Forward (and input gradient) for fp16/bf16 on tensor cores with register-resident accumulators:
-// the row-Toeplitz product with strided M rows (mma.sync m16n8k16, ldmatrix).
+// the row-Toeplitz product with strided M rows (mma.sync m16n8k16, ldmatrix; docs/design.md,
+// "Row-Toeplitz products").
 //
 // A block owns a (16 R) x (32 warps) output tile of one (image, channel). The 16 rows of an MMA
 // are the output rows h0 + R m + r (m = 0..15) for a phase r < R, and every warp keeps all R
@@ -68,9 +69,13 @@ inline MmaRowsTiling mma_rows_tiling(const ConvParams& p, const DeviceInfo& d) {
   return t;
 }
 
+// (Compute capability 8.0+ is the algo table's min_cc, checked before any launch.)
 inline bool mma_rows_fits(const ConvParams& p, const DeviceInfo& d) {
-  return d.cc_major >= 8 && mma_rows_tiling(p, d).smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
+  return mma_rows_tiling(p, d).smem_bytes <= static_cast<size_t>(d.max_smem_per_block);
 }
+
+// -1 where the tiles do not fit in shared memory.
+inline int fwd_mma_rows_plan(const ConvParams& p, const DeviceInfo& d) { return mma_rows_fits(p, d) ? 0 : -1; }
 
 // R: accumulator phases (mma_rows_phases); DDH: the last Toeplitz offset index, (kw + 6) / 8.
 // Every loop bound of the MMA part is a compile-time constant and no MMA is conditional on the
@@ -214,7 +219,7 @@ cudaError_t launch_fwd_mma_rows_phases(const ConvParams& p, const MmaRowsTiling&
 }
 
 template <typename T>
-cudaError_t launch_fwd_mma_rows(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream) {
+cudaError_t launch_fwd_mma_rows(const ConvParams& p, const DeviceInfo& d, cudaStream_t stream, int /*variant*/) {
   if (p.N * p.C * p.Ho * p.Wo == 0) return cudaSuccess;
   if (!mma_rows_fits(p, d)) return cudaErrorInvalidConfiguration;
   const MmaRowsTiling t = mma_rows_tiling(p, d);

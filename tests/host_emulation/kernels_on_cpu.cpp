@@ -1,83 +1,53 @@
-// A C interface to every CUDA kernel of csrc/ run on the CPU (cuda_on_cpu.h, warp_mma_on_cpu.h),
-// for the tests: the extension's own launchers and tilings, called with the parameters
-// csrc/dwconv_ops.cpp builds.
+// A C interface to the extension's CUDA kernels run on the CPU (cuda_on_cpu.h, warp_mma_on_cpu.h),
+// for the tests: the instantiation files of csrc/kernels and the dispatch unit csrc/dispatch.cpp
+// (algo table, "auto" choice, workspace sizes), called by algo name with the parameters
+// csrc/dwconv_ops.cpp builds. Why this layer exists: docs/design.md, "Test layers".
 #include "warp_mma_on_cpu.h"
 
-#include "../../csrc/kernels/bwd_weight.cuh"
-#include "../../csrc/kernels/bwd_weight_mma.cuh"
-#include "../../csrc/kernels/bwd_weight_wide.cuh"
-#include "../../csrc/kernels/fwd_direct.cuh"
-#include "../../csrc/kernels/fwd_direct_rows.cuh"
-#include "../../csrc/kernels/fwd_mma.cuh"
-#include "../../csrc/kernels/fwd_mma_rows.cuh"
+#include "kernel_sources.inc"  // every csrc/kernels/*.cu, listed by tests/cuda_on_cpu.py
+#include "../../csrc/dispatch.cpp"
+
+#include <string>
 
 namespace {
 
 using replk_ops::BwdWeightParams;
 using replk_ops::ConvParams;
 using replk_ops::DeviceInfo;
+using replk_ops::Dtype;
 
-// An H100 by default: the tilings size tiles and splits from these.
+// An H100 by default: the tilings size tiles and splits from these, the planner checks min_cc.
 int emulated_sm_count = 132;
+int emulated_cc[2] = {9, 0};
+std::string last_error;
 
 DeviceInfo emulated_device() {
-  return DeviceInfo{emulated_sm_count, static_cast<int>(replk_emulation::kMaxDynamicShared), 9};
+  return DeviceInfo{emulated_sm_count, static_cast<int>(replk_emulation::kMaxDynamicShared), emulated_cc[0],
+                    emulated_cc[1]};
 }
 
-enum Dtype { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
-// The forward kernels by the extension's algo names: direct_generic, direct, direct_rows,
-// mma_rows, mma (WMMA block tiles), mma_warp; the last three take fp16/bf16 only.
-enum Forward { kGeneric = 0, kDirect = 1, kDirectRows = 2, kMmaRows = 3, kWmmaBlock = 4, kWmmaWarp = 5 };
-enum WeightGradient { kWeightDirect = 0, kWeightMma = 1, kWeightWide = 2 };  // direct, mma, direct_wide
+// What a plan that cannot run returns, distinct from every cudaError_t.
+constexpr int kNoPlan = -1;
 
-template <typename T>
-cudaError_t launch_forward(const ConvParams& p, const DeviceInfo& d, int algo) {
-  switch (algo) {
-    case kGeneric: return replk_ops::launch_fwd_direct<T>(p, d, nullptr, false);
-    case kDirect: return replk_ops::launch_fwd_direct<T>(p, d, nullptr, true);
-    case kDirectRows: return replk_ops::launch_fwd_direct_rows<T>(p, d, nullptr);
-    default:
-      if constexpr (sizeof(T) == 2) {
-        if (algo == kMmaRows) return replk_ops::launch_fwd_mma_rows<T>(p, d, nullptr);
-        return replk_ops::launch_fwd_mma<T>(p, d, nullptr, algo == kWmmaBlock);
-      } else {
-        return cudaErrorInvalidValue;
-      }
-  }
+ConvParams conv_params(const int64_t* sizes, int kh, int kw, int ph, int pw, int flip) {
+  ConvParams p{};
+  p.N = sizes[0]; p.C = sizes[1]; p.H = sizes[2]; p.W = sizes[3]; p.Ho = sizes[4]; p.Wo = sizes[5];
+  p.kh = kh; p.kw = kw; p.ph = ph; p.pw = pw;
+  p.flip = flip != 0;
+  return p;
 }
 
-template <typename T>
-cudaError_t launch_weight_gradient(const BwdWeightParams& p, const DeviceInfo& d, int algo) {
-  if (algo == kWeightDirect) return replk_ops::launch_bwd_weight<T>(p, d, nullptr);
-  if (algo == kWeightWide) return replk_ops::launch_bwd_weight_wide<T>(p, d, nullptr);
-  if constexpr (sizeof(T) == 2) {
-    return replk_ops::launch_bwd_weight_mma<T>(p, d, nullptr);
-  } else {
-    return cudaErrorInvalidValue;
-  }
-}
-
-template <typename Launch>
-int by_dtype(int dtype, Launch launch) {
-  switch (dtype) {
-    case kFloat32: return launch(float{});
-    case kFloat16: return launch(__half{});
-    case kBFloat16: return launch(__nv_bfloat16{});
-    default: return cudaErrorInvalidValue;
-  }
-}
-
-BwdWeightParams weight_params(const void* grad_out, const void* x, const int64_t* sizes, const int64_t* xs,
-                              const int64_t* gs, int kh, int kw, int ph, int pw) {
+BwdWeightParams weight_params(const int64_t* sizes, int kh, int kw, int ph, int pw) {
   BwdWeightParams p{};
   p.N = sizes[0]; p.C = sizes[1]; p.H = sizes[2]; p.W = sizes[3]; p.Ho = sizes[4]; p.Wo = sizes[5];
   p.kh = kh; p.kw = kw; p.ph = ph; p.pw = pw;
-  for (int k = 0; k < 4; ++k) {
-    p.xs[k] = xs[k];
-    p.gs[k] = gs[k];
-  }
-  p.x = x; p.grad_out = grad_out;
   return p;
+}
+
+template <typename Params>
+bool planned(const replk_ops::Plan<Params>& plan) {
+  last_error = plan.error;
+  return plan.error.empty();
 }
 
 }  // namespace
@@ -87,44 +57,74 @@ extern "C" {
 // Fewer SMs mean fewer splits, so each block sums more tiles.
 void replk_emulated_set_sm_count(int sm_count) { emulated_sm_count = sm_count; }
 
-// sizes: N, C, H, W, Ho, Wo; strides in elements; algo: see Forward. Returns a cudaError_t
-// (cudaErrorInvalidConfiguration where a tensor-core kernel does not take the shape).
+void replk_emulated_set_compute_capability(int major, int minor) {
+  emulated_cc[0] = major;
+  emulated_cc[1] = minor;
+}
+
+// The table as the extension's algo_table op returns it.
+const char* replk_emulated_algo_table() {
+  static const std::string json = replk_ops::algo_table_json();
+  return json.c_str();
+}
+
+// Why the last call returned kNoPlan (or null).
+const char* replk_emulated_last_error() { return last_error.c_str(); }
+
+// The algo `algo` ("auto" or a name) resolves to for pass 0 (fwd), 1 (bwd_input) or 2
+// (bwd_weight), or null. sizes: N, C, H, W, Ho, Wo of the pass's input and output.
+const char* replk_emulated_choice(int pass, int dtype, const int64_t* sizes, int kh, int kw, int ph, int pw,
+                                  const char* algo) {
+  const DeviceInfo d = emulated_device();
+  if (pass == static_cast<int>(replk_ops::Pass::kBwdWeight)) {
+    const auto plan = replk_ops::plan_weight(weight_params(sizes, kh, kw, ph, pw), Dtype(dtype), d, algo);
+    return planned(plan) ? plan.algo->name : nullptr;
+  }
+  const auto plan = replk_ops::plan_conv(conv_params(sizes, kh, kw, ph, pw, pass), Dtype(dtype), d, algo);
+  return planned(plan) ? plan.algo->name : nullptr;
+}
+
+// sizes: N, C, H, W, Ho, Wo; strides in elements. Returns a cudaError_t, or kNoPlan.
 int replk_emulated_fwd(int dtype, const void* x, const void* w, const void* bias, void* y, const int64_t* sizes,
-                       const int64_t* xs, const int64_t* ys, int kh, int kw, int ph, int pw, int flip, int algo) {
-  ConvParams p{};
-  p.N = sizes[0]; p.C = sizes[1]; p.H = sizes[2]; p.W = sizes[3]; p.Ho = sizes[4]; p.Wo = sizes[5];
-  p.kh = kh; p.kw = kw; p.ph = ph; p.pw = pw;
+                       const int64_t* xs, const int64_t* ys, int kh, int kw, int ph, int pw, int flip,
+                       const char* algo) {
+  ConvParams p = conv_params(sizes, kh, kw, ph, pw, flip);
   for (int k = 0; k < 4; ++k) {
     p.xs[k] = xs[k];
     p.ys[k] = ys[k];
   }
-  p.flip = flip != 0;
   p.x = x; p.w = w; p.bias = bias; p.y = y;
   const DeviceInfo d = emulated_device();
-  return by_dtype(dtype, [&](auto t) { return launch_forward<decltype(t)>(p, d, algo); });
+  const auto plan = replk_ops::plan_conv(p, Dtype(dtype), d, algo);
+  return planned(plan) ? replk_ops::launch(plan, p, Dtype(dtype), d, nullptr) : kNoPlan;
 }
 
-// The partials' first dimension for algo (see WeightGradient), or -1 where it does not take the shape.
-int replk_emulated_bwd_weight_splits(const int64_t* sizes, int kh, int kw, int ph, int pw, int algo) {
-  const int64_t strides[4] = {0, 0, 0, 0};
-  const BwdWeightParams p = weight_params(nullptr, nullptr, sizes, strides, strides, kh, kw, ph, pw);
-  const DeviceInfo d = emulated_device();
-  if (algo == kWeightMma) {
-    return replk_ops::bwd_weight_mma_fits(p, d) ? replk_ops::bwd_weight_mma_tiling(p, d).splits : -1;
-  }
-  return replk_ops::bwd_weight_tiling(p, d).splits;
+// The partials' first dimension for algo, or kNoPlan.
+int replk_emulated_bwd_weight_splits(int dtype, const int64_t* sizes, int kh, int kw, int ph, int pw,
+                                     const char* algo) {
+  const auto plan = replk_ops::plan_weight(weight_params(sizes, kh, kw, ph, pw), Dtype(dtype), emulated_device(),
+                                           algo);
+  return planned(plan) ? plan.splits : kNoPlan;
 }
 
-// partial_w: (splits, C, kh, kw) and partial_b: (splits, C), float32. Returns a cudaError_t.
+// partial_w: (splits, C, kh, kw) and partial_b: (splits, C), float32, splits as
+// replk_emulated_bwd_weight_splits says. Returns a cudaError_t, or kNoPlan.
 int replk_emulated_bwd_weight(int dtype, const void* grad_out, const void* x, float* partial_w, float* partial_b,
                               const int64_t* sizes, const int64_t* xs, const int64_t* gs, int kh, int kw, int ph,
-                              int pw, int splits, int algo) {
-  BwdWeightParams p = weight_params(grad_out, x, sizes, xs, gs, kh, kw, ph, pw);
+                              int pw, const char* algo) {
+  BwdWeightParams p = weight_params(sizes, kh, kw, ph, pw);
+  for (int k = 0; k < 4; ++k) {
+    p.xs[k] = xs[k];
+    p.gs[k] = gs[k];
+  }
+  p.x = x; p.grad_out = grad_out;
   p.partial_w = partial_w;
   p.partial_b = partial_b;
-  p.splits = splits;
   const DeviceInfo d = emulated_device();
-  return by_dtype(dtype, [&](auto t) { return launch_weight_gradient<decltype(t)>(p, d, algo); });
+  const auto plan = replk_ops::plan_weight(p, Dtype(dtype), d, algo);
+  if (!planned(plan)) return kNoPlan;
+  p.splits = plan.splits;
+  return replk_ops::launch(plan, p, Dtype(dtype), d, nullptr);
 }
 
 }  // extern "C"

@@ -27,22 +27,22 @@ int run_all(const Shape& s) {
   const int64_t ys[4] = {s.c * ho * wo, ho * wo, wo, 1};
   const int64_t sizes[6] = {s.n, s.c, s.h, s.w, ho, wo};
   const int64_t back[6] = {s.n, s.c, ho, wo, s.h, s.w};
-  const int dtype = sizeof(T) == 4 ? kFloat32 : kBFloat16;
-  const bool half = sizeof(T) == 2;
+  const replk_ops::Dtype dtype = sizeof(T) == 4 ? replk_ops::kFloat32 : replk_ops::kBFloat16;
   int err = 0;
-  for (int algo : {kGeneric, kDirect, kDirectRows, kMmaRows, kWmmaBlock, kWmmaWarp}) {
-    if (algo >= kMmaRows && !half) continue;
+  for (const replk_ops::ConvAlgo& algo : replk_ops::conv_algos()) {  // every forward kernel of the table
+    if (algo.by_dtype[dtype].launch == nullptr) continue;
     err |= replk_emulated_fwd(dtype, x.data(), w.data(), nullptr, y.data(), sizes, xs, ys, s.kh, s.kw, ph, pw, 0,
-                              algo);
+                              algo.name);
     err |= replk_emulated_fwd(dtype, y.data(), w.data(), nullptr, dx.data(), back, ys, xs, s.kh, s.kw,
-                              s.kh - 1 - ph, s.kw - 1 - pw, 1, algo);
+                              s.kh - 1 - ph, s.kw - 1 - pw, 1, algo.name);
   }
-  for (int algo : {kWeightDirect, kWeightWide, kWeightMma}) {
-    if (algo == kWeightMma && !half) continue;
-    const int splits = replk_emulated_bwd_weight_splits(sizes, s.kh, s.kw, ph, pw, algo);
+  for (const replk_ops::WeightAlgo& algo : replk_ops::weight_algos()) {
+    if (algo.by_dtype[dtype].launch == nullptr) continue;
+    const int splits = replk_emulated_bwd_weight_splits(dtype, sizes, s.kh, s.kw, ph, pw, algo.name);
+    if (splits < 0) return 1;
     std::vector<float> partial_w(static_cast<size_t>(splits) * s.c * s.kh * s.kw), partial_b(splits * s.c);
     err |= replk_emulated_bwd_weight(dtype, y.data(), x.data(), partial_w.data(), partial_b.data(), sizes, xs, ys,
-                                     s.kh, s.kw, ph, pw, splits, algo);
+                                     s.kh, s.kw, ph, pw, algo.name);
   }
   return err;
 }
