@@ -12,12 +12,10 @@ Without a profiler it just runs them and prints their names.
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 
 import replk_ops  # noqa: F401  (loads the extension)
-from replk_ops.triton_kernels.launch import AUTOTUNE_ENV
 
 FORWARDS = [(torch.float32, "direct"), (torch.float32, "direct_rows"), (torch.bfloat16, "mma_rows")]
 WEIGHT_GRADIENTS = [(torch.float32, "direct"), (torch.float32, "direct_wide"), (torch.bfloat16, "direct"),
@@ -25,26 +23,22 @@ WEIGHT_GRADIENTS = [(torch.float32, "direct"), (torch.float32, "direct_wide"), (
 
 
 def triton_kernels(x, weight, dy, k, pad):
-    """The bf16 Triton forward and weight gradient, group rows then batch rows (fixed variants:
-    group rows as the H200 tuned them at stage 2, batch rows as the sm_90 SASS favours them)."""
-    import triton
+    """The bf16 Triton forward and weight gradient, group rows then batch rows (catalogue entries,
+    untuned: group rows as the H200 tuned them at stage 2, batch rows as the sm_90 SASS favours
+    them)."""
+    from replk_ops.triton_kernels import launch, tuning
 
-    from replk_ops.triton_kernels import launch
-
-    width = min(launch.vector_width(x), launch.vector_width(dy))
-    bk16, bk32 = triton.next_power_of_2(16 + k - 1), triton.next_power_of_2(32 + k - 1)
-    forwards = {"group rows": dict(BM=128, BN=32, BK=bk32, BATCH_ROWS=False, ALIGN=1),
-                "batch rows": dict(BM=128, BN=16, BK=bk16, BATCH_ROWS=True, ALIGN=launch._aligned(16, bk16, k, width))}
+    forwards = {"group rows": tuning.ForwardVariant(tuning.GROUP_ROWS, 128, 32, 8),
+                "batch rows": tuning.ForwardVariant(tuning.BATCH_ROWS, 128, 16, 8)}
+    gradients = {"group rows": tuning.WeightGradVariant(transposed=True, warps=8),
+                 "batch rows": tuning.WeightGradVariant(transposed=True, warps=8, batch_rows=True)}
+    assert set(forwards.values()) <= set(tuning.FORWARD_VARIANTS)
+    assert set(gradients.values()) <= set(tuning.WEIGHT_GRAD_VARIANTS)
     for name, variant in forwards.items():
-        launch.fixed_fwd_variant = lambda *_, v=variant: (v, 8)  # noqa: E731
-        launch.fwd(x, weight, None, pad, pad)
+        launch.fwd(x, weight, None, pad, pad, variant=variant)
         print(f"triton forward bf16 {name}")
-    gradients = {"group rows": dict(TRANSPOSED=True, BATCH_ROWS=False, ALIGN=1, DY_ALIGN=1),
-                 "batch rows": dict(TRANSPOSED=True, BATCH_ROWS=True, ALIGN=launch._aligned(32, bk32, k, width),
-                                    DY_ALIGN=width)}
     for name, variant in gradients.items():
-        launch.fixed_bwd_weight_variant = lambda *_, v=variant: (v, 8)  # noqa: E731
-        launch.bwd_weight(dy, x, k, k, pad, pad)
+        launch.bwd_weight(dy, x, k, k, pad, pad, variant=variant)
         print(f"triton weight gradient bf16 {name}")
 
 
@@ -70,7 +64,6 @@ def main(argv=None) -> int:
         x, _, dy = inputs[dtype]
         ops.bwd_weight(dy, x, k, k, pad, pad, False, algo)
         print(f"weight gradient {str(dtype)[6:]} {algo}")
-    os.environ[AUTOTUNE_ENV] = "0"  # the fixed variants above, not the tuned ones
     x, weight, dy = inputs[torch.bfloat16]
     triton_kernels(x, weight, dy, k, pad)
     torch.cuda.synchronize()

@@ -16,47 +16,72 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from replk_ops.triton_kernels import launch
+from replk_ops.triton_kernels import tuning
+from replk_ops.triton_kernels.bwd_weight import dwconv_bwd_weight_kernel, weight_columns_block
 from replk_ops.triton_kernels.dense import dwconv_dense_fwd_kernel
-from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
+from replk_ops.triton_kernels.fwd import dwconv_fwd_kernel
 
 FWD_INTS = ["N", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "sxn", "sxc", "sxh", "sxw", "syn", "syc", "syh", "syw"]
 BWD_INTS = ["N", "C", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "ROWS_PER_SPLIT", "SPLITS",
             "sdn", "sdc", "sdh", "sdw", "sxn", "sxc", "sxh", "sxw"]
 
 
+def _catalogued(catalogue, **fields):
+    """The one entry of ``catalogue`` with these fields."""
+    (variant,) = [v for v in catalogue if all(getattr(v, k) == value for k, value in fields.items())]
+    return variant
+
+
+def _variant(kernel: str, dtype: str):
+    """The variant a kernel of the report is compiled as, and the vector width of its input: the
+    forward's group rows as the 8-warp tile that carries its bands (with 4 warps group-row tiles
+    spill up to 8 bytes in half precision on sm_90 when compiled as a run specializes them: unit
+    strides, aligned pointers); its batch rows as 16-wide strips of 128 images (fp32: 64), on an
+    aligned input (16-byte vectors) and an unaligned one; the dense GEMM as RepLKNet-31B stage 3 at
+    batch 64 (14x14 maps, 27x27 kernels) runs it; the weight gradient's group rows both ways
+    (P = dY^T X, and its transpose, the variant for warpgroup MMAs) and its tuned batch rows,
+    aligned and unaligned."""
+    aligned = 16 // (4 if dtype == "fp32" else 2) if not kernel.endswith("_unaligned") else 1
+    if kernel == "fwd":
+        return _catalogued(tuning.FORWARD_VARIANTS, rows=tuning.GROUP_ROWS, bm=64, warps=8), 1
+    if kernel.startswith("fwd_batch"):
+        return _catalogued(tuning.FORWARD_VARIANTS, rows=tuning.BATCH_ROWS, bm=64 if dtype == "fp32" else 128,
+                           warps=8), aligned
+    if kernel == "dense_fwd":
+        return tuning.ForwardVariant(tuning.DENSE, 64, 64), 1
+    if kernel.startswith("bwd_weight_batch"):
+        return _catalogued(tuning.WEIGHT_GRAD_VARIANTS, batch_rows=True), aligned
+    return _catalogued(tuning.WEIGHT_GRAD_VARIANTS, batch_rows=False, transposed=kernel == "bwd_weight_t",
+                       warps=4), 1
+
+
 def _source(kernel: str, dtype: str, kw: int = 31) -> ASTSource:
-    bk = triton.next_power_of_2(32 + kw - 1)
+    variant, width = _variant(kernel, dtype)
+    r = 1 if dtype == "fp32" else 4
     attrs = None
-    if kernel.startswith("fwd") and kernel != "dense_fwd":
+    if kernel.startswith("fwd"):
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
                **{k: "i32" for k in FWD_INTS}, "TUNE_CLASS": "i32"}
-        const = {"HAS_BIAS": True, "R": 1 if dtype == "fp32" else 4, "BM": 64, "BN": 32, "BK": bk, "UPCAST": False,
-                 "IEEE": False, "BATCH_ROWS": False, "ALIGN": 1, "CARRY_BANDS": kernel == "fwd", "sxw": 1, "syw": 1}
-        if kernel.startswith("fwd_batch"):  # 16-wide strips; aligned: 8 (fp32: 4) element vectors
-            const.update(BATCH_ROWS=True, BN=16, BM=64 if dtype == "fp32" else 128,
-                         ALIGN=1 if kernel.endswith("_unaligned") else 4 if dtype == "fp32" else 8)
+        const = {"HAS_BIAS": True, "R": r, **variant.meta(kw, width), "UPCAST": False, "IEEE": False,
+                 "sxw": 1, "syw": 1}
         fn = dwconv_fwd_kernel
         attrs = {(fn.arg_names.index(p),): [["tt.divisibility", 16]] for p in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")}
-    elif kernel == "dense_fwd":  # RepLKNet-31B stage 3 at batch 64: 14x14 maps, 27x27 kernels
+    elif kernel == "dense_fwd":
         sig = {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}",
                **{k: "i32" for k in FWD_INTS}}
-        const = {"HAS_BIAS": True, "BM": 64, "BN": 64, "BK": 32, "UPCAST": False, "IEEE": False}
+        const = {"HAS_BIAS": True, **variant.meta(kw), "UPCAST": False, "IEEE": False}
         fn = dwconv_dense_fwd_kernel
-    else:  # bwd_weight: P = dY^T X; the others its transpose, the variant for warpgroup MMAs
+    else:
+        bn = 32
+        bk = triton.next_power_of_2(bn + kw - 1)
         sig = {"dy_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "part_ptr": "*fp32", **{k: "i32" for k in BWD_INTS},
                "TUNE_CLASS": "i32"}
-        const = {"R": 1 if dtype == "fp32" else 4, "BR": 64, "BN": 32, "BK": bk, "KWP": launch.weight_columns_block(kw),
-                 "UPCAST": False, "IEEE": False, "TRANSPOSED": kernel != "bwd_weight", "sdw": 1, "sxw": 1,
-                 "BATCH_ROWS": False, "ALIGN": 1, "DY_ALIGN": 1}
-        if kernel.startswith("bwd_weight_batch"):  # the tuned batch-row variant; aligned: pairs and 16-byte rows
-            aligned = not kernel.endswith("_unaligned")
-            const.update(BATCH_ROWS=True, ALIGN=2 if aligned else 1,
-                         DY_ALIGN=(4 if dtype == "fp32" else 8) if aligned else 1)
+        const = {"R": r, "BR": 64, "BN": bn, "BK": bk, "KWP": weight_columns_block(kw), "UPCAST": False, "IEEE": False,
+                 **variant.meta(bn, bk, kw, width), "sdw": 1, "sxw": 1}
         fn = dwconv_bwd_weight_kernel
         attrs = {(fn.arg_names.index(p),): [["tt.divisibility", 16]] for p in ("dy_ptr", "x_ptr", "part_ptr")}
     sig.update({k: "constexpr" for k in const})
-    return ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs)
+    return ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs), variant.warps
 
 
 def _resources(cubin: bytes) -> dict:
@@ -69,10 +94,6 @@ def _resources(cubin: bytes) -> dict:
     return {key: int(value) for key, value in re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", text)}
 
 
-# Group-row tiles with 4 warps spill up to 8 bytes in half precision on sm_90 when compiled as a
-# run specializes them (unit strides, aligned pointers); the report shows the 8-warp tile, which
-# carries its bands (launch.FWD_TILES).
-WARPS = {"fwd": 8, "fwd_batch": 8, "fwd_batch_unaligned": 8, "bwd_weight_batch": 8, "bwd_weight_batch_unaligned": 8}
 KERNELS = ("fwd", "fwd_batch", "fwd_batch_unaligned", "dense_fwd", "bwd_weight", "bwd_weight_t", "bwd_weight_batch",
            "bwd_weight_batch_unaligned")
 
@@ -82,8 +103,8 @@ def report(kernels=KERNELS, dtypes=("fp16", "bf16", "fp32"), archs=(80, 90)):
     for arch in archs:
         for kernel in kernels:
             for dtype in dtypes:
-                compiled = triton.compile(_source(kernel, dtype), target=GPUTarget("cuda", arch, 32),
-                                          options={"num_warps": WARPS.get(kernel, 4)})
+                source, warps = _source(kernel, dtype)
+                compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
                 ptx = compiled.asm["ptx"]
                 rows.append({"arch": f"sm_{arch}", "kernel": kernel, "dtype": dtype,
                              "wgmma": len(re.findall(r"\bwgmma\.mma_async", ptx)),

@@ -16,25 +16,25 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-import triton
 
 from replk_ops.bench.hardware import compute_peak, peaks_for
 from replk_ops.bench.timing import time_cuda
-from replk_ops.triton_kernels import launch
-from replk_ops.triton_kernels.kernels import dwconv_fwd_kernel
+from replk_ops.triton_kernels import common, launch, tuning
+from replk_ops.triton_kernels.fwd import dwconv_fwd_kernel, fwd_grid
 
 STAGES = [(128, 56, 31), (256, 28, 29)]
-TILES = [(64, 32, 4), (128, 32, 8)]
-BATCH_TILES = [(64, 16, 4), (64, 16, 8), (128, 16, 8)]
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 4e-2}
 
 
 def variants(dtype):
+    """(catalogue entry, R, IEEE) to time: bf16 group rows with R = 1 and 4, batch rows with R = 4;
+    fp32 (R = 1) the tiles the tuner keeps for it (BM <= 64) with 3xTF32, and the first with IEEE
+    FMA."""
+    group = [v for v in tuning.FORWARD_VARIANTS if v.rows == tuning.GROUP_ROWS]
+    batch = [v for v in tuning.FORWARD_VARIANTS if v.rows == tuning.BATCH_ROWS]
     if dtype == torch.float32:
-        return ([dict(R=1, IEEE=ieee, tile=tile, batch_rows=False) for ieee in (False, True) for tile in TILES[:1]]
-                + [dict(R=1, IEEE=False, tile=tile, batch_rows=True) for tile in BATCH_TILES if tile[0] <= 64])
-    return ([dict(R=r, IEEE=False, tile=tile, batch_rows=False) for r in (1, 4) for tile in TILES]
-            + [dict(R=4, IEEE=False, tile=tile, batch_rows=True) for tile in BATCH_TILES])
+        return ([(v, 1, False) for v in group + batch if v.bm <= 64] + [(group[0], 1, True)])
+    return [(v, r, False) for r in (1, 4) for v in group] + [(v, 4, False) for v in batch]
 
 
 def main(argv=None) -> int:
@@ -52,16 +52,13 @@ def main(argv=None) -> int:
             w = (torch.randn(c, 1, k, k, device="cuda") / k).to(dtype)
             ref = F.conv2d(x[:, :8].double(), w[:8].double(), padding=pad, groups=8)
             y = torch.empty_like(x)
-            for v in variants(dtype):
-                (bm, bn, warps), r = v["tile"], v["R"]
-                bk = triton.next_power_of_2(bn + k - 1)
-                align = launch._aligned(bn, bk, k, launch.vector_width(x)) if v["batch_rows"] else 1
-                meta = dict(BM=bm, BN=bn, BK=bk, BATCH_ROWS=v["batch_rows"], ALIGN=align)
-                grid = launch.fwd_grid(n, c, hw, hw, r)(meta)
+            for v, r, ieee in variants(dtype):
+                meta = v.meta(k, common.vector_width(x))
+                grid = fwd_grid(n, c, hw, hw, r)(meta)
 
                 def run():
                     dwconv_fwd_kernel[grid](x, w, w, y, n, hw, hw, hw, hw, k, k, pad, pad, *x.stride(), *y.stride(),
-                                            0, HAS_BIAS=False, R=r, UPCAST=False, IEEE=v["IEEE"], num_warps=warps,
+                                            0, HAS_BIAS=False, R=r, UPCAST=False, IEEE=ieee, num_warps=v.warps,
                                             **meta)
 
                 run()
@@ -70,18 +67,18 @@ def main(argv=None) -> int:
                 pct = 100 * nominal / (ms * 1e-3) / (compute_peak(peaks, dtype) * 1e12)
                 ok = err <= TOLERANCE[dtype]
                 failures += not ok
-                precision = "" if dtype != torch.float32 else ("ieee-fma" if v["IEEE"] else "3xtf32")
-                rows = f"batch rows ALIGN={align}" if v["batch_rows"] else "group rows"
-                print(f"{n}x{c}x{hw}x{hw} k{k} {str(dtype)[6:]:>8} {precision:>8} {rows:>20} R={r} BM={bm} BN={bn} "
-                      f"warps={warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
+                precision = "" if dtype != torch.float32 else ("ieee-fma" if ieee else "3xtf32")
+                rows = f"batch rows ALIGN={meta['ALIGN']}" if v.rows == tuning.BATCH_ROWS else \
+                    "group rows" + (" carried" if v.carry_bands else "")
+                print(f"{n}x{c}x{hw}x{hw} k{k} {str(dtype)[6:]:>8} {precision:>8} {rows:>20} R={r} BM={v.bm} BN={v.bn} "
+                      f"warps={v.warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
         failures += weight_gradients(n, c, hw, k, peaks, args.budget_ms)
     return 1 if failures else 0
 
 
 def weight_gradients(n, c, hw, k, peaks, budget_ms) -> int:
-    """Each bf16 weight-gradient tuning candidate, untuned, checked on 8 channels; the number wrong."""
-    import os
-
+    """Each bf16 weight-gradient variant of the catalogue, untuned, checked on 8 channels; the
+    number wrong."""
     dtype, pad = torch.bfloat16, k // 2
     x = torch.randn(n, c, hw, hw, device="cuda", dtype=dtype)
     dy = torch.randn(n, c, hw, hw, device="cuda", dtype=dtype)
@@ -90,27 +87,19 @@ def weight_gradients(n, c, hw, k, peaks, budget_ms) -> int:
     F.conv2d(x8, w8, padding=pad, groups=8).backward(dy[:, :8].double())
     ref = w8.grad
     nominal = 2.0 * n * c * hw * hw * k * k
-    bk = triton.next_power_of_2(32 + k - 1)
-    width = min(launch.vector_width(x), launch.vector_width(dy))
-    os.environ[launch.AUTOTUNE_ENV] = "0"
     wrong = 0
-    for config in launch.prune_bwd_weight_configs(launch.bwd_weight_configs(), {"KW": k, "TUNE_CLASS": 2 * width + 1},
-                                                  BN=32, BK=bk):
-        variant = (config.kwargs, config.num_warps)
-        launch.fixed_bwd_weight_variant = lambda *_: variant  # noqa: E731
-
+    for variant in tuning.WEIGHT_GRAD_VARIANTS:
         def run():
-            return launch.bwd_weight(dy, x, k, k, pad, pad)
+            return launch.bwd_weight(dy, x, k, k, pad, pad, variant=variant)
 
         err = ((run()[0][:8].double() - ref).abs().max() / ref.abs().max()).item()
         ms = time_cuda(run, budget_ms)[0]
         pct = 100 * nominal / (ms * 1e-3) / (compute_peak(peaks, dtype) * 1e12)
         ok = err <= TOLERANCE[dtype]
         wrong += not ok
-        rows = "batch rows" if config.kwargs["BATCH_ROWS"] else "group rows"
-        print(f"{n}x{c}x{hw}x{hw} k{k} bfloat16 weight gradient {rows:>10} transposed={config.kwargs['TRANSPOSED']!s:>5} "
-              f"warps={config.num_warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
-    del os.environ[launch.AUTOTUNE_ENV]
+        rows = "batch rows" if variant.batch_rows else "group rows"
+        print(f"{n}x{c}x{hw}x{hw} k{k} bfloat16 weight gradient {rows:>10} transposed={variant.transposed!s:>5} "
+              f"warps={variant.warps}: {ms:8.3f} ms  {pct:5.1f}% of peak  err {err:.1e}{'' if ok else '  WRONG'}")
     return wrong
 
 

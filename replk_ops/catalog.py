@@ -20,6 +20,7 @@ from .backends import cuda, triton
 from .backends.base import Backend
 from .backends.reference import ReferenceBackend
 from .backends.torch_native import TorchNativeBackend
+from .triton_kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KERNEL
 
 PASSES = ("fwd", "bwd_input", "bwd_weight")
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
@@ -67,8 +68,8 @@ _BACKEND_ENTRIES = (
         "reference", "reference", ReferenceBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu",),
         description="every pass as a float32 forward convolution, on CPU through channels_last (oneDNN)"),
     Implementation(
-        "triton", "triton", triton.TritonBackend(), ("cpu", "cuda"), GPU_DTYPES, ("cuda",),
-        max_kernel=triton.max_kernel,
+        "triton", "triton", triton.TritonBackend(), ("cpu", "cuda"), TRITON_DTYPES, ("cuda",),
+        max_kernel=TRITON_MAX_KERNEL,
         description="Triton tensor-core kernels (CPU tensors only through the Triton interpreter, for tests)"),
 )
 
@@ -86,8 +87,10 @@ def _cuda_entries() -> Tuple[Implementation, ...]:
     measured), then one entry per algo of its table, which "auto" measures where the algo has been
     verified on a GPU. Without the extension, the single entry says why."""
     table = cuda.algo_table()
+    listed = {name for row in table for name in row["dtypes"]}
+    dtypes = tuple(d for d, name in DTYPE_NAMES.items() if name in listed) if table else GPU_DTYPES
     whole = Implementation(
-        "cuda", "cuda", cuda.CudaBackend(), ("cuda",), GPU_DTYPES, ("cuda",),
+        "cuda", "cuda", cuda.CudaBackend(), ("cuda",), dtypes, ("cuda",),
         max_kernel=cuda.max_kernel, description="the CUDA extension, its kernel chosen by map size")
     entries = [whole]
     for row in table:

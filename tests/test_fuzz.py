@@ -20,28 +20,39 @@ def _backends():
     return replk_ops.available_backends(DEVICE)
 
 
-def _check(backend, case):
+def _check(case, compute, what):
+    """``compute(x, weight, bias, case, grad_out)`` returns the output and the gradients of x,
+    weight and bias (None without bias) for one case; each must match the float64 reference."""
     dtype, pad = case["dtype"], case["pad"]
-    x = make_input(case["n"], case["c"], case["h"], case["w"], dtype, DEVICE, case["layout"]).requires_grad_()
+    x = make_input(case["n"], case["c"], case["h"], case["w"], dtype, DEVICE, case["layout"])
     weight = (torch.randn(case["c"], 1, case["kh"], case["kw"], dtype=torch.float64)
-              / (case["kh"] * case["kw"]) ** 0.5).to(DEVICE, dtype).requires_grad_()
-    bias = torch.randn(case["c"], dtype=torch.float64).to(DEVICE, dtype).requires_grad_() if case["bias"] else None
-    y = replk_ops.dwconv2d(x, weight, bias, case["padding"], backend=backend)
-    grad_out = torch.randn(y.shape, dtype=torch.float64).to(DEVICE, dtype)
-    y.backward(grad_out)
+              / (case["kh"] * case["kw"]) ** 0.5).to(DEVICE, dtype)
+    bias = torch.randn(case["c"], dtype=torch.float64).to(DEVICE, dtype) if case["bias"] else None
+    out_shape = (case["n"], case["c"], case["h"] + 2 * pad[0] - case["kh"] + 1, case["w"] + 2 * pad[1] - case["kw"] + 1)
+    grad_out = torch.randn(out_shape, dtype=torch.float64).to(DEVICE, dtype)
+    got = compute(x, weight, bias, case, grad_out)
     ref = (conv64(x, weight, bias, pad),) + grads64(x, weight, bias, pad, grad_out)
     yard = torch_same_dtype(x, weight, bias, pad, grad_out) if dtype in (torch.float16, torch.bfloat16) \
         else (None,) * 4
-    got = (y, x.grad, weight.grad, None if bias is None else bias.grad)
     for name, g, r, t in zip(("output", "grad x", "grad weight", "grad bias"), got, ref, yard):
         if r is not None:
-            assert_close_to_reference(g, r, dtype, t, f"{name} ({backend}, {case})")
+            assert_close_to_reference(g, r, dtype, t, f"{name} ({what}, {case})")
+
+
+def through_autograd(backend):
+    """A ``compute`` for _check: replk_ops.dwconv2d on ``backend`` and its backward."""
+    def compute(x, weight, bias, case, grad_out):
+        leaves = [None if t is None else t.requires_grad_() for t in (x, weight, bias)]
+        y = replk_ops.dwconv2d(*leaves, case["padding"], backend=backend)
+        y.backward(grad_out)
+        return (y,) + tuple(None if t is None else t.grad for t in leaves)
+    return compute
 
 
 @pytest.mark.parametrize("backend", _backends())
 def test_fuzz_against_float64(backend):
     @given(case=conv_cases(with_float64=backend == "reference"))
     def run(case):
-        _check(backend, case)
+        _check(case, through_autograd(backend), backend)
 
     run()

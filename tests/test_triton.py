@@ -6,7 +6,7 @@ import torch
 pytest.importorskip("triton")
 
 import replk_ops  # noqa: E402
-from replk_ops.triton_kernels import dense, launch  # noqa: E402
+from replk_ops.triton_kernels import bwd_weight as weight_grad, common, dense, fwd, launch, tuning  # noqa: E402
 from replk_ops._checks import padding_pair  # noqa: E402
 from conv_testing import (  # noqa: E402
     KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
@@ -23,10 +23,9 @@ CASES = KERNEL_PATH_CASES + [
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
-@pytest.fixture(autouse=True)
-def _nan_workspaces(monkeypatch):
-    """Workspaces start as NaN, so a partial the kernel forgets to write poisons the result."""
-    monkeypatch.setattr(launch, "new_workspace", lambda shape, **kw: torch.full(shape, float("nan"), **kw))
+def nan_workspace(shape, **kw):
+    """Workspaces that start as NaN, so a partial the kernel forgets to write poisons the result."""
+    return torch.full(shape, float("nan"), **kw)
 
 
 def _reference_set(x, weight, bias, pad, grad_out):
@@ -51,12 +50,19 @@ def _case_tensors(case, dtype, layout="nchw"):
     return x, weight, bias, pad, grad_out
 
 
-def _forward_and_input_grad(x, weight, bias, pad, grad_out):
-    """The launcher's forward and input gradient into NaN-filled outputs: every element must be
-    written."""
-    y = launch.fwd(x, weight, bias, pad[0], pad[1], out=torch.full_like(grad_out, float("nan")))
-    dx = launch.bwd_input(grad_out, weight, pad[0], pad[1], out=torch.full_like(x, float("nan")))
+def _forward_and_input_grad(x, weight, bias, pad, grad_out, variant=None):
+    """The launcher's forward and input gradient (``variant``, or the tuned or heuristic one) into
+    NaN-filled outputs: every element must be written."""
+    y = launch.fwd(x, weight, bias, pad[0], pad[1], out=torch.full_like(grad_out, float("nan")), variant=variant)
+    dx = launch.bwd_input(grad_out, weight, pad[0], pad[1], out=torch.full_like(x, float("nan")), variant=variant)
     return y, dx
+
+
+def _weight_grad(grad_out, x, weight, pad, variant=None):
+    """The launcher's weight and bias gradients (``variant``, or the tuned or heuristic one) from
+    NaN-filled partials."""
+    return launch.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], pad[0], pad[1], variant=variant,
+                             workspace=nan_workspace)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
@@ -65,7 +71,7 @@ def test_triton_matches_float64(case, dtype):
     x, weight, bias, pad, grad_out = _case_tensors(case, dtype)
     (ref_y, ref_dx, ref_dw, ref_db), (ty, tdx, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
     y, dx = _forward_and_input_grad(x, weight, bias, pad, grad_out)
-    dw, db = launch.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], pad[0], pad[1])
+    dw, db = _weight_grad(grad_out, x, weight, pad)
     assert_close_to_reference(y, ref_y, dtype, ty, "output")
     assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
@@ -91,18 +97,17 @@ def test_triton_layouts_through_autograd(layout, dtype):
     assert_close_to_reference(x.grad, ref_dx, dtype, tdx, "grad x")
     assert_close_to_reference(weight.grad, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(bias.grad, ref_db, dtype, tdb, "grad bias")
+    dw, _ = _weight_grad(grad_out, x.detach(), weight, pad)  # every partial written on this layout too
+    assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight (NaN workspace)")
 
 
 def _run_variant(x, weight, bias, pad, meta, warps, r):
-    import triton  # noqa: F401
-    from replk_ops.triton_kernels.kernels import dwconv_fwd_kernel
-
     n, c, h, w = x.shape
     kh, kw = weight.shape[2], weight.shape[3]
     ho, wo = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
     out = torch.full((n, c, ho, wo), float("nan"), dtype=x.dtype, device=x.device)
-    upcast, ieee = launch._flags(x)
-    dwconv_fwd_kernel[launch.fwd_grid(n, c, ho, wo, r)(meta)](
+    upcast, ieee = common.flags(x)
+    fwd.dwconv_fwd_kernel[fwd.fwd_grid(n, c, ho, wo, r)(meta)](
         x, weight, bias if bias is not None else weight, out, n, h, w, ho, wo, kh, kw, pad[0], pad[1],
         *x.stride(), *out.stride(), 0, HAS_BIAS=bias is not None, R=r, UPCAST=upcast, IEEE=ieee, num_warps=warps,
         **meta)
@@ -122,22 +127,22 @@ def test_every_autotune_config_is_correct(kw, w, dtype):
     pad = (kh // 2, kw // 2)
     want = conv64(x, weight, None, pad)
     yard = None if dtype == torch.float32 else torch.nn.functional.conv2d(x, weight, padding=pad, groups=c)
-    width = launch.vector_width(x)
+    width = common.vector_width(x)
     assert width == (2 if w == 70 else 16 // x.element_size())
     # the batch here is small, so ask for the large-batch variants too: the kernel is right for any batch
-    assert launch.tune_class(x) == 2 * width
-    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": kw, "x_ptr": x, "TUNE_CLASS": 2 * width + 1})
+    assert tuning.tune_class(x) == 2 * width
+    configs = tuning.prune_fwd_configs(tuning.fwd_configs(), {"KW": kw, "x_ptr": x, "TUNE_CLASS": 2 * width + 1})
     group = [cfg for cfg in configs if not cfg.kwargs["BATCH_ROWS"]]
     batch = [cfg for cfg in configs if cfg.kwargs["BATCH_ROWS"]]
     fp32 = dtype == torch.float32
-    assert len(group) == len([t for t in launch.FWD_TILES if t[0] <= 64 or not fp32])  # fp32: BM <= 64
-    assert len(batch) == len([t for t in launch.BATCH_ROW_TILES if t[0] <= 64 or not fp32])
+    for rows, tuned in ((tuning.GROUP_ROWS, group), (tuning.BATCH_ROWS, batch)):  # fp32: BM <= 64
+        assert len(tuned) == len([v for v in tuning.FORWARD_VARIANTS if v.rows == rows and (v.bm <= 64 or not fp32)])
     assert all(cfg.kwargs["ALIGN"] == 1 for cfg in group)
     assert all(cfg.kwargs["BN"] + kw - 1 + cfg.kwargs["ALIGN"] - 1 <= cfg.kwargs["BK"] for cfg in batch)
     if kw == 31:  # a 16-wide strip leaves room for the full vector width
         assert max(cfg.kwargs["ALIGN"] for cfg in batch) == width
-    assert "N" not in launch.FWD_KEY
-    r = launch.phases(h, dtype)
+    assert "N" not in tuning.FWD_KEY
+    r = fwd.phases(h, dtype)
     assert r == (1 if fp32 else 4)
     for config in configs:
         out = _run_variant(x, weight, None, pad, config.kwargs, config.num_warps, r)
@@ -146,43 +151,31 @@ def test_every_autotune_config_is_correct(kw, w, dtype):
 
 def test_small_batches_tune_group_rows_only():
     x = torch.empty(15, 2, 8, 8)
-    configs = launch.prune_fwd_configs(launch.fwd_configs(), {"KW": 7, "x_ptr": x, "TUNE_CLASS": launch.tune_class(x)})
+    configs = tuning.prune_fwd_configs(tuning.fwd_configs(), {"KW": 7, "x_ptr": x, "TUNE_CLASS": tuning.tune_class(x)})
     assert configs and not any(cfg.kwargs["BATCH_ROWS"] for cfg in configs)
-    assert launch.tune_class(torch.empty(16, 2, 8, 8)) % 2 == 1
+    assert tuning.tune_class(torch.empty(16, 2, 8, 8)) % 2 == 1
 
 
 def test_vector_width_follows_strides_and_address():
     x = torch.empty(2, 3, 8, 16, dtype=torch.bfloat16)
-    assert launch.vector_width(x) == 8
-    assert launch.vector_width(x[..., 1:15]) == 1           # the address 2 bytes past an aligned one
-    assert launch.vector_width(x[..., 2:16]) == 2           # W = 14, the address 4 bytes past
-    assert launch.vector_width(x[..., 4:16]) == 4           # W = 12, the address 8 bytes past
-    assert launch.vector_width(x.to(memory_format=torch.channels_last)) == 1
-    assert launch.vector_width(torch.empty(2, 3, 8, 16)) == 4  # fp32: 16 bytes
-    assert launch.vector_width(torch.empty(2, 3, 7, 7)) == 1
+    assert common.vector_width(x) == 8
+    assert common.vector_width(x[..., 1:15]) == 1           # the address 2 bytes past an aligned one
+    assert common.vector_width(x[..., 2:16]) == 2           # W = 14, the address 4 bytes past
+    assert common.vector_width(x[..., 4:16]) == 4           # W = 12, the address 8 bytes past
+    assert common.vector_width(x.to(memory_format=torch.channels_last)) == 1
+    assert common.vector_width(torch.empty(2, 3, 8, 16)) == 4  # fp32: 16 bytes
+    assert common.vector_width(torch.empty(2, 3, 7, 7)) == 1
 
 
 # the shapes the row kernels serve (the others go to the dense per-channel GEMM)
 ROW_KERNEL_CASES = [c for c in KERNEL_PATH_CASES if not dense.covers_map(c[2], c[3], c[4], c[5])]
 
 
-def _batch_row_variants(monkeypatch):
-    """Route the untuned launcher through the batch-row forward and weight gradient, at the
-    widest vectors each call's tensors allow."""
-    import triton
-
-    def fwd_variant(x, kw, groups):
-        bn, width = 16, launch.vector_width(x)
-        bk = max(32, triton.next_power_of_2(bn + kw - 1 + width - 1))
-        return dict(BM=16, BN=bn, BK=bk, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw, width)), 4
-
-    def weight_variant(x, grad_out, bn, bk, kw):
-        width = min(launch.vector_width(x), launch.vector_width(grad_out))
-        return dict(TRANSPOSED=True, BATCH_ROWS=True, ALIGN=launch._aligned(bn, bk, kw, width), DY_ALIGN=width), 8
-
-    monkeypatch.setattr(launch, "fixed_fwd_variant", fwd_variant)
-    monkeypatch.setattr(launch, "fixed_bwd_weight_variant", weight_variant)
-    monkeypatch.setenv(launch.AUTOTUNE_ENV, "0")
+# The batch-row variants the untuned launcher runs here: the forward's with a 16-image tile (the
+# interpreter's time grows with the tile), the weight gradient's as tuned; both at the widest
+# vectors each call's tensors allow.
+BATCH_ROW_FORWARD = tuning.ForwardVariant(tuning.BATCH_ROWS, bm=16, bn=16, warps=4)
+(BATCH_ROW_WEIGHT_GRAD,) = [v for v in tuning.WEIGHT_GRAD_VARIANTS if v.batch_rows]
 
 
 LAYOUT_CASE = (3, 2, 12, 24, 9, 9, "same")
@@ -192,14 +185,13 @@ LAYOUT_CASE = (3, 2, 12, 24, 9, 9, "same")
                          + [(d, LAYOUT_CASE, layout) for d in DTYPES[:2] for layout in ("channels_last", "strided")],
                          ids=lambda v: str(v)[6:] if isinstance(v, torch.dtype) else
                          "x".join(map(str, v[:6])) + f"-p{v[6]}" if isinstance(v, tuple) else v)
-def test_batch_row_forward_matches_float64(case, dtype, layout, monkeypatch):
+def test_batch_row_forward_matches_float64(case, dtype, layout):
     """The batch-row variant (tuned on the GPU for batches of 16 and more) on every kernel-path
     shape and on strided layouts, forward and input gradient, at the widest vectors each input
     allows."""
-    _batch_row_variants(monkeypatch)
     x, weight, bias, pad, grad_out = _case_tensors(case, dtype, layout)
     (ref_y, ref_dx, _, _), (ty, tdx, _, _) = _reference_set(x, weight, bias, pad, grad_out)
-    y, dx = _forward_and_input_grad(x, weight, bias, pad, grad_out)
+    y, dx = _forward_and_input_grad(x, weight, bias, pad, grad_out, BATCH_ROW_FORWARD)
     assert_close_to_reference(y, ref_y, dtype, ty, "output")
     assert_close_to_reference(dx, ref_dx, dtype, tdx, "grad x")
 
@@ -208,31 +200,34 @@ def test_batch_row_forward_matches_float64(case, dtype, layout, monkeypatch):
                          + [(d, LAYOUT_CASE, layout) for d in DTYPES[:2] for layout in ("channels_last", "strided")],
                          ids=lambda v: str(v)[6:] if isinstance(v, torch.dtype) else
                          "x".join(map(str, v[:6])) + f"-p{v[6]}" if isinstance(v, tuple) else v)
-def test_batch_row_weight_gradient_matches_float64(case, dtype, layout, monkeypatch):
+def test_batch_row_weight_gradient_matches_float64(case, dtype, layout):
     """The batch-row weight gradient (tuned on the GPU for batches of 16 and more), transposed
     product, on every kernel-path shape and on strided layouts, at the widest vectors each
     input allows."""
-    _batch_row_variants(monkeypatch)
     x, weight, bias, pad, grad_out = _case_tensors(case, dtype, layout)
     (_, _, ref_dw, ref_db), (_, _, tdw, tdb) = _reference_set(x, weight, bias, pad, grad_out)
-    dw, db = launch.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], pad[0], pad[1])
+    dw, db = _weight_grad(grad_out, x, weight, pad, BATCH_ROW_WEIGHT_GRAD)
     assert_close_to_reference(dw, ref_dw, dtype, tdw, "grad weight")
     assert_close_to_reference(db, ref_db, dtype, tdb, "grad bias")
 
 
-def test_fuzz_batch_row_variants(monkeypatch):
-    """Random cases (tests/fuzz_cases.py) through the batch-row variants: forward and all three
-    gradients against float64, as test_fuzz.py does for the tuned or heuristic ones."""
+def test_fuzz_batch_row_variants():
+    """Random cases (tests/fuzz_cases.py) through the batch-row variants, whatever the map and
+    kernel sizes (the dense GEMM never steps in): forward and all three gradients against
+    float64, as test_fuzz.py does for the tuned or heuristic ones."""
     from hypothesis import given
 
     from fuzz_cases import conv_cases
     from test_fuzz import _check
 
-    _batch_row_variants(monkeypatch)
+    def compute(x, weight, bias, case, grad_out):
+        y, dx = _forward_and_input_grad(x, weight, bias, case["pad"], grad_out, BATCH_ROW_FORWARD)
+        dw, db = _weight_grad(grad_out, x, weight, case["pad"], BATCH_ROW_WEIGHT_GRAD)
+        return y, dx, dw, db if bias is not None else None
 
     @given(case=conv_cases())
     def run(case):
-        _check("triton", case)
+        _check(case, compute, "triton batch rows")
 
     run()
 
@@ -246,8 +241,6 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed, batch_rows,
     more) the batch-row tiles; all give the same sums, with R = 4 kernel rows per program (bf16,
     kh = 6: the second group half past the kernel) and R = 1 (fp32), split over loop rows. W = 40
     lets the batch-row tiles load vectors."""
-    from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel
-
     import triton
 
     n, c, h, kh, kw = 2, 3, 10, 6, 9
@@ -257,14 +250,14 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed, batch_rows,
     ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
     grad_out = torch.randn(n, c, ho, wo, dtype=torch.float64).to(DEVICE, dtype)
     (_, _, ref_dw, _), (_, _, yard_dw, _) = _reference_set(x, weight, None, (ph, pw), grad_out)
-    r = launch.weight_phases(kh, dtype)
+    r = weight_grad.weight_phases(kh, dtype)
     assert r == (1 if dtype == torch.float32 else 4)
     bn, br = 32, 16
     bk = triton.next_power_of_2(bn + kw - 1)
-    width = launch.vector_width(x)
-    assert launch.tune_class(x, grad_out) == 2 * width and width == (1 if w == 37 else 16 // x.element_size())
+    width = common.vector_width(x)
+    assert tuning.tune_class(x, grad_out) == 2 * width and width == (1 if w == 37 else 16 // x.element_size())
     # the batch here is small: ask for the large-batch variants too (the kernel is right for any batch)
-    configs = launch.prune_bwd_weight_configs(launch.bwd_weight_configs(), {"KW": kw, "TUNE_CLASS": 2 * width + 1},
+    configs = tuning.prune_bwd_weight_configs(tuning.bwd_weight_configs(), {"KW": kw, "TUNE_CLASS": 2 * width + 1},
                                               BN=bn, BK=bk)
     (variant,) = [cfg.kwargs for cfg in configs if cfg.kwargs["BATCH_ROWS"] == batch_rows
                   and (batch_rows or (cfg.kwargs["TRANSPOSED"] == transposed and cfg.num_warps == 4))]
@@ -274,62 +267,61 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed, batch_rows,
     strips, rows = triton.cdiv(wo, bn), n * (ho + r - 1)
     rows_per_split = triton.cdiv(rows, splits)
     partials = torch.full((strips * splits, c, kh, kw), float("nan"), dtype=torch.float32, device=DEVICE)
-    upcast, ieee = launch._flags(x)
-    dwconv_bwd_weight_kernel[(strips * splits, triton.cdiv(kh, r), c)](
+    upcast, ieee = common.flags(x)
+    weight_grad.dwconv_bwd_weight_kernel[(strips * splits, triton.cdiv(kh, r), c)](
         grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits, *grad_out.stride(),
-        *x.stride(), 0, R=r, BR=br, BN=bn, BK=bk, KWP=launch.weight_columns_block(kw), UPCAST=upcast, IEEE=ieee, **variant)
+        *x.stride(), 0, R=r, BR=br, BN=bn, BK=bk, KWP=weight_grad.weight_columns_block(kw), UPCAST=upcast, IEEE=ieee,
+        **variant)
     assert_close_to_reference(partials.sum(0).unsqueeze(1).to(dtype), ref_dw, dtype, yard_dw,
                               what=f"grad weight ({variant})")
 
 
 def test_tuning_keys_are_kernel_arguments():
     """Triton's autotuner silently drops a key that names no argument of the kernel."""
-    from replk_ops.triton_kernels.kernels import dwconv_bwd_weight_kernel, dwconv_fwd_kernel
-
-    for kernel in (dwconv_fwd_kernel, dwconv_bwd_weight_kernel):
-        assert set(launch.FWD_KEY) <= set(kernel.arg_names), kernel
+    for kernel in (fwd.dwconv_fwd_kernel, weight_grad.dwconv_bwd_weight_kernel):
+        assert set(tuning.FWD_KEY) <= set(kernel.arg_names), kernel
 
 
 def test_no_triton_tuning_under_determinism_or_graph_capture(monkeypatch):
     """Tuning picks variants by timing, which can differ between processes and cannot run inside
     a CUDA-graph capture: neither happens there."""
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    monkeypatch.setenv(launch.AUTOTUNE_ENV, "1")
-    assert not launch.fixed_tiles()
-    with monkeypatch.context() as patch:
-        patch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
-        assert launch.fixed_tiles()
-    monkeypatch.setattr(launch, "_capturing", lambda: True)
-    assert launch.fixed_tiles()
+    monkeypatch.setenv(tuning.AUTOTUNE_ENV, "1")
+    assert not tuning.fixed_tiles(interpreter=False, capturing=False)
+    assert tuning.fixed_tiles(interpreter=True, capturing=False)
+    assert tuning.fixed_tiles(interpreter=False, capturing=True)
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert tuning.fixed_tiles(interpreter=False, capturing=False)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    monkeypatch.setenv(tuning.AUTOTUNE_ENV, "0")
+    assert tuning.fixed_tiles(interpreter=False, capturing=False)
 
 
 @pytest.mark.parametrize("value", ["yes", "2", "off"])
 def test_bad_triton_autotune_setting_raises(monkeypatch, value):
-    monkeypatch.setenv(launch.AUTOTUNE_ENV, value)
+    monkeypatch.setenv(tuning.AUTOTUNE_ENV, value)
     x = make_input(1, 2, 9, 9, torch.float32, device=DEVICE)
     with pytest.raises(ValueError, match="REPLK_OPS_TRITON_AUTOTUNE: expected 0 or 1"):
         launch.fwd(x, torch.randn(2, 1, 5, 5, device=DEVICE), None, 2, 2)
 
 
-def test_dense_path_serves_kernels_that_cover_the_map(monkeypatch):
-    """The routing itself: covering kernels take the dense GEMM, others the row-Toeplitz kernel."""
-    from replk_ops.triton_kernels import dense
-
-    calls = []
-    real = dense.dwconv_dense_fwd_kernel
-
-    class Spy:
-        def __getitem__(self, grid):
-            calls.append(grid)
-            return real[grid]
-
-    monkeypatch.setattr(dense, "dwconv_dense_fwd_kernel", Spy())
+def test_dense_path_serves_kernels_that_cover_the_map():
+    """The routing itself: covering kernels take the dense GEMM (the forward on x, the input
+    gradient on grad_out), others the row-Toeplitz kernel."""
     x = make_input(2, 3, 7, 7, torch.float32, device=DEVICE)
-    launch.fwd(x, torch.randn(3, 1, 13, 13, device=DEVICE), None, 6, 6)
-    launch.bwd_input(x, torch.randn(3, 1, 13, 13, device=DEVICE), 6, 6)
-    assert len(calls) == 2
-    launch.fwd(x, torch.randn(3, 1, 11, 11, device=DEVICE), None, 5, 5)  # 11 < 2 * 7 - 1
-    assert len(calls) == 2
+    assert fwd.planned_variant(x, 13, 13, 7, 7) == tuning.ForwardVariant(tuning.DENSE, *dense.tiles(2, 49))
+    assert fwd.planned_variant(x, 11, 11, 7, 7).rows == tuning.GROUP_ROWS  # 11 < 2 * 7 - 1
+
+
+def test_dense_variant_is_correct_on_any_shape():
+    """The dense GEMM masks every out-of-range pair, so it is right where the planner would not
+    pick it too (here a kernel smaller than the map)."""
+    x, weight, bias, pad, grad_out = _case_tensors((2, 3, 9, 11, 5, 7, (1, 4)), torch.float32)
+    (ref_y, ref_dx, _, _), (ty, tdx, _, _) = _reference_set(x, weight, bias, pad, grad_out)
+    y, dx = _forward_and_input_grad(x, weight, bias, pad, grad_out, tuning.ForwardVariant(tuning.DENSE, 16, 32))
+    assert_close_to_reference(y, ref_y, torch.float32, ty, "output")
+    assert_close_to_reference(dx, ref_dx, torch.float32, tdx, "grad x")
 
 
 def test_triton_weight_gradient_is_bitwise_deterministic():
@@ -337,8 +329,8 @@ def test_triton_weight_gradient_is_bitwise_deterministic():
     grad_out = torch.randn(3, 2, 20, 40, device=DEVICE)
     torch.use_deterministic_algorithms(True)
     try:
-        first = launch.bwd_weight(grad_out, x, 9, 9, 4, 4)
-        second = launch.bwd_weight(grad_out, x, 9, 9, 4, 4)
+        first = launch.bwd_weight(grad_out, x, 9, 9, 4, 4, workspace=nan_workspace)
+        second = launch.bwd_weight(grad_out, x, 9, 9, 4, 4, workspace=nan_workspace)
     finally:
         torch.use_deterministic_algorithms(False)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
@@ -348,7 +340,7 @@ def test_triton_empty_batch():
     x = torch.randn(0, 3, 9, 9, device=DEVICE)
     weight = torch.randn(3, 1, 5, 5, device=DEVICE)
     assert replk_ops.dwconv2d(x, weight, backend="triton").shape == (0, 3, 9, 9)
-    dw, db = launch.bwd_weight(torch.randn(0, 3, 9, 9, device=DEVICE), x, 5, 5, 2, 2)
+    dw, db = launch.bwd_weight(torch.randn(0, 3, 9, 9, device=DEVICE), x, 5, 5, 2, 2, workspace=nan_workspace)
     assert torch.equal(dw, torch.zeros_like(dw)) and torch.equal(db, torch.zeros_like(db))
 
 

@@ -18,11 +18,6 @@ def launch_module():
         return None, f"Triton is not importable ({str(exc).splitlines()[0][:120]})"
 
 
-def max_kernel() -> int:
-    launch, _ = launch_module()
-    return launch.MAX_KERNEL if launch is not None else 0
-
-
 class TritonBackend(Backend):
     def unavailable_reason(self, problem):
         launch, why = launch_module()

@@ -1,4 +1,5 @@
-"""The dense per-channel GEMM for kernels that cover the whole map (design notes, section 5.4).
+"""The dense per-channel GEMM for kernels that cover the whole map (docs/design.md,
+"Dense path").
 
 When kh >= 2H - 1 and kw >= 2W - 1, every output pixel sees every input pixel, so per channel
 
@@ -13,7 +14,9 @@ saves work. The input gradient is the same product with the rotated kernel.
 import triton
 import triton.language as tl
 
-from .kernels import _dot
+from .common import _dot
+
+BK = 32  # input pixels per step of the reduction
 
 
 @triton.jit
@@ -64,6 +67,7 @@ def covers_map(h: int, w: int, kh: int, kw: int) -> bool:
 
 
 def tiles(n: int, out_pixels: int):
+    """(BM images, BN output pixels) per program (tuning.dense_variant)."""
     bm = 16 if n <= 16 else (32 if n <= 32 else 64)
     bn = 64 if out_pixels > 32 else 32
-    return bm, bn, 32
+    return bm, bn
