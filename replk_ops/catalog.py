@@ -29,7 +29,7 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat1
 
 @dataclasses.dataclass(frozen=True)
 class Implementation:
-    name: str                      # unique: "torch", "reference", "triton", "cuda", "cuda:mma_rows"
+    name: str                      # "backend" or "backend:algo", unique per pass
     backend: str                   # the ``backend=`` value that selects it
     runner: Backend
     devices: Tuple[str, ...]
@@ -112,11 +112,22 @@ def implementations() -> Tuple[Implementation, ...]:
     return _cuda_entries() + (triton_entry, torch_entry, reference_entry)
 
 
-def by_name(name: str) -> Implementation:
+def by_name(name: str, pass_name: str = "fwd") -> Implementation:
+    """The implementation called ``name`` for ``pass_name`` (a CUDA algo's name is unique per pass:
+    the forward's "cuda:mma" is not the weight gradient's)."""
     for impl in implementations():
-        if impl.name == name:
+        if impl.name == name and pass_name in impl.passes:
             return impl
-    raise KeyError(name)
+    raise KeyError(f"{name} ({pass_name})")
+
+
+def for_pass(pass_name: str) -> Tuple[Implementation, ...]:
+    return tuple(impl for impl in implementations() if pass_name in impl.passes)
+
+
+def backend_of(name: str) -> str:
+    """The backend an implementation's name belongs to: "cuda:mma_rows" -> "cuda"."""
+    return name.split(":", 1)[0]
 
 
 def available_backends(device=None) -> List[str]:
@@ -130,4 +141,5 @@ def available_backends(device=None) -> List[str]:
     return list(dict.fromkeys(runnable))
 
 
-__all__ = ["Implementation", "available_backends", "PASSES", "BACKEND_NAMES", "check_backend_name", "implementations", "by_name"]
+__all__ = ["Implementation", "available_backends", "PASSES", "BACKEND_NAMES", "check_backend_name", "implementations",
+           "by_name", "for_pass", "backend_of"]

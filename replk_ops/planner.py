@@ -119,8 +119,14 @@ class PassChoice:
     final: bool = True
 
     def __str__(self) -> str:
+        # one line for the kernels of a backend that are rejected for one reason
+        grouped: Dict[Tuple[str, str], List[str]] = {}
+        for name, why in self.rejected:
+            grouped.setdefault((catalog.backend_of(name), why), []).append(name)
         lines = [f"{self.pass_name}: {self.implementation.name} ({self.how})"]
-        lines += [f"    {name:<18} {why}" for name, why in self.rejected]
+        for (backend, why), names in grouped.items():
+            label = names[0] if len(names) == 1 else f"{backend} ({len(names)} kernels)"
+            lines.append(f"    {label:<20} {why}")
         return "\n".join(lines)
 
 
@@ -143,8 +149,7 @@ class Plan:
         fwd = self.choices["fwd"]
         described = {}
         for name, why in ((fwd.implementation.name, f"chosen ({fwd.how})"),) + fwd.rejected:
-            backend = catalog.by_name(name).backend
-            described.setdefault(backend, why)
+            described.setdefault(catalog.backend_of(name), why)
         return described
 
     def __str__(self) -> str:
@@ -266,7 +271,7 @@ def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure
 
 def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, batch: Optional[int]) -> PassChoice:
     reasons: Dict[str, Optional[str]] = {}
-    for impl in catalog.implementations():
+    for impl in catalog.for_pass(pass_name):
         why = impl.rejection(problem, pass_name)
         if why is None and requested == "auto" and problem.device_type not in impl.auto_devices:
             why = f"available, but \"auto\" does not pick it for {problem.device_type} tensors"
@@ -286,7 +291,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
             return "available; not chosen"
 
         rejected = tuple((other, why or unchosen(other)) for other, why in reasons.items() if other != name)
-        return PassChoice(pass_name, catalog.by_name(name), how, rejected, measurement, final)
+        return PassChoice(pass_name, catalog.by_name(name, pass_name), how, rejected, measurement, final)
 
     if len(names) == 1:
         return choice(names[0], "the only candidate")
@@ -313,7 +318,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
 def _requested(problem: Problem, pass_name: str, requested: str, reasons: Dict[str, Optional[str]],
                explaining: bool) -> PassChoice:
     # The backend's own entry (its default choice) first, then its other entries (CUDA algos).
-    entries = [impl for impl in catalog.implementations() if impl.backend == requested]
+    entries = [impl for impl in catalog.for_pass(pass_name) if impl.backend == requested]
     entries.sort(key=lambda impl: impl.name != requested)
     for impl in entries:
         if reasons[impl.name] is None:
@@ -387,7 +392,7 @@ def _measure(problem: Problem, pass_name: str, names: List[str], batch: Optional
         with torch.no_grad():
             tensors = _workload(problem, batch)
             for name in names:
-                run = _pass_runner(problem, pass_name, catalog.by_name(name), tensors)
+                run = _pass_runner(problem, pass_name, catalog.by_name(name, pass_name), tensors)
                 try:
                     if problem.device_type == "cuda":
                         times[name] = _time_cuda(run)

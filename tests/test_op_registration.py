@@ -81,7 +81,7 @@ def test_explain_on_cpu():
     # NCHW with a 31x31 kernel: PyTorch's own NCHW path is a naive loop, so a rule settles it
     assert report.backend == "reference"
     assert set(report.reasons) == {"torch", "reference", "triton", "cuda"}
-    assert "cuda tensors" in report.reasons["cuda"]
+    assert "CUDA tensors only" in report.reasons["cuda"]
     assert "by rule" in report.reasons["reference"]
     assert set(report.choices) == {"fwd", "bwd_input", "bwd_weight"}
     assert "backend 'reference'" in str(report)
