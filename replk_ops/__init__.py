@@ -4,13 +4,14 @@
     y = replk_ops.dwconv2d(x, weight, bias, padding="same")   # == F.conv2d(..., groups=C)
     conv = replk_ops.LargeKernelDWConv2d(256, 31)              # a drop-in nn.Conv2d
     replk_ops.convert(model)                                   # swap eligible convs in place
+    replk_ops.revert(model)                                    # and back to plain nn.Conv2d
     print(replk_ops.explain(x, weight))                        # which backend runs, and why
 """
 from . import _extension
 from .backends import available_backends
-from .modules import LargeKernelDWConv2d, convert
+from .modules import LargeKernelDWConv2d, convert, revert
 from .ops import dwconv2d, explain
 
 __version__ = "0.1.0"
 
-__all__ = ["dwconv2d", "LargeKernelDWConv2d", "convert", "explain", "available_backends", "__version__"]
+__all__ = ["dwconv2d", "LargeKernelDWConv2d", "convert", "revert", "explain", "available_backends", "__version__"]

@@ -16,6 +16,7 @@ from ._checks import (
     PaddingArg, check_backend_name, check_conv_args, in_layout, memory_format_of, output_size,
     padding_pair,
 )
+from ._tracing import records_standard_conv, standard_dwconv2d
 
 
 def _empty(shape, like: torch.Tensor, memory_format) -> torch.Tensor:
@@ -198,6 +199,10 @@ def dwconv2d(
     dtype, like ``nn.Conv2d``.
     """
     check_backend_name(backend)
+    # --- export: tracers and exporters record the standard conv (see _tracing.py) ---
+    if records_standard_conv(x):
+        return standard_dwconv2d(x, weight, bias, padding)
+    # ---------------------------------------------------------------------------------
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"weight: expected a 4-D (C, 1, kh, kw) tensor, got {got}")
