@@ -6,11 +6,13 @@
     replk_ops.convert(model)                                   # swap eligible convs in place
     replk_ops.revert(model)                                    # and back to plain nn.Conv2d
     print(replk_ops.explain(x, weight))                        # which backend runs, and why
+    replk_ops.export.standard_program(torch.export.export(model, (x,)))  # deployable: plain aten
 """
 from . import _extension
 from .backends import available_backends
 from .modules import LargeKernelDWConv2d, convert, revert
 from .ops import dwconv2d, explain
+from . import export  # noqa: E402 (needs the ops registered)
 
 __version__ = "0.1.0"
 

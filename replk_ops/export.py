@@ -100,6 +100,9 @@ def register_legacy_onnx_symbolic() -> None:
     torch.onnx.register_custom_op_symbolic("replk_ops::dwconv2d_fwd", _dwconv2d_fwd_symbolic, LEGACY_ONNX_OPSET)
 
 
+register_legacy_onnx_symbolic()
+
+
 # --- FX ----------------------------------------------------------------------------------------
 class FastConvTracer(torch.fx.Tracer):
     """An FX tracer that keeps each ``LargeKernelDWConv2d`` as a leaf ``call_module``: the
