@@ -94,6 +94,7 @@ def _eager(name: str):
 def _assert_matches(out, ref, what: str) -> None:
     out = torch.as_tensor(out)
     rel = ((out - ref).abs().max() / ref.abs().max()).item()
+    print(f"{what}: max relative error {rel:.1e}")  # shown with -rA
     assert rel <= RTOL, f"{what}: max relative error {rel:.2e} > {RTOL}"
 
 
