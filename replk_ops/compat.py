@@ -34,12 +34,14 @@ class DepthWiseConv2dImplicitGEMM(LargeKernelDWConv2d):
 
 
 def _keep_fast_path_after_reparam(parent: nn.Module, name: str, submodule) -> Optional[nn.Module]:
-    """A module registration hook: a plain depthwise ``nn.Conv2d`` registered into a module that
-    holds a stand-in conv of the same channels and kernel size is the official reparam's merged
-    conv; it is replaced by a ``LargeKernelDWConv2d`` sharing its parameters, before the official
+    """A module registration hook: a plain depthwise ``nn.Conv2d`` registered under a new name into
+    a module that holds a stand-in conv of the same channels and kernel size is the official
+    reparam's merged conv; it is replaced by a ``LargeKernelDWConv2d`` sharing its parameters, before the official
     code copies the merged kernel into it (through the attribute, so into the replacement)."""
     if type(submodule) is not nn.Conv2d or LargeKernelDWConv2d.ineligibility(submodule) is not None:
         return None
+    if name in parent._modules:
+        return None  # a slot refilled on purpose (replk_ops.revert, a user's swap): not a merge
     for module in parent.modules():
         if (isinstance(module, DepthWiseConv2dImplicitGEMM) and module.in_channels == submodule.in_channels
                 and tuple(module.kernel_size) == tuple(submodule.kernel_size)):

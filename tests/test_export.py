@@ -323,6 +323,15 @@ def test_default_decompositions_plus_ours_lower_to_core_aten():
     _assert_matches(lowered.module()(x), model(x).detach(), "default_decompositions() + decompositions()")
 
 
+def test_standard_program_keeps_a_dynamic_batch():
+    model = nn.Sequential(replk_ops.LargeKernelDWConv2d(4, 11), nn.ReLU()).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(model, (torch.randn(2, 4, 16, 16),), dynamic_shapes=({0: batch},))
+    standard = standard_program(program)
+    x = torch.randn(5, 4, 16, 16)
+    _assert_matches(standard.module()(x), model(x).detach(), "standard_program with a dynamic batch")
+
+
 def test_standard_program_rejects_other_objects():
     with pytest.raises(TypeError, match="exported_program: expected a torch.export.ExportedProgram, got Sequential"):
         standard_program(nn.Sequential())
@@ -488,3 +497,6 @@ def test_compat_keeps_the_fast_path_through_the_official_reparam(monkeypatch):
     other = nn.Module()
     other.conv = nn.Conv2d(6, 6, 13, padding=6, groups=6)
     assert type(other.conv) is nn.Conv2d
+    # and revert is not undone by the hook
+    holder = nn.Sequential(replk_ops.compat.DepthWiseConv2dImplicitGEMM(6, 13))
+    assert replk_ops.revert(holder) == 1 and type(holder[0]) is nn.Conv2d
