@@ -124,9 +124,17 @@ def _legacy_onnx_export(model, x, path) -> None:
 
 
 # --- ONNX --------------------------------------------------------------------------------------
+@pytest.fixture
+def onnx_and_runtime():
+    """Skips (before exporting) where the ONNX packages are missing, e.g. no wheel for this Python."""
+    return (pytest.importorskip("onnx", reason="onnx is a test extra (pip install replk_ops[test])"),
+            pytest.importorskip("onnxruntime", reason="onnxruntime is a test extra (no wheel for this Python?)"))
+
+
 def _onnxruntime_output(path: str, x: torch.Tensor):
-    onnx = pytest.importorskip("onnx", reason="onnx is a test extra")
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a test extra (no wheel for this Python?)")
+    import onnx
+    import onnxruntime as ort
+
     graph = onnx.load(path).graph
     ops = {n.op_type for n in graph.node}
     assert not any(n.domain not in ("", "ai.onnx") for n in graph.node), "a custom-domain op is left"
@@ -138,7 +146,7 @@ def _onnxruntime_output(path: str, x: torch.Tensor):
 
 @pytest.mark.skipif(not HAS_DYNAMO_ONNX, reason=DYNAMO_ONNX_REASON)
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_onnx_dynamo_exporter_runs_in_onnxruntime(name, tmp_path):
+def test_onnx_dynamo_exporter_runs_in_onnxruntime(name, tmp_path, onnx_and_runtime):
     pytest.importorskip("onnxscript", reason="onnxscript is a test extra (the dynamo exporter needs it)")
     x, ref = _eager(name)
     path = str(tmp_path / "model.onnx")
@@ -147,7 +155,7 @@ def test_onnx_dynamo_exporter_runs_in_onnxruntime(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_onnx_legacy_exporter_runs_in_onnxruntime(name, tmp_path):
+def test_onnx_legacy_exporter_runs_in_onnxruntime(name, tmp_path, onnx_and_runtime):
     x, ref = _eager(name)
     path = str(tmp_path / "model.onnx")
     _legacy_onnx_export(_model(name), x, path)
@@ -155,7 +163,7 @@ def test_onnx_legacy_exporter_runs_in_onnxruntime(name, tmp_path):
 
 
 @pytest.mark.skipif(not HAS_DYNAMO_ONNX, reason=DYNAMO_ONNX_REASON)
-def test_onnx_translation_exports_a_program_that_holds_the_fast_op(tmp_path):
+def test_onnx_translation_exports_a_program_that_holds_the_fast_op(tmp_path, onnx_and_runtime):
     pytest.importorskip("onnxscript", reason="onnxscript is a test extra (the dynamo exporter needs it)")
     model = nn.Sequential(replk_ops.LargeKernelDWConv2d(6, (13, 7)), nn.ReLU(),
                           replk_ops.LargeKernelDWConv2d(6, 9, bias=False)).eval()
@@ -167,7 +175,7 @@ def test_onnx_translation_exports_a_program_that_holds_the_fast_op(tmp_path):
     _assert_matches(_onnxruntime_output(path, x), model(x).detach(), "ExportedProgram with onnx_translations()")
 
 
-def test_legacy_onnx_symbolic_translates_a_direct_op_call(tmp_path):
+def test_legacy_onnx_symbolic_translates_a_direct_op_call(tmp_path, onnx_and_runtime):
     class DirectCall(nn.Module):
         def __init__(self):
             super().__init__()
