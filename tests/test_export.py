@@ -331,12 +331,14 @@ def test_default_decompositions_plus_ours_lower_to_core_aten():
     _assert_matches(lowered.module()(x), model(x).detach(), "default_decompositions() + decompositions()")
 
 
-def test_standard_program_keeps_a_dynamic_batch():
+def test_torch_export_and_standard_program_keep_a_dynamic_batch():
     model = nn.Sequential(replk_ops.LargeKernelDWConv2d(4, 11), nn.ReLU()).eval()
     batch = torch.export.Dim("batch", min=1, max=64)
     program = torch.export.export(model, (torch.randn(2, 4, 16, 16),), dynamic_shapes=({0: batch},))
+    assert _count_fast_ops(program.graph_module) == 1
     standard = standard_program(program)
     x = torch.randn(5, 4, 16, 16)
+    _assert_matches(program.module()(x), model(x).detach(), "torch.export with a dynamic batch")
     _assert_matches(standard.module()(x), model(x).detach(), "standard_program with a dynamic batch")
 
 
@@ -378,6 +380,7 @@ def _load_without_replk_ops(tmp_path, load_fast: str, load_standard: str) -> str
     script.write_text(_WITHOUT_REPLK_OPS.format(load_fast=load_fast, load_standard=load_standard))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
                           cwd=str(tmp_path))
+    print(done.stdout)  # shown with -rA
     assert done.returncode == 0 and "standard artifact ok" in done.stdout, done.stdout + done.stderr[-3000:]
     # the failure names replk_ops (torch.export.load puts the missing op in a warning)
     assert "replk_ops" in done.stdout.split("needs replk_ops:")[1] + done.stderr
@@ -438,6 +441,24 @@ def test_revert_covers_compat_modules_and_rejects_bad_input():
         replk_ops.revert(3)
     with pytest.raises(TypeError, match="to_conv2d"):
         replk_ops.revert(replk_ops.LargeKernelDWConv2d(4, 7))
+
+
+def test_converted_models_still_copy_pickle_save_and_share_state_dicts():
+    import copy
+    import pickle
+
+    plain = nn.Sequential(nn.Conv2d(4, 4, 11, padding=5, groups=4), nn.ReLU()).eval()
+    model = copy.deepcopy(plain)
+    assert replk_ops.convert(model) == 1
+    x = torch.randn(1, 4, 16, 16)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model)), torch.load(buffer, weights_only=False)):
+        assert isinstance(copied[0], replk_ops.LargeKernelDWConv2d)
+        torch.testing.assert_close(copied(x), plain(x))
+    plain.load_state_dict(model.state_dict())
+    model.load_state_dict(plain.state_dict())
 
 
 # --- compat: the official RepLKNet code's reparam -----------------------------------------------
