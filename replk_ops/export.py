@@ -81,7 +81,7 @@ def onnx_translations() -> Dict[torch._ops.OpOverload, Callable]:
 
 
 # --- ONNX, TorchScript-based exporter (dynamo=False) -----------------------------------------
-LEGACY_ONNX_OPSET = 9  # Conv with group is in every opset; 9 is the oldest the exporter supports
+LEGACY_ONNX_OPSET = 9  # the symbolic serves this opset and every later one (ONNX Conv has had group since 1)
 
 
 def _dwconv2d_fwd_symbolic(g, x, weight, bias, ph, pw, backend):
