@@ -4,14 +4,18 @@
     y = replk_ops.dwconv2d(x, weight, bias, padding="same")   # == F.conv2d(..., groups=C)
     conv = replk_ops.LargeKernelDWConv2d(256, 31)              # a drop-in nn.Conv2d
     replk_ops.convert(model)                                   # swap eligible convs in place
+    replk_ops.revert(model)                                    # and back to plain nn.Conv2d
     print(replk_ops.explain(x, weight))                        # what runs each pass, and why
+    replk_ops.export.standard_program(torch.export.export(model, (x,)))  # deployable: plain aten
 """
 from . import _extension
 from .catalog import available_backends
-from .modules import LargeKernelDWConv2d, convert
+from .modules import LargeKernelDWConv2d, convert, revert
 from .ops import dwconv2d, explain
 from .planner import reset
+from . import export  # noqa: E402 (needs the ops registered)
 
 __version__ = "0.1.0"
 
-__all__ = ["dwconv2d", "LargeKernelDWConv2d", "convert", "explain", "available_backends", "reset", "__version__"]
+__all__ = ["dwconv2d", "LargeKernelDWConv2d", "convert", "revert", "explain", "available_backends", "reset",
+           "__version__"]

@@ -1,4 +1,5 @@
-"""``LargeKernelDWConv2d``, a drop-in ``nn.Conv2d`` for depthwise convs, and ``convert``."""
+"""``LargeKernelDWConv2d``, a drop-in ``nn.Conv2d`` for depthwise convs; ``convert`` and its inverse,
+``revert``."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,6 +8,7 @@ import torch
 from torch import nn
 
 from ._checks import PaddingArg, kernel_size_pair, padding_pair
+from ._tracing import records_standard_conv
 from .catalog import check_backend_name
 from .ops import dwconv2d
 
@@ -37,7 +39,28 @@ class LargeKernelDWConv2d(nn.Conv2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            # TorchScript compiles nn.Conv2d's own call; the fast path below is never compiled.
+            return self._conv_forward(x, self.weight, self.bias)
+        return self._replk_forward(x)
+
+    @torch.jit.unused
+    def _replk_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if records_standard_conv(x):
+            # jit.trace, FX and ONNX export record nn.Conv2d's call, with this module's sizes
+            return self._conv_forward(x, self.weight, self.bias)
         return dwconv2d(x, self.weight, self.bias, self.padding, backend=self.backend)
+
+    def to_conv2d(self) -> nn.Conv2d:
+        """The equivalent plain ``nn.Conv2d``, sharing this module's parameters."""
+        conv = nn.Conv2d(
+            self.in_channels, self.out_channels, tuple(self.kernel_size), stride=1, padding=tuple(self.padding),
+            dilation=1, groups=self.groups, bias=self.bias is not None, device="meta", dtype=self.weight.dtype,
+        )
+        conv.weight = self.weight
+        conv.bias = self.bias
+        conv.train(self.training)
+        return conv
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", backend={self.backend!r}"
@@ -99,4 +122,22 @@ def convert(model: nn.Module, min_kernel_size: int = 7, backend: str = "auto") -
                 continue
             setattr(parent, name, LargeKernelDWConv2d.from_conv2d(child, backend=backend))
             replaced += 1
+    return replaced
+
+
+def revert(model: nn.Module) -> int:
+    """The inverse of ``convert``: replace, in place, every ``LargeKernelDWConv2d`` in ``model``
+    (compat modules included) by the equivalent plain ``nn.Conv2d`` sharing its parameters, so the
+    model runs, pickles and loads without replk_ops. Returns how many were replaced."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if isinstance(model, LargeKernelDWConv2d):
+        raise TypeError("model: expected a model holding LargeKernelDWConv2d modules, got a LargeKernelDWConv2d "
+                        "itself, which cannot be replaced in place; use its to_conv2d()")
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LargeKernelDWConv2d):
+                setattr(parent, name, child.to_conv2d())
+                replaced += 1
     return replaced

@@ -23,6 +23,7 @@ from ._checks import PaddingArg, check_conv_args, output_size, padding_pair
 from ._layout import dense_strides, in_layout, memory_format_of
 from .catalog import Implementation, check_backend_name
 from .planner import Problem
+from ._tracing import records_standard_conv, standard_dwconv2d
 
 
 def _empty(shape, like: torch.Tensor, memory_format) -> torch.Tensor:
@@ -260,6 +261,9 @@ def dwconv2d(
     ``REPLK_OPS_BACKEND`` overrides "auto". Under ``torch.autocast`` the op runs in the autocast
     dtype, like ``nn.Conv2d``.
     """
+    if records_standard_conv(x):  # tracers and exporters record the standard conv (_tracing.py)
+        check_backend_name(backend)
+        return standard_dwconv2d(x, weight, bias, padding)
     if _any_autocast():
         x, weight, bias = _autocast(x, weight, bias)
     if torch.compiler.is_compiling():

@@ -1,8 +1,7 @@
 """RepLKNet (Ding et al., CVPR 2022) on replk_ops, with the published checkpoints' state_dict
 layout: module names and nesting follow the original code, so published weights load with
 ``strict=True`` before and after ``structural_reparam()``."""
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TorchScript resolves these annotations when scripting.
 from typing import List, Optional, Sequence
 
 import torch
@@ -51,7 +50,7 @@ class DropPath(nn.Module):
         if self.rate == 0.0 or not self.training:
             return x
         keep = 1.0 - self.rate
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        mask = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(keep)
         return x * mask / keep
 
 
@@ -158,8 +157,17 @@ class RepLKNetStage(nn.Module):
         self.norm = bn(channels) if norm_intermediate_features else nn.Identity()
 
     def forward(self, x):
+        if self.use_checkpoint and self.training:
+            return self._forward_checkpointed(x)
         for block in self.blocks:
-            x = _run(block, x, self.use_checkpoint)
+            x = block(x)
+        return x
+
+    @torch.jit.unused
+    def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        # a separate method so that TorchScript, which cannot compile checkpoint(), skips it
+        for block in self.blocks:
+            x = _run(block, x, True)
         return x
 
 
@@ -208,21 +216,41 @@ class RepLKNet(nn.Module):
             self.head = nn.Linear(channels[-1], num_classes)
 
     def forward_features(self, x):
-        for layer in self.stem:
-            x = _run(layer, x, self.use_checkpoint)
-        outputs = []
+        """The last stage's features, or with ``out_indices`` the list of the chosen stages'."""
+        outputs = self._stage_features(x)
+        return outputs if self.out_indices is not None else outputs[-1]
+
+    def _stage_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """With ``out_indices``: the chosen stages' normalized outputs; else [the last stage's]."""
+        if self.use_checkpoint and self.training:
+            x = self._stem_checkpointed(x)
+        else:
+            for layer in self.stem:
+                x = layer(x)
+        outputs: List[torch.Tensor] = []
+        # the transitions sit between stages, one fewer; TorchScript only indexes modules by constants
         for i, stage in enumerate(self.stages):
             x = stage(x)
-            if self.out_indices is not None and i in self.out_indices:
-                outputs.append(stage.norm(x))
-            if i < len(self.transitions):
-                x = self.transitions[i](x)
-        return outputs if self.out_indices is not None else x
+            if self.out_indices is not None:
+                if i in self.out_indices:
+                    outputs.append(stage.norm(x))
+            for j, transition in enumerate(self.transitions):
+                if j == i:
+                    x = transition(x)
+        if self.out_indices is None:
+            outputs.append(x)
+        return outputs
+
+    @torch.jit.unused
+    def _stem_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.stem:
+            x = _run(layer, x, True)
+        return x
 
     def forward(self, x):
-        x = self.forward_features(x)
         if self.out_indices is not None:
-            return x
+            return self._stage_features(x)
+        x = self._stage_features(x)[-1]
         x = self.norm(x)
         x = torch.flatten(self.avgpool(x), 1)
         return self.head(x)
