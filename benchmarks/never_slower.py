@@ -1,0 +1,159 @@
+"""Is a converted layer ever slower than the nn.Conv2d it replaced? (CPU)
+
+    python benchmarks/never_slower.py [--quick] [--json out.json]
+
+For each shape, layout (NCHW, channels_last) and pass (inference forward, forward+backward), times
+``nn.Conv2d`` and ``LargeKernelDWConv2d`` (backend "auto", same weights) in one process, one torch
+thread, by thread CPU time, the two interleaved round by round so that a noisy machine slows both
+alike, and reports the ratio (above 1: replk_ops is faster). Also the per-call host overhead at
+1x8x8x8 k7, where the convolution itself costs almost nothing. The first call of each layer (the
+planner's measurement) is left out: it happens once per kind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import replk_ops
+from replk_ops.bench.shapes import STAGES, Shape, preset, PRESETS
+
+ROUNDS = 5
+MIN_SAMPLE_S = 0.05
+
+
+def extra_shapes():
+    """The shapes the never-slower target names beyond the presets."""
+    stages = [Shape(n, c, hw, hw, k, k, f"replknet31b stage {i + 1}") for n in (1, 4)
+              for i, (c, hw, k) in enumerate(STAGES["replknet31b"])]
+    return stages + [
+        Shape(1, 96, 56, 56, 51, 5, "slak 51x5"), Shape(1, 96, 56, 56, 5, 51, "slak 5x51"),
+        Shape(1, 192, 28, 28, 49, 5, "slak 49x5"),
+        Shape(1, 96, 56, 56, 7, 7, "convnext"), Shape(8, 384, 14, 14, 7, 7, "convnext"),
+    ]
+
+
+def all_shapes(quick: bool):
+    shapes = extra_shapes()
+    if not quick:
+        for name in PRESETS:
+            shapes += preset(name, "cpu")
+    seen, unique = set(), []
+    for s in shapes:
+        key = (s.n, s.c, s.h, s.w, s.kh, s.kw)
+        if key not in seen and s.layers == 1:
+            seen.add(key)
+            unique.append(s)
+    return unique
+
+
+def layers(shape: Shape):
+    conv = nn.Conv2d(shape.c, shape.c, (shape.kh, shape.kw), padding=shape.padding, groups=shape.c)
+    fast = replk_ops.LargeKernelDWConv2d(shape.c, (shape.kh, shape.kw), padding=shape.padding)
+    fast.load_state_dict(conv.state_dict())
+    return conv, fast
+
+
+def step_fn(module, x, grad_out, train: bool):
+    if not train:
+        def infer():
+            with torch.no_grad():
+                module(x)
+        return infer
+
+    xg = x.detach().requires_grad_()
+
+    def train_step():
+        module(xg).backward(grad_out)
+        module.zero_grad(set_to_none=True)
+        xg.grad = None
+    return train_step
+
+
+def cpu_seconds(fn, reps: int) -> float:
+    start = time.thread_time()
+    for _ in range(reps):
+        fn()
+    return (time.thread_time() - start) / reps
+
+
+def compare(fn_a, fn_b, rounds: int = ROUNDS):
+    """Per-call thread CPU seconds of each (median over rounds) and the median per-round ratio a/b."""
+    fn_a(), fn_b()  # warm-up, the planner's first-call measurement included
+    once = max(cpu_seconds(fn_a, 1), cpu_seconds(fn_b, 1), 1e-6)
+    reps = max(1, int(MIN_SAMPLE_S / once))
+    times_a, times_b = [], []
+    for _ in range(rounds):
+        times_a.append(cpu_seconds(fn_a, reps))
+        times_b.append(cpu_seconds(fn_b, reps))
+    ratios = [a / b for a, b in zip(times_a, times_b)]
+    return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
+
+
+def host_overhead():
+    shape = Shape(1, 8, 8, 8, 7, 7)
+    conv, fast = layers(shape)
+    x = torch.randn(1, 8, 8, 8)
+    g = torch.randn(1, 8, 8, 8)
+    result = {}
+    for train in (False, True):
+        a, b = step_fn(conv, x, g, train), step_fn(fast, x, g, train)
+        fn_a, fn_b = a, b
+        fn_a(), fn_b()
+        diffs = []
+        for _ in range(15):
+            ta, tb = cpu_seconds(fn_a, 400), cpu_seconds(fn_b, 400)
+            diffs.append((tb - ta) * 1e6)
+        result["fwd+bwd" if train else "inference"] = statistics.median(diffs)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only the shapes the target names, not every preset")
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    overhead = host_overhead()
+    print(f"host overhead over nn.Conv2d, 1x8x8x8 k7 (thread CPU time, median of 15 interleaved rounds): "
+          f"inference {overhead['inference']:+.1f} us, fwd+bwd {overhead['fwd+bwd']:+.1f} us")
+    rows = []
+    header = f"{'shape':<22} {'layout':<13} {'pass':<9} {'nn.Conv2d ms':>12} {'replk_ops ms':>12} {'speedup':>8}"
+    print(header)
+    for shape in all_shapes(args.quick):
+        conv, fast = layers(shape)
+        for layout in ("nchw", "channels_last"):
+            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+            x = torch.randn(shape.n, shape.c, shape.h, shape.w).contiguous(memory_format=fmt)
+            g = torch.randn(shape.n, shape.c, shape.h, shape.w).contiguous(memory_format=fmt)
+            for train in (False, True):
+                a, b, ratio = compare(step_fn(conv, x, g, train), step_fn(fast, x, g, train),
+                                      rounds=3 if a_slow(shape) else ROUNDS)
+                row = dict(shape=str(shape), label=shape.label, layout=layout, pass_name="fwd+bwd" if train else "fwd",
+                           conv2d_ms=a * 1e3, replk_ms=b * 1e3, speedup=ratio,
+                           plan=[c.implementation.name for c in replk_ops.explain(x, fast.weight).choices.values()])
+                rows.append(row)
+                flag = "  <-- slower" if ratio < 0.95 else ""
+                print(f"{str(shape):<22} {layout:<13} {row['pass_name']:<9} {row['conv2d_ms']:12.3f} "
+                      f"{row['replk_ms']:12.3f} {ratio:7.2f}x{flag}  {'/'.join(row['plan'])}", flush=True)
+    worst = min(rows, key=lambda r: r["speedup"])
+    print(f"worst: {worst['shape']} {worst['layout']} {worst['pass_name']} {worst['speedup']:.2f}x; "
+          f"{sum(r['speedup'] < 0.95 for r in rows)} of {len(rows)} rows below 0.95x")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"host_overhead_us": overhead, "rows": rows, "torch": torch.__version__}, handle, indent=1)
+    return 0
+
+
+def a_slow(shape: Shape) -> bool:
+    """Shapes where PyTorch's naive NCHW loop takes a second a call: fewer rounds."""
+    return shape.n * shape.c * shape.h * shape.w * shape.kh * shape.kw > 2e8
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
