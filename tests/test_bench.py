@@ -192,6 +192,12 @@ def test_batch_sets_the_batch_size(tmp_path):
     assert [s.n for s in shapes] == [2] * 4 + [8] * 4
 
 
+def test_a_preset_run_says_its_batch_sizes():
+    assert bench_main.preset_line("replknet31b", [], "cpu").startswith(
+        "preset replknet31b (RepLKNet-31B stage shapes (default)) at batch 4, 1 on CPU (on CUDA: 64, 1;")
+    assert bench_main.preset_line("slak", [8], "cpu").endswith("at batch 8")
+
+
 def test_help_states_the_defaults():
     text = subprocess.run([sys.executable, "-m", "replk_ops.bench", "--help"], capture_output=True, text=True,
                           timeout=120, env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT).stdout

@@ -108,6 +108,14 @@ def _unrunnable(rows, candidates, requested: bool):
     return problems
 
 
+def preset_line(name: str, batches, device_type: str) -> str:
+    """What a preset run times, batch sizes included (the CPU default differs from the GPU one)."""
+    line = f"preset {name} ({PRESETS[name]}) at batch {', '.join(map(str, batches or default_batches(device_type)))}"
+    if not batches and device_type != "cuda":
+        line += f" on CPU (on CUDA: {', '.join(map(str, default_batches('cuda')))}; --batch N to change it)"
+    return line
+
+
 def _run_model(args, device, env, budget) -> int:
     from .model_bench import print_rows, run_model
 
@@ -137,10 +145,7 @@ def run_bench(args) -> int:
     shapes = _shapes(args, device)
     if not args.shape:
         args.preset = args.preset or DEFAULT_PRESET  # so the JSON names what ran
-        batches = args.batch or default_batches(device.type)
-        say(f"preset {args.preset} ({PRESETS[args.preset]}) at batch {', '.join(map(str, batches))} on "
-            f"{device.type}" + ("" if args.batch or device.type == "cuda" else
-                                " (a small training batch on CPU; --batch N to change it)"))
+        say(preset_line(args.preset, args.batch, device.type))
     if args.plot:
         try:
             import matplotlib  # noqa: F401
