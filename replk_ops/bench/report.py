@@ -83,7 +83,7 @@ def print_table(rows: List[Row], env: dict, baselines: List[str]) -> None:
                           "", "", *["" for _ in baselines]])
             continue
         cells.append([r.shape, r.dtype, r.pass_name, r.candidate, f"{r.median_ms:.3f}", spread_cell(r),
-                      f"{r.tflops_valid:.3f}", bound_cell(r),
+                      f"{r.tflops_valid:.3g}", bound_cell(r),
                       *[f"{r.speedup[b]:.2f}" if b in r.speedup else "" for b in baselines]])
     console_table(columns, justify, cells)
 
