@@ -134,7 +134,8 @@ def test_a_checkout_shadowing_the_installed_package_is_named_with_the_fix(tmp_pa
     assert status.shadowed and not status.loaded
     assert f"imported replk_ops from the source tree {checkout}, not the installed package at {installed} " \
            "(with replk_ops._C built)" in status.reason
-    assert "run Python outside the checkout" in status.reason and "pip install --no-build-isolation -e ." in status.reason
+    assert "run Python outside the checkout" in status.reason
+    assert "pip install --no-build-isolation -e ." in status.reason
 
 
 def test_a_checkout_without_a_build_says_how_to_build_it(tmp_path):
@@ -161,7 +162,8 @@ def test_the_editable_install_is_found_from_its_metadata(monkeypatch, tmp_path):
 
 
 def test_a_compiler_mismatch_is_reported_when_loaded():
-    status = _extension.ExtensionStatus(True, "loaded", warning="built with GCC 12 (c++) while torch was built with GCC 13")
+    status = _extension.ExtensionStatus(True, "loaded",
+                                        warning="built with GCC 12 (c++) while torch was built with GCC 13")
     assert status.summary() == "loaded, but built with GCC 12 (c++) while torch was built with GCC 13"
     with pytest.warns(RuntimeWarning, match="loaded, but built with GCC 12"):
         _extension.warn_at_import(status)

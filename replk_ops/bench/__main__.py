@@ -150,7 +150,8 @@ def run_bench(args) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UsageError("--plot: needs matplotlib (pip install matplotlib, or the package's [bench] extra)") from None
+            raise UsageError("--plot: needs matplotlib (pip install matplotlib, or the package's [bench] "
+                             "extra)") from None
     candidates = _candidates(args, device)
     started = time.perf_counter()
     with progress(len(shapes) * len(dtype_names) * len(passes) * len(candidates)) as tick:

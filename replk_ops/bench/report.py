@@ -138,7 +138,8 @@ def write_plot(path: str, rows: List[Row], baseline: str, title: Optional[str] =
             ax.set_xticks([j + 0.4 - width / 2 for j in range(len(chunk))])
             ax.set_xticklabels([f"{s}\n{d}" for s, d in chunk], fontsize=8)
             ax.legend(fontsize=8)
-        bound_note = "black ticks: 100% of the hardware bound" if any(r.pct_of_bound for r in ok) else "no hardware bound"
+        has_bound = any(r.pct_of_bound for r in ok)
+        bound_note = "black ticks: 100% of the hardware bound" if has_bound else "no hardware bound"
         fig.suptitle(title or f"replk_ops speedup ({bound_note})")
         fig.tight_layout()
         fig.savefig(page_path, dpi=110)
