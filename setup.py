@@ -2,6 +2,7 @@
 torch are present (set REPLK_OPS_SKIP_CUDA_BUILD=1 to skip it). Use
 ``pip install --no-build-isolation .`` so the extension is built against the torch that runs it."""
 import glob
+import json
 import os
 import re
 import shutil
@@ -12,22 +13,35 @@ from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0"
-# Why the last build left out replk_ops._C, for replk_ops.explain (absent when it was built).
-SKIPPED_NOTE = os.path.join(ROOT, "replk_ops", "_extension_skipped.txt")
+# What the last build decided about replk_ops._C (left out and why; a compiler mismatch), installed
+# as package data: pip hides this script's output without -v, so the import and replk_ops.explain
+# repeat it (replk_ops/_extension.py reads it).
+BUILD_INFO = os.path.join(ROOT, "replk_ops", "_build_info.json")
 
 
 def say(message: str) -> None:
     print(f"replk_ops setup: {message}", file=sys.stderr)
 
 
-def skip_extension(reason: str):
-    """Install without the extension, saying why here and later in replk_ops.explain."""
-    say(f"{reason}: installing without the CUDA extension")
+def record(**facts) -> None:
+    """Add ``facts`` to the build-info file (created fresh by each build)."""
     try:
-        with open(SKIPPED_NOTE, "w") as handle:
-            handle.write(reason + "\n")
+        with open(BUILD_INFO) as handle:
+            info = json.load(handle)
+    except (OSError, ValueError):
+        info = {}
+    info.update(facts)
+    try:
+        with open(BUILD_INFO, "w") as handle:
+            json.dump(info, handle, indent=1)
     except OSError as exc:  # a read-only tree: the install goes on, explain gives a generic reason
-        say(f"could not record the reason in {SKIPPED_NOTE}: {exc}")
+        say(f"could not record {', '.join(facts)} in {BUILD_INFO}: {exc}")
+
+
+def skip_extension(reason: str):
+    """Install without the extension, saying why here and later in the import and replk_ops.explain."""
+    say(f"{reason}: installing without the CUDA extension")
+    record(skipped=reason)
     return [], {}
 
 
@@ -87,6 +101,15 @@ def gcc_major(compiler: str):
         return None
 
 
+def compiler_mismatch(chosen: str, have: int, wanted: int) -> None:
+    """Warn now and record it, so that the import and replk_ops.explain warn too."""
+    message = (f"built with GCC {have} ({chosen}) while torch was built with GCC {wanted}: C++ exceptions raised by "
+               f"replk_ops._C (its argument checks) may abort the process instead of raising; rebuild with "
+               f"CXX=g++-{wanted} CC=gcc-{wanted} (or another GCC {wanted})")
+    say(f"warning: {message}")
+    record(compiler_mismatch=message)
+
+
 def check_compiler(torch) -> None:
     """C++ exceptions thrown by an extension built with another GCC major version than torch's can
     crash the process instead of raising (seen: a GCC from /opt against torch's GCC 13 runtime).
@@ -100,8 +123,7 @@ def check_compiler(torch) -> None:
     if have is None or have == wanted:
         return
     if "CXX" in os.environ:
-        say(f"warning: CXX={chosen} is GCC {have} but torch was built with GCC {wanted}; if errors raised by "
-            f"replk_ops._C crash Python, rebuild with CXX=g++-{wanted} CC=gcc-{wanted} (or another GCC {wanted})")
+        compiler_mismatch(f"CXX={chosen}", have, wanted)
         return
     for cxx in (f"g++-{wanted}", "/usr/bin/g++", "g++"):
         path = shutil.which(cxx)
@@ -112,13 +134,13 @@ def check_compiler(torch) -> None:
                 os.environ.setdefault("CC", cc)
             say(f"using {path} (GCC {wanted}, like torch) instead of {chosen} (GCC {have})")
             return
-    say(f"warning: {chosen} is GCC {have} but torch was built with GCC {wanted}; no GCC {wanted} found")
+    compiler_mismatch(f"{chosen}; no GCC {wanted} found", have, wanted)
 
 
 def extension_modules():
     """(ext_modules, cmdclass), empty when the extension cannot or should not be built."""
     try:
-        os.remove(SKIPPED_NOTE)
+        os.remove(BUILD_INFO)
     except OSError:
         pass
     if os.environ.get("REPLK_OPS_SKIP_CUDA_BUILD") == "1":

@@ -1,14 +1,26 @@
-"""The bench: outputs have the documented structure, and a wrong backend is flagged, not timed."""
+"""The bench: outputs have the documented structure, a wrong backend is flagged, not timed, and
+requests it cannot serve end with a one-line error and a nonzero exit."""
 import json
+import os
+import struct
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from replk_ops.bench import __main__ as bench_main
 from replk_ops.bench import candidates as cands
-from replk_ops.bench.hardware import Peaks
-from replk_ops.bench.runner import flops, run
-from replk_ops.bench.shapes import PRESETS, Shape, parse_shape, preset
+from replk_ops.bench.hardware import Peaks, bounds_line, peaks_for
+from replk_ops.bench.model_bench import large_convs_only
+from replk_ops.bench.report import bound_cell, detail_cell, spread_cell, write_plot
+from replk_ops.bench.runner import Row, flops, run
+from replk_ops.bench.shapes import PRESETS, Shape, parse_shape, preset, with_batches
+from replk_ops.bench.timing import time_cpu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--shape", "1,3,10,9,7,7", "--passes", "fwd", "--budget", "0.01"]
 
 PEAKS = Peaks("test", 1.0, None, None, 0.01, "test")
 SHAPE = Shape(2, 4, 9, 8, 5, 5, "tiny")
@@ -75,11 +87,172 @@ def test_cli_writes_json_and_plot(tmp_path):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_model_level_json(tmp_path):
+def _small_replknet(**kwargs):
+    """RepLKNet-31B's structure and kernels with few channels and blocks, so the CLI test is quick."""
+    from replk_ops import models
+
+    return models.RepLKNet(large_kernel_sizes=[31, 29, 27, 13], layers=[1, 1, 1, 1], channels=[8, 8, 16, 16],
+                           small_kernel=5, **kwargs)
+
+
+def test_cli_model_level_json(tmp_path, monkeypatch):
+    from replk_ops.bench import model_bench
+
+    monkeypatch.setitem(model_bench.MODEL_FACTORIES, "replknet31b", _small_replknet)
     out_json = tmp_path / "m.json"
     assert bench_main.main(["--model", "replknet31b", "--image-size", "64", "--batch", "2", "--budget", "0.01",
                             "--json", str(out_json)]) == 0
     rows = json.loads(out_json.read_text())["models"]
     assert [r["convs"] for r in rows] == ["nn.Conv2d", "replk_ops"]
     assert all(r["train_step_ms"] > 0 and r["inference_images_per_s"] > 0 for r in rows)
-    assert all(0.0 <= r["large_conv_share"] < 1.0 for r in rows)
+    # measured on their own, never a clamped difference of two step times
+    for r in rows:
+        assert r["large_conv_ms"] > 0 and r["large_conv_share"] == r["large_conv_ms"] / r["train_step_ms"]
+
+
+def test_large_convs_are_replayed_alone_with_their_recorded_shapes():
+    from replk_ops import LargeKernelDWConv2d
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), LargeKernelDWConv2d(4, 7), torch.nn.ReLU(),
+                                LargeKernelDWConv2d(4, 9))
+    images = torch.randn(2, 3, 12, 12)
+    calls = []
+    for m in (model[1], model[3]):
+        m.register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
+
+    def step():
+        model(images).sum().backward()
+
+    replay = large_convs_only(model, step, lambda: torch.autocast("cpu", enabled=False))
+    model.zero_grad(set_to_none=True)
+    calls.clear()
+    replay()
+    assert calls == [(2, 4, 12, 12), (2, 4, 12, 12)]
+    assert model[0].weight.grad is None  # the rest of the network does not run
+    with pytest.raises(ValueError, match="model: expected LargeKernelDWConv2d layers"):
+        large_convs_only(torch.nn.Conv2d(3, 3, 1), lambda: None, lambda: torch.autocast("cpu", enabled=False))
+
+
+def test_bench_imports_and_runs_without_torch_extension_tooling():
+    """torch.utils.cpp_extension warns "No CUDA runtime is found" on a CPU machine when imported."""
+    code = ("import sys; from replk_ops.bench.__main__ import main; "
+            f"code = main({TINY!r} + ['--backends', 'reference']); "
+            "sys.exit(code or ('torch.utils.cpp_extension' in sys.modules and 'imported cpp_extension'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "No CUDA runtime" not in done.stderr and "cpp_extension" not in done.stderr, done.stderr
+
+
+def test_bench_runs_without_rich():
+    code = ("import sys; sys.modules['rich'] = None; from replk_ops.bench.__main__ import main; "
+            f"sys.exit(main({TINY!r} + ['--backends', 'reference']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    header = next(line for line in done.stdout.splitlines() if line.startswith("shape"))
+    assert "median ms" in header and "% bound" in header
+    assert "replk_ops reference" in done.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", "0"], "error: --batch: expected sizes >= 1, got 0"),
+    (["--budget", "0"], "error: --budget: expected seconds > 0, got 0.0"),
+    (["--preset", "slak"], "error: --shape replaces the preset: give --shape or --preset slak, not both"),
+    (["--dtype", "fp64"], "error: --dtype: expected some of fp32, fp16, bf16, got 'fp64'"),
+    (["--passes", "fwd,back"], "error: --passes: expected some of fwd, bwd_input, bwd_weight, fwd+bwd, got 'fwd,back'"),
+])
+def test_impossible_requests_exit_nonzero_with_one_line(capsys, argv, message):
+    assert bench_main.main(TINY + argv) == 2
+    err = capsys.readouterr().err
+    assert err == message + "\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_one_line(capsys):
+    assert bench_main.main(TINY + ["--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device cuda: no CUDA GPU is available") and err.count("\n") == 1
+
+
+def test_a_backend_that_runs_no_row_fails_with_its_reason(capsys):
+    assert bench_main.main(TINY + ["--device", "cpu", "--backends", "reference,cuda"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --backends: replk_ops cuda could not run any row (")
+    assert "CUDA tensors only" in captured.err and captured.err.count("\n") == 1
+    assert "runs on CUDA tensors only, got a tensor on cpu" in captured.out  # the table's reason, not cut
+
+
+def test_batch_sets_the_batch_size(tmp_path):
+    out_json = tmp_path / "r.json"
+    assert bench_main.main(TINY + ["--batch", "2", "--backends", "reference", "--json", str(out_json)]) == 0
+    payload = json.loads(out_json.read_text())
+    assert {r["shape"] for r in payload["rows"]} == {"2x3x10x9 k7x7"}
+    assert payload["arguments"]["preset"] is None  # --shape replaced the preset
+    shapes = with_batches(preset("replknet31b", "cpu"), [2, 8])
+    assert [s.n for s in shapes] == [2] * 4 + [8] * 4
+
+
+def test_a_preset_run_says_its_batch_sizes():
+    assert bench_main.preset_line("replknet31b", [], "cpu").startswith(
+        "preset replknet31b (RepLKNet-31B stage shapes (default)) at batch 4, 1 on CPU (on CUDA: 64, 1;")
+    assert bench_main.preset_line("slak", [8], "cpu").endswith("at batch 8")
+
+
+def test_help_states_the_defaults():
+    text = subprocess.run([sys.executable, "-m", "replk_ops.bench", "--help"], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT).stdout
+    flat = " ".join(text.split())
+    assert "seconds of timing per row (default 0.1)" in flat
+    assert "run at this batch size instead of the preset's" in flat
+
+
+def test_a_call_longer_than_the_budget_is_one_sample_and_says_so():
+    timing = time_cpu(lambda: time.sleep(0.03), min_run_time=0.01)
+    assert timing.samples == 1 and timing.p20_ms == timing.median_ms == timing.p80_ms
+    row = Row("s", "l", "fp32", "fwd", "c", "ok", median_ms=30.0, p20_ms=30.0, p80_ms=30.0, samples=1)
+    assert spread_cell(row) == "1 sample"
+    row.samples, row.p80_ms = 5, 31.0
+    assert spread_cell(row) == "30.000-31.000"
+    assert time_cpu(lambda: None, min_run_time=0.01).samples > 1
+
+
+def test_no_percent_of_a_probe_on_cpu():
+    peaks = peaks_for(torch.device("cpu"))
+    assert not peaks.is_bound
+    rows = run([SHAPE], [torch.float32], ["fwd"], [cands.replk_candidate("reference")], torch.device("cpu"), peaks,
+               budget_s=0.01)
+    assert rows[0].pct_of_bound is None and bound_cell(rows[0]) == "n/a"
+    assert "n/a" in bounds_line(peaks) and "None" not in bounds_line(peaks)
+    datasheet = Peaks("GPU", 10.0, None, None, 1.0, "datasheet")
+    assert "no tensor cores" in bounds_line(datasheet) and " - " not in bounds_line(datasheet)
+    rows = run([SHAPE], [torch.float32], ["fwd"], [cands.replk_candidate("reference")], torch.device("cpu"),
+               datasheet, budget_s=0.01)
+    assert 0 < rows[0].pct_of_bound < 100
+
+
+def test_error_details_keep_the_reason():
+    row = Row("s", "l", "fp32", "fwd", "c", "error",
+              detail="error: RuntimeError: backend: 'cuda' cannot run this call: runs on CUDA tensors only")
+    assert detail_cell(row) == "runs on CUDA tensors only"
+
+
+def _png_size(path):
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    return struct.unpack(">II", head[16:24])
+
+
+def test_plots_of_large_presets_stay_readable(tmp_path):
+    rows = []
+    for shape in preset("slak", "cuda"):
+        for dtype in ("fp32", "bf16"):
+            for pass_name in cands.PASSES:
+                rows.append(Row(str(shape), shape.label, dtype, pass_name, "replk_ops cuda", "ok", median_ms=1.0,
+                                speedup={"nn.Conv2d NCHW": 2.0}, pct_of_bound=50.0))
+    written = write_plot(str(tmp_path / "slak.png"), rows, "nn.Conv2d NCHW")
+    assert len(written) > 1 and all(os.path.exists(p) for p in written)
+    for path in written:
+        width, height = _png_size(path)
+        assert width <= 1600 and height <= 2200, (path, width, height)
+    assert write_plot(str(tmp_path / "one.png"), rows[:8], "nn.Conv2d NCHW") == [str(tmp_path / "one.png")]

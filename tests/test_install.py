@@ -1,14 +1,19 @@
 """What ``pip install`` decides about the CUDA extension, run from a scratch copy of setup.py so
 the checkout's own build state is never touched: a toolkit it cannot use leaves the extension
-out (the rest installs) and records why, and ``replk_ops.explain`` then reports that reason."""
+out (the rest installs) and records why, a compiler of another GCC version than torch's is
+recorded too, and the import and ``replk_ops.explain`` then report what was recorded (pip shows
+none of setup.py's output without -v)."""
 import glob
 import importlib.util
 import inspect
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import warnings
 
 import pytest
 import torch
@@ -48,8 +53,8 @@ def _run_setup(tmp_path, **env):
     result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=project, env=environment,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    note = project / "replk_ops" / "_extension_skipped.txt"
-    return result.stderr, note.read_text().strip() if note.exists() else None
+    info = project / "replk_ops" / "_build_info.json"
+    return result.stderr, json.loads(info.read_text()) if info.exists() else {}
 
 
 @pytest.mark.skipif(torch.version.cuda is None,
@@ -58,26 +63,130 @@ def test_toolkit_of_another_cuda_major_installs_without_the_extension(tmp_path):
     torch_major = int(torch.version.cuda.split(".")[0])
     other = f"{torch_major + 1}.0"
     home = _fake_toolkit(tmp_path / "cuda", other)
-    stderr, note = _run_setup(tmp_path, CUDA_HOME=home)
+    stderr, info = _run_setup(tmp_path, CUDA_HOME=home)
+    note = info.get("skipped")
     assert note is not None, stderr
     assert f"CUDA {other}" in note and f"built with CUDA {torch.version.cuda}" in note, note
     assert "installing without the CUDA extension" in stderr
 
 
 def test_skip_switch_is_recorded(tmp_path):
-    stderr, note = _run_setup(tmp_path, REPLK_OPS_SKIP_CUDA_BUILD="1")
-    assert note == "REPLK_OPS_SKIP_CUDA_BUILD=1 was set at install time"
+    stderr, info = _run_setup(tmp_path, REPLK_OPS_SKIP_CUDA_BUILD="1")
+    assert info == {"skipped": "REPLK_OPS_SKIP_CUDA_BUILD=1 was set at install time"}
 
 
-def test_explain_reports_why_the_install_left_the_extension_out(monkeypatch):
+def _fake_gcc(path, major: int) -> str:
+    """A compiler that answers --version and -dumpversion like GCC ``major``."""
+    path.mkdir()
+    cxx = path / "g++"
+    cxx.write_text(f"#!/bin/sh\ncase \"$1\" in -dumpversion) echo {major};; *) echo 'g++ (GCC) {major}.1.0'; "
+                   "echo 'Copyright (C) Free Software Foundation, Inc.';; esac\n")
+    cxx.chmod(0o755)
+    return str(cxx)
+
+
+@pytest.mark.skipif(torch.version.cuda is None,
+                    reason="a CPU-only torch: setup.py leaves the extension out before it checks the compiler")
+def test_compiler_of_another_gcc_major_is_recorded(tmp_path):
+    setup = _setup_helpers()
+    torch_gcc = re.search(r"GCC (\d+)", torch.__config__.show())
+    if setup.find_cuda_home() is None or torch_gcc is None:
+        pytest.skip("needs a CUDA toolkit and a torch built with GCC")
+    cxx = _fake_gcc(tmp_path / "bin", int(torch_gcc.group(1)) - 1)
+    stderr, info = _run_setup(tmp_path, CXX=cxx)
+    assert "skipped" not in info, info
+    assert info["compiler_mismatch"].startswith(f"built with GCC {int(torch_gcc.group(1)) - 1} (CXX={cxx})")
+    assert f"torch was built with GCC {torch_gcc.group(1)}" in info["compiler_mismatch"]
+    assert "warning: built with GCC" in stderr
+
+
+def _no_extension(monkeypatch):
     def missing(name):
         raise ModuleNotFoundError(f"No module named '{name}'")
 
     monkeypatch.setattr(_extension.importlib, "import_module", missing)
-    monkeypatch.setattr(_extension, "_skipped_at_install", lambda: "the CUDA toolkit at /x is CUDA 13.0, but ...")
+
+
+def test_explain_reports_why_the_install_left_the_extension_out(monkeypatch):
+    _no_extension(monkeypatch)
+    monkeypatch.setattr(_extension, "_installed_package_dir", lambda: _extension.PACKAGE_DIR)
+    monkeypatch.setattr(_extension, "build_info", lambda path=None: {"skipped": "the CUDA toolkit at /x is CUDA 13.0"})
     status = _extension._load()
-    assert not status.loaded
-    assert "was not built (the CUDA toolkit at /x is CUDA 13.0" in status.reason
+    assert not status.loaded and not status.shadowed
+    assert status.reason == "the CUDA extension replk_ops._C was not built: the CUDA toolkit at /x is CUDA 13.0"
+
+
+def _package(root, built: bool):
+    """A package directory named replk_ops under ``root``, with or without a built _C."""
+    package = root / "replk_ops"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    if built:
+        (package / "_C.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    return str(package)
+
+
+def test_a_checkout_shadowing_the_installed_package_is_named_with_the_fix(tmp_path):
+    checkout = _package(tmp_path / "checkout", built=False)
+    (tmp_path / "checkout" / "setup.py").write_text("")
+    installed = _package(tmp_path / "site-packages", built=True)
+    status = _extension.missing(checkout, installed_dir=installed, info={})
+    assert status.shadowed and not status.loaded
+    assert f"imported replk_ops from the source tree {checkout}, not the installed package at {installed} " \
+           "(with replk_ops._C built)" in status.reason
+    assert "run Python outside the checkout" in status.reason
+    assert "pip install --no-build-isolation -e ." in status.reason
+
+
+def test_a_checkout_without_a_build_says_how_to_build_it(tmp_path):
+    checkout = _package(tmp_path / "checkout", built=False)
+    (tmp_path / "checkout" / "setup.py").write_text("")
+    never = _extension.missing(checkout, installed_dir="", info={})
+    assert "was never installed" in never.reason and "pip install --no-build-isolation -e ." in never.reason
+    in_place = _extension.missing(checkout, installed_dir=checkout, info={})
+    assert not in_place.shadowed
+    assert "installed in place without a build of replk_ops._C" in in_place.reason
+
+
+def test_the_editable_install_is_found_from_its_metadata(monkeypatch, tmp_path):
+    class Dist:
+        files = []
+
+        def read_text(self, name):
+            return json.dumps({"url": f"file://{tmp_path}/my%20checkout", "dir_info": {"editable": True}})
+
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist())
+    assert _extension._installed_package_dir() == os.path.join(str(tmp_path), "my checkout", "replk_ops")
+
+
+def test_a_compiler_mismatch_is_reported_when_loaded():
+    status = _extension.ExtensionStatus(True, "loaded",
+                                        warning="built with GCC 12 (c++) while torch was built with GCC 13")
+    assert status.summary() == "loaded, but built with GCC 12 (c++) while torch was built with GCC 13"
+    with pytest.warns(RuntimeWarning, match="loaded, but built with GCC 12"):
+        _extension.warn_at_import(status)
+
+
+def test_a_missing_extension_warns_once_on_a_gpu_machine(monkeypatch):
+    monkeypatch.setattr(_extension, "STATUS", _extension.ExtensionStatus(False, "no CUDA toolkit (nvcc) was found"))
+    monkeypatch.setattr(_extension, "_warned_missing", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.warns(RuntimeWarning, match="CUDA backend is unavailable.*no CUDA toolkit"):
+        _extension.warn_once_if_missing()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _extension.warn_once_if_missing()  # only once
+
+
+def test_no_warning_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(_extension, "STATUS", _extension.ExtensionStatus(False, "no CUDA toolkit (nvcc) was found"))
+    monkeypatch.setattr(_extension, "_warned_missing", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _extension.warn_once_if_missing()
 
 
 @pytest.mark.skipif(_extension.STATUS.loaded, reason="replk_ops._C was built against this torch and loaded")

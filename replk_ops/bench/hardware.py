@@ -1,4 +1,9 @@
-"""Peak rates of the machine, for "% of the hardware bound"."""
+"""Peak rates of the machine, for "% of the hardware bound".
+
+Only datasheet figures are used as bounds. A probe (a matmul, a copy) is taken under whatever load
+the machine has and is no upper bound: kernels would show above 100% of it. So a GPU missing from
+the table gets its probe figures reported for information, and a CPU gets none; their rows say
+"n/a" under "% bound"."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,11 +16,15 @@ import torch
 @dataclasses.dataclass
 class Peaks:
     name: str
-    fma_tflops: float          # FP32 on CUDA cores (or the measured CPU fp32 rate)
+    fma_tflops: Optional[float]     # FP32 on CUDA cores
     half2_tflops: Optional[float]
     tensor_tflops: Optional[float]  # dense fp16/bf16 tensor cores
-    bandwidth_tbs: float
-    source: str
+    bandwidth_tbs: Optional[float]
+    source: str  # "datasheet" for a bound; anything else is for information only
+
+    @property
+    def is_bound(self) -> bool:
+        return self.source == "datasheet"
 
 
 # Dense, non-sparse figures from the vendors' datasheets.
@@ -30,7 +39,7 @@ KNOWN_GPUS = [
 
 
 def _probe_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
-    size = 2048 if device.type == "cuda" else 768
+    size = 2048
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     best = float("inf")
@@ -68,13 +77,24 @@ def peaks_for(device: torch.device) -> Peaks:
                 return peaks
         fp32 = _probe_matmul_tflops(device, torch.float32)
         half = _probe_matmul_tflops(device, torch.float16)
-        return Peaks(name, fp32, None, half, _probe_bandwidth_tbs(device), "measured probe (unknown GPU)")
-    # CPU: no table; fp32 matmul is the best a conv can do here.
-    return Peaks("CPU", _probe_matmul_tflops(device, torch.float32), None, None, _probe_bandwidth_tbs(device),
-                 "measured probe (fp32 matmul, copy bandwidth)")
+        return Peaks(name, fp32, None, half, _probe_bandwidth_tbs(device), "measured probe (GPU not in the table)")
+    return Peaks("CPU", None, None, None, None, "none (no datasheet figures for CPUs)")
 
 
-def compute_peak(peaks: Peaks, dtype: torch.dtype) -> float:
+def compute_peak(peaks: Peaks, dtype: torch.dtype) -> Optional[float]:
     if dtype in (torch.float16, torch.bfloat16) and peaks.tensor_tflops:
         return peaks.tensor_tflops
     return peaks.fma_tflops
+
+
+def bounds_line(peaks: Peaks) -> str:
+    """One line saying which bounds "% bound" uses, or that there are none."""
+    if not peaks.is_bound:
+        probe = ""
+        if peaks.fma_tflops is not None:
+            probe = (f"; probed fp32 {peaks.fma_tflops:.2f} TFLOP/s, fp16 {peaks.tensor_tflops:.2f} TFLOP/s, "
+                     f"{peaks.bandwidth_tbs:.3f} TB/s (not bounds: taken under the current load)")
+        return f"bounds: {peaks.source}, so % bound is n/a{probe}"
+    tensor = f"tensor cores {peaks.tensor_tflops:.0f} TFLOP/s" if peaks.tensor_tflops else "no tensor cores"
+    return (f"bounds ({peaks.source}, {peaks.name}): fp32 {peaks.fma_tflops:.1f} TFLOP/s, {tensor}, "
+            f"{peaks.bandwidth_tbs:.2f} TB/s")

@@ -1,15 +1,22 @@
 """Model-level comparison: a RepLKNet training step and inference throughput with the large
-depthwise convs on nn.Conv2d versus on replk_ops, same weights, same input."""
+depthwise convs on nn.Conv2d versus on replk_ops, same weights, same input.
+
+The large convs' share of a step is measured directly: their calls are recorded during a step and
+replayed on their own (forward and backward, same shapes, same autocast), then timed like the step.
+Subtracting a separately timed network without them would mix two measurements taken under
+different load and can come out negative."""
 from __future__ import annotations
 
 import copy
-from typing import List
+from typing import Callable, List
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import models
 from ..modules import LargeKernelDWConv2d
+from .console import RIGHT, print_table
 from .timing import time_cpu, time_cuda
 
 
@@ -23,10 +30,19 @@ def _with_large_convs_replaced(model: nn.Module, replacement) -> nn.Module:
     return model
 
 
+# name -> factory(num_classes=..., drop_path_rate=...) of the networks --model can time
+MODEL_FACTORIES = {"replknet31b": models.replknet31b, "replknet31l": models.replknet31l,
+                   "replknet_xl": models.replknet_xl}
+
+
+class PlainLargeConv(nn.Conv2d):
+    """nn.Conv2d's own forward, standing in for a LargeKernelDWConv2d (so it can be found again)."""
+
+
 def _plain_conv2d(child: LargeKernelDWConv2d) -> nn.Conv2d:
-    conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, padding=child.padding,
-                     groups=child.groups, bias=child.bias is not None,
-                     device=child.weight.device, dtype=child.weight.dtype)
+    conv = PlainLargeConv(child.in_channels, child.out_channels, child.kernel_size, padding=child.padding,
+                          groups=child.groups, bias=child.bias is not None,
+                          device=child.weight.device, dtype=child.weight.dtype)
     conv.load_state_dict(child.state_dict())
     return conv
 
@@ -36,24 +52,41 @@ def _on_conv2d(model: nn.Module) -> nn.Module:
     return _with_large_convs_replaced(model, _plain_conv2d)
 
 
-class _SkippedConv(nn.Module):
-    """Stands in for a "same"-padded depthwise conv when timing the network without it."""
-
-    def forward(self, x):
-        return x
+def _large_convs(model: nn.Module) -> List[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (LargeKernelDWConv2d, PlainLargeConv))]
 
 
-def _without_large_convs(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every LargeKernelDWConv2d replaced by the identity: the step time
-    of this copy, subtracted from the full one, is the time spent in those convs."""
-    return _with_large_convs_replaced(model, lambda child: _SkippedConv())
+def large_convs_only(model: nn.Module, step: Callable[[], None], autocast) -> Callable[[], None]:
+    """A function that runs forward and backward of only ``model``'s large convs, on inputs of the
+    shapes and dtypes they received during ``step``."""
+    recorded = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: recorded.append((m, args[0].shape, args[0].dtype)))
+             for m in _large_convs(model)]
+    try:
+        step()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not recorded:
+        raise ValueError(f"model: expected LargeKernelDWConv2d layers, found none in {type(model).__name__}")
+    inputs = [torch.randn(shape, dtype=dtype, device=m.weight.device).requires_grad_() for m, shape, dtype in recorded]
+    with autocast():
+        grads = [torch.randn_like(m(x)) for (m, _, _), x in zip(recorded, inputs)]
+
+    def run():
+        with autocast():
+            outs = [m(x) for (m, _, _), x in zip(recorded, inputs)]
+        torch.autograd.backward(outs, grads)
+        for m, _, _ in recorded:  # like the step's zero_grad(set_to_none=True)
+            m.zero_grad(set_to_none=True)
+        for x in inputs:
+            x.grad = None
+
+    return run
 
 
 def run_model(name: str, device: torch.device, batch: int, image_size: int, budget_s: float) -> List[dict]:
-    from .. import models
-
-    factory = {"replknet31b": models.replknet31b, "replknet31l": models.replknet31l,
-               "replknet_xl": models.replknet_xl}[name]
+    factory = MODEL_FACTORIES[name]
     torch.manual_seed(0)
     ours = factory(num_classes=1000, drop_path_rate=0.0).to(device)
     variants = {"nn.Conv2d": _on_conv2d(ours), "replk_ops": ours}
@@ -63,21 +96,24 @@ def run_model(name: str, device: torch.device, batch: int, image_size: int, budg
     timer = (lambda fn: time_cuda(fn, budget_s * 1e3)) if device.type == "cuda" else (lambda fn: time_cpu(fn, budget_s))
     rows = []
 
-    def train_step_ms(model: nn.Module) -> float:
+    def autocast():
+        return torch.autocast(device.type, dtype=amp, enabled=amp is not None)
+
+    def train_step(model: nn.Module) -> Callable[[], None]:
         model.train()
 
         def step():
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            with autocast():
                 loss = F.cross_entropy(model(images), labels)
             loss.backward()
             model.zero_grad(set_to_none=True)
 
-        return timer(step)[0]
+        return step
 
-    # the rest of the network, timed once: the difference from a full step is the large convs' time
-    rest_ms = train_step_ms(_without_large_convs(ours))
     for label, model in variants.items():
-        train_ms = train_step_ms(model)
+        step = train_step(model)
+        train_ms = timer(step)[0]
+        convs_ms = timer(large_convs_only(model, step, autocast))[0]
         infer = copy.deepcopy(model).eval()
         if hasattr(infer, "structural_reparam"):
             infer.structural_reparam()
@@ -90,7 +126,7 @@ def run_model(name: str, device: torch.device, batch: int, image_size: int, budg
         infer_ms = timer(forward)[0]
         rows.append({"model": name, "convs": label, "batch": batch, "image_size": image_size,
                      "amp": str(amp) if amp else "fp32", "train_step_ms": train_ms,
-                     "large_conv_share": max(0.0, 1.0 - rest_ms / train_ms),
+                     "large_conv_ms": convs_ms, "large_conv_share": convs_ms / train_ms,
                      "inference_images_per_s": batch / (infer_ms / 1e3)})
     base = rows[0]
     for row in rows:
@@ -100,18 +136,11 @@ def run_model(name: str, device: torch.device, batch: int, image_size: int, budg
 
 
 def print_rows(rows: List[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="model level (same weights, same input; inference after structural_reparam)")
-    for col in ("model", "convs", "batch", "image", "precision", "train step ms", "x", "in large dw convs",
-                "inference img/s", "x"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(r["model"], r["convs"], str(r["batch"]), str(r["image_size"]), r["amp"],
-                      f"{r['train_step_ms']:.1f}", f"{r['train_speedup']:.2f}", f"{100 * r['large_conv_share']:.0f}%",
-                      f"{r['inference_images_per_s']:.1f}", f"{r['inference_speedup']:.2f}")
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    console.print(table)
+    columns = ("model", "convs", "batch", "image", "precision", "train step ms", "x", "in large dw convs",
+               "inference img/s", "x")
+    cells = [[r["model"], r["convs"], str(r["batch"]), str(r["image_size"]), r["amp"], f"{r['train_step_ms']:.1f}",
+              f"{r['train_speedup']:.2f}", f"{r['large_conv_ms']:.1f} ms ({100 * r['large_conv_share']:.0f}%)",
+              f"{r['inference_images_per_s']:.1f}", f"{r['inference_speedup']:.2f}"] for r in rows]
+    print_table(columns, [RIGHT] * len(columns), cells,
+                title="model level (same weights, same input; inference after structural_reparam; "
+                      "large dw convs: their forward+backward replayed alone)")

@@ -4,14 +4,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import List, Optional
 
 import torch
 
-from .hardware import Peaks
+from .console import LEFT, RIGHT, say
+from .console import print_table as console_table
+from .hardware import Peaks, bounds_line
 from .runner import Row
+
+# A plot axis shows at most this many (shape, dtype) groups and a file at most this many axes;
+# larger presets wrap onto more axes and split into more files, so labels stay readable.
+GROUPS_PER_AXIS = 8
+AXES_PER_FILE = 6
 
 
 def environment(device: torch.device, peaks: Peaks) -> dict:
@@ -43,31 +51,41 @@ def environment(device: torch.device, peaks: Peaks) -> dict:
     return env
 
 
-def print_table(rows: List[Row], env: dict, baselines: List[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def spread_cell(row: Row) -> str:
+    """p20-p80, or why there is none: a single measurement has no spread."""
+    if row.samples == 1:
+        return "1 sample"
+    return f"{row.p20_ms:.3f}-{row.p80_ms:.3f}"
 
-    console = Console()
-    if not console.is_terminal:  # logs and CI: never wrap the table
-        console = Console(width=200)
-    console.print(f"[bold]replk_ops bench[/bold] on {env['device']} | torch {env['torch']} | CUDA {env['cuda']} | "
-                  f"triton {env['triton']} | commit {env['commit']}")
-    peaks = env["peaks"]
-    console.print(f"bounds ({peaks['source']}): fp32 {peaks['fma_tflops']:.2f} TFLOP/s, tensor "
-                  f"{peaks['tensor_tflops'] or '-'} TFLOP/s, {peaks['bandwidth_tbs']:.3f} TB/s")
-    table = Table(show_lines=False)
-    for col in ("shape", "dtype", "pass", "backend", "median ms", "p20-p80 ms", "TFLOP/s valid",
-                "% bound", *[f"x vs {b}" for b in baselines]):
-        table.add_column(col, justify="left" if col in ("shape", "pass", "backend", "dtype") else "right")
+
+def detail_cell(row: Row, limit: int = 100) -> str:
+    """Why a row did not run, without the exception's boilerplate (the JSON keeps it all)."""
+    text = re.sub(r"^error: \w+: ", "", row.detail)
+    text = re.sub(r"^backend: '\w+' cannot run this call: ", "", text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def bound_cell(row: Row) -> str:
+    return "n/a" if row.pct_of_bound is None else f"{row.pct_of_bound:.1f}"
+
+
+def print_table(rows: List[Row], env: dict, baselines: List[str]) -> None:
+    say(f"[bold]replk_ops bench[/bold] on {env['device']} | torch {env['torch']} | CUDA {env['cuda']} | "
+        f"triton {env['triton']} | commit {env['commit']}")
+    say(bounds_line(Peaks(**env["peaks"])))
+    columns = ("shape", "dtype", "pass", "backend", "median ms", "p20-p80 ms", "TFLOP/s valid", "% bound",
+               *[f"x vs {b}" for b in baselines])
+    justify = [LEFT] * 4 + [RIGHT] * (len(columns) - 4)
+    cells = []
     for r in rows:
         if r.status != "ok":
-            table.add_row(r.shape, r.dtype, r.pass_name, r.candidate, f"[red]{r.status.upper()}[/red]", r.detail[:60],
-                          "", "", *["" for _ in baselines])
+            cells.append([r.shape, r.dtype, r.pass_name, r.candidate, f"[red]{r.status.upper()}[/red]", detail_cell(r),
+                          "", "", *["" for _ in baselines]])
             continue
-        table.add_row(r.shape, r.dtype, r.pass_name, r.candidate, f"{r.median_ms:.3f}",
-                      f"{r.p20_ms:.3f}-{r.p80_ms:.3f}", f"{r.tflops_valid:.3f}", f"{r.pct_of_bound:.1f}",
-                      *[f"{r.speedup[b]:.2f}" if b in r.speedup else "" for b in baselines])
-    console.print(table)
+        cells.append([r.shape, r.dtype, r.pass_name, r.candidate, f"{r.median_ms:.3f}", spread_cell(r),
+                      f"{r.tflops_valid:.3g}", bound_cell(r),
+                      *[f"{r.speedup[b]:.2f}" if b in r.speedup else "" for b in baselines]])
+    console_table(columns, justify, cells)
 
 
 def write_json(path: str, rows: List[Row], env: dict, args: dict) -> None:
@@ -75,36 +93,55 @@ def write_json(path: str, rows: List[Row], env: dict, args: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2))
 
 
-def write_plot(path: str, rows: List[Row], baseline: str, title: Optional[str] = None) -> None:
+def plot_paths(path: str, parts: int) -> List[str]:
+    """``path`` for one file; ``stem-1.png``, ``stem-2.png``... for several."""
+    if parts == 1:
+        return [path]
+    target = Path(path)
+    return [str(target.with_name(f"{target.stem}-{i}{target.suffix or '.png'}")) for i in range(1, parts + 1)]
+
+
+def write_plot(path: str, rows: List[Row], baseline: str, title: Optional[str] = None) -> List[str]:
+    """Speedup bars against ``baseline``, one axis per pass and up to GROUPS_PER_AXIS shapes; returns the
+    files written (more than one when the axes do not fit in one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r.status == "ok" and not r.candidate.startswith("nn.Conv2d") and baseline in r.speedup]
-    groups = sorted({(r.shape, r.dtype) for r in ok}, key=lambda g: [r.shape for r in ok].index(g[0]))
+    shape_order = [r.shape for r in ok]
+    groups = sorted({(r.shape, r.dtype) for r in ok}, key=lambda g: (shape_order.index(g[0]), g[1]))
     passes = [p for p in ("fwd", "bwd_input", "bwd_weight", "fwd+bwd") if any(r.pass_name == p for r in ok)]
     candidates = sorted({r.candidate for r in ok})
-    fig, axes = plt.subplots(len(passes) or 1, 1, figsize=(max(8, 1.2 * len(groups)), 3.2 * max(1, len(passes))),
-                             squeeze=False)
+    by_key = {(r.shape, r.dtype, r.pass_name, r.candidate): r for r in ok}
+    chunks = [groups[i:i + GROUPS_PER_AXIS] for i in range(0, len(groups), GROUPS_PER_AXIS)] or [[]]
+    panels = [(p, chunk) for p in passes for chunk in chunks] or [("fwd", [])]
+    pages = [panels[i:i + AXES_PER_FILE] for i in range(0, len(panels), AXES_PER_FILE)]
+    paths = plot_paths(path, len(pages))
     width = 0.8 / max(1, len(candidates))
-    for ax, pass_name in zip(axes[:, 0], passes):
-        for i, cand in enumerate(candidates):
-            values = [next((r.speedup[baseline] for r in ok if (r.shape, r.dtype) == g and r.pass_name == pass_name
-                            and r.candidate == cand), 0.0) for g in groups]
-            bars = ax.bar([j + i * width for j in range(len(groups))], values, width, label=cand)
-            for bar, r in zip(bars, [next((r for r in ok if (r.shape, r.dtype) == g and r.pass_name == pass_name
-                                           and r.candidate == cand), None) for g in groups]):
-                if r is not None:  # the hardware bound, as the speedup a kernel at 100% of it would reach
-                    ax.plot([bar.get_x(), bar.get_x() + width], [bar.get_height() * 100 / r.pct_of_bound] * 2,
-                            color="black", linewidth=1)
-        ax.axhline(1.0, color="grey", linewidth=0.8)
-        ax.set_yscale("log")
-        ax.set_ylabel(f"{pass_name}\nspeedup vs\n{baseline}")
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))])
-        ax.set_xticklabels([f"{s}\n{d}" for s, d in groups], fontsize=7)
-        ax.legend(fontsize=7)
-    fig.suptitle(title or "replk_ops speedup (black ticks: 100% of the hardware bound)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    for page_path, page in zip(paths, pages):
+        fig, axes = plt.subplots(len(page), 1, figsize=(max(7.0, 1.5 * max(len(c) for _, c in page)), 3.0 * len(page)),
+                                 squeeze=False)
+        for ax, (pass_name, chunk) in zip(axes[:, 0], page):
+            for i, cand in enumerate(candidates):
+                found = [by_key.get((s, d, pass_name, cand)) for s, d in chunk]
+                values = [r.speedup[baseline] if r else 0.0 for r in found]
+                bars = ax.bar([j + i * width for j in range(len(chunk))], values, width, label=cand)
+                for bar, r in zip(bars, found):
+                    if r is not None and r.pct_of_bound:  # the speedup a kernel at 100% of the bound would reach
+                        ax.plot([bar.get_x(), bar.get_x() + width], [bar.get_height() * 100 / r.pct_of_bound] * 2,
+                                color="black", linewidth=1)
+            ax.axhline(1.0, color="grey", linewidth=0.8)
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{pass_name}\nspeedup vs\n{baseline}", fontsize=9)
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(chunk))])
+            ax.set_xticklabels([f"{s}\n{d}" for s, d in chunk], fontsize=8)
+            ax.legend(fontsize=8)
+        has_bound = any(r.pct_of_bound for r in ok)
+        bound_note = "black ticks: 100% of the hardware bound" if has_bound else "no hardware bound"
+        fig.suptitle(title or f"replk_ops speedup ({bound_note})")
+        fig.tight_layout()
+        fig.savefig(page_path, dpi=110)
+        plt.close(fig)
+    return paths

@@ -32,9 +32,10 @@ class Row:
     median_ms: Optional[float] = None
     p20_ms: Optional[float] = None
     p80_ms: Optional[float] = None
+    samples: Optional[int] = None  # measurements behind median/p20/p80 (1: no spread to report)
     tflops_nominal: Optional[float] = None
     tflops_valid: Optional[float] = None
-    pct_of_bound: Optional[float] = None
+    pct_of_bound: Optional[float] = None  # None without a datasheet bound (CPUs, GPUs not in the table)
     speedup: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -155,15 +156,17 @@ def _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress
                     fn(*args)
 
             if device.type == "cuda":
-                row.median_ms, row.p20_ms, row.p80_ms = time_cuda(call, rep_ms=budget_s * 1e3)
+                timing = time_cuda(call, rep_ms=budget_s * 1e3)
             else:
-                row.median_ms, row.p20_ms, row.p80_ms = time_cpu(call, min_run_time=budget_s)
+                timing = time_cpu(call, min_run_time=budget_s)
+            row.median_ms, row.p20_ms, row.p80_ms, row.samples = timing
             seconds = row.median_ms / 1e3
             row.tflops_nominal = flops(shape, pass_name, valid=False) / seconds / 1e12
             row.tflops_valid = flops(shape, pass_name, valid=True) / seconds / 1e12
-            bound_s = max(flops(shape, pass_name, valid=True) / (compute_peak(peaks, dtype) * 1e12),
-                          min_bytes(shape, pass_name, dtype) / (peaks.bandwidth_tbs * 1e12))
-            row.pct_of_bound = 100.0 * bound_s / seconds
+            if peaks.is_bound:
+                bound_s = max(flops(shape, pass_name, valid=True) / (compute_peak(peaks, dtype) * 1e12),
+                              min_bytes(shape, pass_name, dtype) / (peaks.bandwidth_tbs * 1e12))
+                row.pct_of_bound = 100.0 * bound_s / seconds
             rows.append(row)
     _add_speedups(rows, [c.name for c in candidates if c.is_baseline])
     return rows

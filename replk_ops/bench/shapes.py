@@ -58,9 +58,20 @@ def _paper() -> List[Shape]:
             for k in (3, 7, 13, 17, 21, 27, 29, 31)]
 
 
+def default_batches(device_type: str) -> List[int]:
+    """A training batch and batch 1; CPU runs use a small training batch so the default stays quick."""
+    return [64, 1] if device_type == "cuda" else [4, 1]
+
+
+def with_batches(shapes: List[Shape], batches: List[int]) -> List[Shape]:
+    """Each distinct shape once per batch size in ``batches`` (batch-major, like the presets)."""
+    unique = list(dict.fromkeys(dataclasses.replace(s, n=1) for s in shapes))
+    return [dataclasses.replace(s, n=n) for n in batches for s in unique]
+
+
 def preset(name: str, device_type: str) -> List[Shape]:
-    """The shapes of a preset; CPU runs use a small training batch so the default stays quick."""
-    batches = [64, 1] if device_type == "cuda" else [4, 1]
+    """The shapes of a preset at its default batch sizes."""
+    batches = default_batches(device_type)
     if name in STAGES:
         return _stages(name, batches)
     if name == "slak":
@@ -70,7 +81,7 @@ def preset(name: str, device_type: str) -> List[Shape]:
         if device_type != "cuda":  # the paper's full setting takes minutes a row on a CPU
             shapes = [dataclasses.replace(s, n=1, layers=1) for s in shapes if s.h <= 32]
         return shapes
-    raise KeyError(name)
+    raise ValueError(f"preset: expected one of {', '.join(sorted(PRESETS))}, got {name!r}")
 
 
 PRESETS: Dict[str, str] = {
