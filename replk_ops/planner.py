@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
-from . import catalog
+from . import _extension, catalog
 from ._checks import env_switch, output_size
 from ._layout import CHANNELS_LAST, NCHW, layout_name
 from .catalog import PASSES, Implementation, check_backend_name
@@ -157,7 +157,10 @@ class Plan:
         head = (f"replk_ops: {p.device} {catalog.DTYPE_NAMES[p.dtype]} {p.layout} {p.channels}x{p.height}x{p.width}"
                 f" k{p.kh}x{p.kw} pad ({p.ph}, {p.pw}), batch {'<' if p.small_batch else '>='} {SMALL_BATCH};"
                 f" backend {self.backend!r} (requested {self.requested!r})")
-        return "\n".join([head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()])
+        lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
+        if _extension.STATUS.loaded and _extension.STATUS.warning:
+            lines.append(f"  note: replk_ops._C {_extension.STATUS.summary()}")
+        return "\n".join(lines)
 
 
 # --- settings: the environment, read once --------------------------------------------------------
@@ -270,6 +273,8 @@ def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure
 
 
 def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, batch: Optional[int]) -> PassChoice:
+    if problem.device_type == "cuda" and measure:
+        _extension.warn_once_if_missing()  # a GPU without the extension: say why, once
     reasons: Dict[str, Optional[str]] = {}
     for impl in catalog.for_pass(pass_name):
         why = impl.rejection(problem, pass_name)

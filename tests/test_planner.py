@@ -181,3 +181,17 @@ def test_concurrent_first_calls_measure_once(monkeypatch):
     for thread in threads:
         thread.join()
     assert len(calls) == 2 and len({r.implementation.name for r in results}) == 1
+
+
+def test_a_cuda_call_reports_a_missing_extension_once(monkeypatch, planner_env):
+    """Users never see pip's build log: the planner's first CUDA problem asks the extension status
+    to warn (it does so once, and only where a GPU is present)."""
+    from replk_ops import _extension
+
+    calls = []
+    monkeypatch.setattr(_extension, "warn_once_if_missing", lambda: calls.append(1))
+    planner_env(planner.AUTOTUNE_ENV, "0")
+    cuda_problem = problem()._replace(device="cuda:0")
+    planner.plan_pass(cuda_problem, "fwd")
+    planner.plan_pass(problem(), "fwd")
+    assert calls == [1]
