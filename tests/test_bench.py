@@ -80,7 +80,8 @@ def test_cli_writes_json_and_plot(tmp_path):
     payload = json.loads(out_json.read_text())
     assert set(payload) == {"environment", "arguments", "rows"}
     assert {"device", "torch", "triton", "commit", "peaks"} <= set(payload["environment"])
-    assert len(payload["rows"]) == 4 * 2 * 3
+    assert len(payload["rows"]) == len(cands.PASSES) * 2 * len(cands.default_candidates(torch.device("cpu")))
+    assert set(payload["environment"]["host_overhead_us"]) == {"inference", "fwd+bwd"}
     row = payload["rows"][0]
     assert {"shape", "dtype", "pass_name", "candidate", "status", "median_ms", "p20_ms", "p80_ms",
             "tflops_nominal", "tflops_valid", "pct_of_bound", "speedup"} <= set(row)
@@ -256,3 +257,38 @@ def test_plots_of_large_presets_stay_readable(tmp_path):
         width, height = _png_size(path)
         assert width <= 1600 and height <= 2200, (path, width, height)
     assert write_plot(str(tmp_path / "one.png"), rows[:8], "nn.Conv2d NCHW") == [str(tmp_path / "one.png")]
+
+
+def test_rows_below_nn_conv2d_in_their_own_layout_are_marked():
+    from replk_ops.bench.report import same_layout_cell
+    from replk_ops.bench.runner import Row
+
+    baselines = ["nn.Conv2d NCHW", "nn.Conv2d channels_last"]
+
+    def row(candidate, median, spread, speedup):
+        return Row("s", "", "fp32", "fwd", candidate, "ok", median_ms=median, p20_ms=median - spread,
+                   p80_ms=median + spread, samples=9, speedup=speedup)
+
+    nchw, cl = row(baselines[0], 1.0, 0.01, {}), row(baselines[1], 2.0, 0.01, {})
+    slower = row("replk_ops auto (channels_last)", 2.5, 0.01, {baselines[0]: 0.4, baselines[1]: 0.8})
+    noisy = row("replk_ops auto", 1.02, 0.05, {baselines[0]: 0.98, baselines[1]: 1.96})
+    faster = row("replk_ops auto", 0.5, 0.01, {baselines[0]: 2.0, baselines[1]: 4.0})
+    rows = [nchw, cl, slower, noisy, faster]
+    assert "0.80 SLOWER" in same_layout_cell(slower, rows, baselines)    # against channels_last, not NCHW
+    assert "within noise" not in same_layout_cell(slower, rows, baselines)
+    assert "0.98 SLOWER (within noise)" in same_layout_cell(noisy, rows, baselines)
+    assert same_layout_cell(faster, rows, baselines) == "2.00"
+    assert same_layout_cell(nchw, rows, baselines) == ""
+
+
+def test_host_overhead_is_a_difference_of_interleaved_thread_times():
+    from replk_ops.bench.overhead import interleaved_difference_us
+
+    def busy(seconds):
+        def spin():
+            end = time.thread_time() + seconds
+            while time.thread_time() < end:
+                pass
+        return spin
+
+    assert 30 < interleaved_difference_us(busy(10e-6), busy(60e-6), rounds=5, calls=50) < 70

@@ -8,6 +8,7 @@ import time
 import torch
 
 from . import candidates as cands
+from .overhead import host_overhead_us, overhead_line
 from .console import progress, say
 from .hardware import peaks_for
 from .report import environment, print_table, write_json, write_plot
@@ -158,6 +159,8 @@ def run_bench(args) -> int:
         rows = run(shapes, [DTYPES[d] for d in dtype_names], passes, candidates, device, peaks, args.budget, tick)
     baselines = [c.name for c in candidates if c.is_baseline]
     print_table(rows, env, baselines)
+    env["host_overhead_us"] = host_overhead_us(device)
+    say(overhead_line(env["host_overhead_us"]))
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.json:
         write_json(args.json, rows, env, vars(args))

@@ -71,14 +71,17 @@ def replk_candidate(backend: str, channels_last: bool = False) -> Candidate:
 
 
 def default_candidates(device: torch.device) -> List[Candidate]:
-    found = [torch_candidate(False), torch_candidate(True)]
-    # backends that "auto" would consider here (not the Triton interpreter on CPU), less "torch":
-    # that is the nn.Conv2d baseline itself
-    names = [n for n in catalog.available_backends(device) if n != "torch"
-             and any(device.type in impl.auto_devices for impl in catalog.implementations() if impl.backend == n)]
+    """nn.Conv2d in both layouts, what "auto" gives in both layouts (what a converted model runs),
+    and on CUDA each GPU backend on its own."""
+    found = [torch_candidate(False), torch_candidate(True), replk_candidate("auto"),
+             replk_candidate("auto", channels_last=True)]
     if device.type == "cuda":
-        # the GPU backends first; the reference (cuDNN underneath) for completeness
-        names = [n for n in ("cuda", "triton", "reference") if n in names]
-    for name in names:
-        found.append(replk_candidate(name))
+        runnable = catalog.available_backends(device)
+        found += [replk_candidate(name) for name in ("cuda", "triton") if name in runnable]
     return found
+
+
+def same_layout_baseline(candidate_name: str, baselines: List[str]) -> str:
+    """The nn.Conv2d row a replk_ops row must not be slower than: the one in its own layout."""
+    wanted = "channels_last" if "channels_last" in candidate_name else "NCHW"
+    return next(b for b in baselines if b.endswith(wanted))

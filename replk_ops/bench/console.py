@@ -25,7 +25,7 @@ def _console():
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=200)  # logs and CI: never wrap tables
+    return console if console.is_terminal else Console(width=400)  # logs and CI: never wrap tables
 
 
 def say(text: str) -> None:

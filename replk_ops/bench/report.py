@@ -14,6 +14,7 @@ import torch
 from .console import LEFT, RIGHT, say
 from .console import print_table as console_table
 from .hardware import Peaks, bounds_line
+from .candidates import same_layout_baseline
 from .runner import Row
 
 # A plot axis shows at most this many (shape, dtype) groups and a file at most this many axes;
@@ -74,18 +75,54 @@ def print_table(rows: List[Row], env: dict, baselines: List[str]) -> None:
         f"triton {env['triton']} | commit {env['commit']}")
     say(bounds_line(Peaks(**env["peaks"])))
     columns = ("shape", "dtype", "pass", "backend", "median ms", "p20-p80 ms", "TFLOP/s valid", "% bound",
-               *[f"x vs {b}" for b in baselines])
+               *[f"x vs {b}" for b in baselines], "same layout")
     justify = [LEFT] * 4 + [RIGHT] * (len(columns) - 4)
     cells = []
     for r in rows:
         if r.status != "ok":
             cells.append([r.shape, r.dtype, r.pass_name, r.candidate, f"[red]{r.status.upper()}[/red]", detail_cell(r),
-                          "", "", *["" for _ in baselines]])
+                          "", "", *["" for _ in baselines], ""])
             continue
         cells.append([r.shape, r.dtype, r.pass_name, r.candidate, f"{r.median_ms:.3f}", spread_cell(r),
                       f"{r.tflops_valid:.3g}", bound_cell(r),
-                      *[f"{r.speedup[b]:.2f}" if b in r.speedup else "" for b in baselines]])
+                      *[f"{r.speedup[b]:.2f}" if b in r.speedup else "" for b in baselines],
+                      same_layout_cell(r, rows, baselines)])
     console_table(columns, justify, cells)
+    slower = [r for r in rows if is_slower_than_same_layout(r, rows, baselines)]
+    if slower:
+        say(f"[yellow]{len(slower)} replk_ops row(s) below 1.0x of nn.Conv2d in the same layout "
+            "(marked SLOWER)[/yellow]")
+
+
+def _same_layout(row: Row, rows: List[Row], baselines: List[str]):
+    """(speedup over nn.Conv2d in the row's own layout, whether its p20-p80 spread overlaps the
+    baseline's), or None for a baseline or an untimed row."""
+    if row.candidate in baselines or not row.speedup:
+        return None
+    name = same_layout_baseline(row.candidate, baselines)
+    base = next((r for r in rows if r.candidate == name and r.shape == row.shape and r.dtype == row.dtype
+                 and r.pass_name == row.pass_name and r.median_ms), None)
+    if base is None or name not in row.speedup:
+        return None
+    overlap = row.p20_ms <= base.p80_ms and base.p20_ms <= row.p80_ms
+    return row.speedup[name], overlap
+
+
+def is_slower_than_same_layout(row: Row, rows: List[Row], baselines: List[str]) -> bool:
+    found = _same_layout(row, rows, baselines)
+    return found is not None and found[0] < 1.0
+
+
+def same_layout_cell(row: Row, rows: List[Row], baselines: List[str]) -> str:
+    """The speedup over nn.Conv2d in the row's own layout; below 1.0 it is marked SLOWER, and
+    "(within noise)" where the two rows' p20-p80 spreads overlap."""
+    found = _same_layout(row, rows, baselines)
+    if found is None:
+        return ""
+    speedup, overlap = found
+    if speedup >= 1.0:
+        return f"{speedup:.2f}"
+    return f"[yellow]{speedup:.2f} SLOWER (within noise)[/yellow]" if overlap else f"[red]{speedup:.2f} SLOWER[/red]"
 
 
 def write_json(path: str, rows: List[Row], env: dict, args: dict) -> None:
