@@ -25,7 +25,7 @@ class Shape:
         return core + (f" x{self.layers}" if self.layers > 1 else "")
 
 
-# (C, H=W, k) per stage at 224 input; see the design notes.
+# (C, H=W, k) per stage at 224 input (the published RepLKNet, UniRepLKNet and SLaK configurations)
 STAGES = {
     "replknet31b": [(128, 56, 31), (256, 28, 29), (512, 14, 27), (1024, 7, 13)],
     "replknet31l": [(192, 56, 31), (384, 28, 29), (768, 14, 27), (1536, 7, 13)],
