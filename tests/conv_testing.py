@@ -93,3 +93,14 @@ def assert_close_to_reference(actual, expected, dtype, yardstick=None, what="out
         unit = torch.finfo(dtype).eps
         bound = max(2 * max_rel_error(yardstick, expected), unit)
     assert err <= bound, f"{what}: relative error {err:.3e} exceeds {bound:.3e} ({dtype})"
+
+
+def randomize_bn(model) -> None:
+    """Random BN statistics and affine parameters, so that fusing them is really tested."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)

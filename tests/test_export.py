@@ -19,6 +19,7 @@ from torch import nn
 
 import replk_ops
 from replk_ops import models
+from conv_testing import randomize_bn
 from replk_ops.export import decompositions, onnx_translations, standard_program
 
 RTOL = 1e-4
@@ -44,23 +45,13 @@ def _timm_model(name: str) -> nn.Module:
     return model
 
 
-def _randomize_bn(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-
-
 def _replknet31b(narrow: bool) -> nn.Module:
     torch.manual_seed(0)
     if narrow:  # RepLKNet-31B's kernels (31, 29, 27, 13), small kernel 5 and depth, 1/8 of its width
         model = models.RepLKNet([31, 29, 27, 13], [2, 2, 18, 2], [16, 32, 64, 128], small_kernel=5)
     else:
         model = models.replknet31b()
-    _randomize_bn(model)
+    randomize_bn(model)
     model.eval()
     assert model.structural_reparam() == 24
     return model
@@ -513,7 +504,7 @@ def test_compat_keeps_the_fast_path_through_the_official_reparam(monkeypatch):
     replk_ops.compat.install()
     monkeypatch.setenv("LARGE_KERNEL_CONV_IMPL", "unused: replk_ops.compat is installed")
     block = _official_style_reparam_block(6, 13)
-    _randomize_bn(block)
+    randomize_bn(block)
     block.eval()
     assert isinstance(block.lkb_origin.conv, replk_ops.compat.DepthWiseConv2dImplicitGEMM)
     x = torch.randn(2, 6, 20, 20)

@@ -9,22 +9,12 @@ from torch import nn
 
 import replk_ops
 from replk_ops import models
+from conv_testing import randomize_bn
 from replk_ops.models import merge_dilated_branches
 
 # the published checkpoints' keys and shapes (see tests/data/README.md)
 KEY_FILE = Path(__file__).resolve().parent / "data" / "replknet_state_dict_keys.json"
 FACTORIES = {"replknet31b": models.replknet31b, "replknet31l": models.replknet31l, "replknet_xl": models.replknet_xl}
-
-
-def _randomize_bn(model: nn.Module, generator=None):
-    """Random BN statistics and affine parameters, so that fusing them is really tested."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
 
 
 def _tiny(factory_name, **kwargs):
@@ -57,7 +47,7 @@ def test_state_dict_matches_published_layout_and_loads_strictly(name):
 def test_reparam_preserves_outputs_float64(name):
     torch.manual_seed(0)
     model = _tiny(name).double().eval()
-    _randomize_bn(model)
+    randomize_bn(model)
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     before = model(x)
     assert model.structural_reparam() == 4
@@ -69,7 +59,7 @@ def test_reparam_preserves_outputs_float64(name):
 
 def test_reparam_block_float32():
     block = models.RepLKBlock(8, 12, 13, 5, drop_path=0.0).eval()
-    _randomize_bn(block)
+    randomize_bn(block)
     x = torch.randn(2, 8, 20, 20)
     before = block(x)
     models.structural_reparam(block)
@@ -138,7 +128,7 @@ def test_dilated_reparam_matches_running_the_branches():
     large = torch.randn(c, 1, k, k, dtype=torch.float64)
     bns = [nn.BatchNorm2d(c).double().eval() for _ in range(4)]
     for bn in bns:
-        _randomize_bn(bn)
+        randomize_bn(bn)
     branches = [(torch.randn(c, 1, 5, 5, dtype=torch.float64), bns[1], 1),
                 (torch.randn(c, 1, 5, 5, dtype=torch.float64), bns[2], 2),
                 (torch.randn(c, 1, 3, 3, dtype=torch.float64), bns[3], 3)]
