@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 from torch import nn
 
 import replk_ops
-from replk_ops.bench.shapes import STAGES, Shape, preset, PRESETS
+from replk_ops.bench.overhead import host_overhead_us, overhead_line, thread_seconds_per_call, training_steps
+from replk_ops.bench.shapes import PRESETS, STAGES, Shape, preset
 
-ROUNDS = 5
+ROUNDS = 7
 MIN_SAMPLE_S = 0.05
 
 
@@ -59,57 +59,26 @@ def layers(shape: Shape):
 
 
 def step_fn(module, x, grad_out, train: bool):
-    if not train:
-        def infer():
-            with torch.no_grad():
-                module(x)
-        return infer
-
-    xg = x.detach().requires_grad_()
-
-    def train_step():
-        module(xg).backward(grad_out)
-        module.zero_grad(set_to_none=True)
-        xg.grad = None
-    return train_step
-
-
-def cpu_seconds(fn, reps: int) -> float:
-    start = time.thread_time()
-    for _ in range(reps):
-        fn()
-    return (time.thread_time() - start) / reps
+    inference, training = training_steps(module, x, grad_out)
+    return training if train else inference
 
 
 def compare(fn_a, fn_b, rounds: int = ROUNDS):
-    """Per-call thread CPU seconds of each (median over rounds) and the median per-round ratio a/b."""
+    """Per-call thread CPU seconds of each (median over rounds) and the median per-round ratio a/b.
+    Rounds alternate which one runs first, so neither always follows the other's cache state."""
     fn_a(), fn_b()  # warm-up, the planner's first-call measurement included
-    once = max(cpu_seconds(fn_a, 1), cpu_seconds(fn_b, 1), 1e-6)
+    once = max(thread_seconds_per_call(fn_a, 1), thread_seconds_per_call(fn_b, 1), 1e-6)
     reps = max(1, int(MIN_SAMPLE_S / once))
     times_a, times_b = [], []
-    for _ in range(rounds):
-        times_a.append(cpu_seconds(fn_a, reps))
-        times_b.append(cpu_seconds(fn_b, reps))
+    for i in range(rounds):
+        if i % 2:
+            times_b.append(thread_seconds_per_call(fn_b, reps))
+            times_a.append(thread_seconds_per_call(fn_a, reps))
+        else:
+            times_a.append(thread_seconds_per_call(fn_a, reps))
+            times_b.append(thread_seconds_per_call(fn_b, reps))
     ratios = [a / b for a, b in zip(times_a, times_b)]
     return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
-
-
-def host_overhead():
-    shape = Shape(1, 8, 8, 8, 7, 7)
-    conv, fast = layers(shape)
-    x = torch.randn(1, 8, 8, 8)
-    g = torch.randn(1, 8, 8, 8)
-    result = {}
-    for train in (False, True):
-        a, b = step_fn(conv, x, g, train), step_fn(fast, x, g, train)
-        fn_a, fn_b = a, b
-        fn_a(), fn_b()
-        diffs = []
-        for _ in range(15):
-            ta, tb = cpu_seconds(fn_a, 400), cpu_seconds(fn_b, 400)
-            diffs.append((tb - ta) * 1e6)
-        result["fwd+bwd" if train else "inference"] = statistics.median(diffs)
-    return result
 
 
 def main(argv=None) -> int:
@@ -119,9 +88,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    overhead = host_overhead()
-    print(f"host overhead over nn.Conv2d, 1x8x8x8 k7 (thread CPU time, median of 15 interleaved rounds): "
-          f"inference {overhead['inference']:+.1f} us, fwd+bwd {overhead['fwd+bwd']:+.1f} us")
+    overhead = host_overhead_us(torch.device("cpu"))
+    print(overhead_line(overhead))
     rows = []
     header = f"{'shape':<22} {'layout':<13} {'pass':<9} {'nn.Conv2d ms':>12} {'replk_ops ms':>12} {'speedup':>8}"
     print(header)
@@ -133,7 +101,7 @@ def main(argv=None) -> int:
             g = torch.randn(shape.n, shape.c, shape.h, shape.w).contiguous(memory_format=fmt)
             for train in (False, True):
                 a, b, ratio = compare(step_fn(conv, x, g, train), step_fn(fast, x, g, train),
-                                      rounds=3 if a_slow(shape) else ROUNDS)
+                                      rounds=3 if is_slow(shape) else ROUNDS)
                 row = dict(shape=str(shape), label=shape.label, layout=layout, pass_name="fwd+bwd" if train else "fwd",
                            conv2d_ms=a * 1e3, replk_ms=b * 1e3, speedup=ratio,
                            plan=[c.implementation.name for c in replk_ops.explain(x, fast.weight).choices.values()])
@@ -150,7 +118,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def a_slow(shape: Shape) -> bool:
+def is_slow(shape: Shape) -> bool:
     """Shapes where PyTorch's naive NCHW loop takes a second a call: fewer rounds."""
     return shape.n * shape.c * shape.h * shape.w * shape.kh * shape.kw > 2e8
 

@@ -34,7 +34,9 @@ def interleaved_difference_us(baseline: Callable[[], object], candidate: Callabl
     return statistics.median(diffs)
 
 
-def _steps(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
+def training_steps(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
+    """(inference call, training step) of ``module`` on ``x``, with ``grad_out`` as the output's
+    gradient (dense, in the output's layout, as a next layer would give it)."""
     def inference():
         with torch.no_grad():
             module(x)
@@ -56,7 +58,7 @@ def host_overhead_us(device: torch.device) -> Dict[str, float]:
     fast = LargeKernelDWConv2d.from_conv2d(conv)
     x = torch.randn(1, 8, 8, 8, device=device)
     grad_out = torch.randn(1, 8, 8, 8, device=device)
-    (conv_inf, conv_train), (fast_inf, fast_train) = _steps(conv, x, grad_out), _steps(fast, x, grad_out)
+    (conv_inf, conv_train), (fast_inf, fast_train) = training_steps(conv, x, grad_out), training_steps(fast, x, grad_out)
     return {"inference": interleaved_difference_us(conv_inf, fast_inf),
             "fwd+bwd": interleaved_difference_us(conv_train, fast_train)}
 
