@@ -39,17 +39,18 @@ BACKEND_ENV = "REPLK_OPS_BACKEND"
 AUTOTUNE_ENV = "REPLK_OPS_AUTOTUNE"
 SMALL_BATCH = 16
 REPEATS = 3
-# On CPU a fast candidate repeats until this much time is spent (at most CPU_MAX_REPEATS runs):
-# the minimum of many runs is what survives a noisy, shared machine.
-CPU_BUDGET_MS = 5.0
-CPU_MAX_REPEATS = 25
+# A CPU candidate this many times slower than the best is not run again (it has lost, and
+# PyTorch's naive NCHW loop can take seconds on a large map).
+GIVE_UP_FACTOR = 4.0
+# On CPU the candidates take turns for at least CPU_MIN_ROUNDS rounds and until CPU_BUDGET_MS is
+# spent (at most CPU_MAX_ROUNDS): the minimum of many runs is what survives a noisy, shared machine.
+CPU_BUDGET_MS = 30.0
+CPU_MIN_ROUNDS = 5
+CPU_MAX_ROUNDS = 40
 # PyTorch's own path is the floor of host overhead (no autograd function, no layout copies, and
 # for training PyTorch's own backward in C++); another implementation replaces it only when it
 # measures this much faster.
-NATIVE_MARGIN = 1.05
-# A CPU candidate whose timed run is this many times slower than the best so far is not run again
-# (it has lost, and PyTorch's naive NCHW loop can take seconds on a large map).
-GIVE_UP_FACTOR = 4.0
+NATIVE_MARGIN = 1.10
 # PyTorch's CPU conv reaches oneDNN's NCHW depthwise kernel only while one kernel side is at most
 # this; above it on both sides, NCHW runs a naive loop (1x256x14x14 k15: 3.4 ms against 0.18 ms
 # through channels_last).
@@ -373,16 +374,30 @@ def _time_cuda(run: Callable[[], object]) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def _time_cpu(run: Callable[[], object], best_so_far: float) -> float:
-    run()  # warm-up: oneDNN builds its primitives on the first call
-    times: List[float] = []
-    while len(times) < CPU_MAX_REPEATS and (len(times) < REPEATS or sum(times) < CPU_BUDGET_MS):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-        if times[-1] > GIVE_UP_FACTOR * best_so_far:
-            break  # a clear loser is not run again
-    return min(times)  # the least disturbed run on a shared machine
+def _time_cpu(runs: Dict[str, Callable[[], object]]) -> Dict[str, float]:
+    """Milliseconds per run of each candidate: the candidates take turns, round by round, so that a
+    busy machine slows all of them alike, and each keeps its least disturbed run. A candidate that
+    raises is left out; one slower than GIVE_UP_FACTOR times the best is not run again."""
+    best: Dict[str, float] = {}
+    live = dict(runs)
+    for name, run in list(live.items()):  # warm-up: oneDNN builds its primitives on the first call
+        try:
+            run()
+        except Exception:  # noqa: BLE001 - a failing candidate is simply not chosen
+            del live[name]
+    spent, rounds = 0.0, 0
+    while live and rounds < CPU_MAX_ROUNDS and (rounds < CPU_MIN_ROUNDS or spent < CPU_BUDGET_MS):
+        for name, run in list(live.items()):
+            start = time.perf_counter()
+            run()
+            elapsed = (time.perf_counter() - start) * 1e3
+            spent += elapsed
+            best[name] = min(best.get(name, math.inf), elapsed)
+        leader = min(best.values())
+        for name in [n for n in live if best[n] > GIVE_UP_FACTOR * leader]:
+            del live[name]  # a clear loser (PyTorch's naive loop can take seconds) runs no more
+        rounds += 1
+    return best
 
 
 def _measure(problem: Problem, pass_name: str, names: List[str], batch: Optional[int]) -> Optional[Measurement]:
@@ -393,23 +408,28 @@ def _measure(problem: Problem, pass_name: str, names: List[str], batch: Optional
             return known
         if not batch:
             batch = 1 if problem.small_batch else SMALL_BATCH
-        times: Dict[str, float] = {}
         with torch.no_grad():
             tensors = _workload(problem, batch)
-            for name in names:
-                run = _pass_runner(problem, pass_name, catalog.by_name(name, pass_name), tensors)
-                try:
-                    if problem.device_type == "cuda":
-                        times[name] = _time_cuda(run)
-                    else:
-                        times[name] = _time_cpu(run, min(times.values(), default=math.inf))
-                except Exception:  # noqa: BLE001 - a candidate that fails here (a launch or compile
-                    continue       # error) is simply not chosen; a direct call reports it
+            runs = {name: _pass_runner(problem, pass_name, catalog.by_name(name, pass_name), tensors)
+                    for name in names}
+            times = _time_all(problem, runs)
         if not times:
             return None
         measurement = Measurement(_fastest(times), times)
         _MEASURED[key] = measurement
         return measurement
+
+
+def _time_all(problem: Problem, runs: Dict[str, Callable[[], object]]) -> Dict[str, float]:
+    if problem.device_type != "cuda":
+        return _time_cpu(runs)
+    times = {}
+    for name, run in runs.items():
+        try:
+            times[name] = _time_cuda(run)
+        except Exception:  # noqa: BLE001 - a candidate that fails here (a launch or compile error) is
+            continue       # simply not chosen; a direct call reports it
+    return times
 
 
 def _fastest(times: Dict[str, float]) -> str:
@@ -485,14 +505,9 @@ def time_steps(problem: Problem, batch: Optional[int], native_step, planned_step
         batch = 1 if problem.small_batch else SMALL_BATCH
     x, weight, bias, grad_out = _workload(problem, batch)
     x, weight, bias = (t.requires_grad_() for t in (x, weight, bias))
-    times: Dict[str, float] = {}
-    for name, step in (("torch", native_step), ("planned", planned_step)):
-        run = lambda: step(x, weight, bias).backward(grad_out)  # noqa: E731
-        try:
-            times[name] = _time_cuda(run) if problem.device_type == "cuda" else _time_cpu(run, math.inf)
-        except Exception:  # noqa: BLE001 - as in _measure: a failing step is not chosen
-            continue
-    return times
+    steps = {name: (lambda step=step: step(x, weight, bias).backward(grad_out))
+             for name, step in (("torch", native_step), ("planned", planned_step))}
+    return _time_all(problem, steps)
 
 
 def plan(problem: Problem, requested: str = "auto", measure: bool = False) -> Plan:

@@ -1,6 +1,7 @@
 """The planner's logic on CPU: rules, measuring once per kind, the cache, and what explain says.
 Timings are stand-ins where the choice itself is under test."""
 import threading
+import time
 
 import pytest
 import torch
@@ -24,12 +25,15 @@ def problem(layout="nchw", k=(7, 7), dtype=torch.float32, small_batch=True, hw=(
 
 
 def fake_timer(times, calls):
-    def timer(run, best_so_far):
-        name = run()
-        calls.append(name)
-        if isinstance(times[name], Exception):
-            raise times[name]
-        return times[name]
+    """Stands in for planner._time_cpu: each run returns its implementation's name, timed from
+    ``times`` (an exception there: the candidate fails, and is left out)."""
+    def timer(runs):
+        measured = {}
+        for name, run in runs.items():
+            calls.append(run())
+            if not isinstance(times[name], Exception):
+                measured[name] = times[name]
+        return measured
     return timer
 
 
@@ -167,10 +171,10 @@ def test_concurrent_first_calls_measure_once(monkeypatch):
     calls = []
     lock = threading.Lock()
 
-    def timer(run, best_so_far):
+    def timer(runs):
         with lock:
-            calls.append(run())
-        return 1.0
+            calls.extend(run() for run in runs.values())
+        return {name: 1.0 for name in runs}
     monkeypatch.setattr(planner, "_pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
     monkeypatch.setattr(planner, "_time_cpu", timer)
     results = []
@@ -181,6 +185,28 @@ def test_concurrent_first_calls_measure_once(monkeypatch):
     for thread in threads:
         thread.join()
     assert len(calls) == 2 and len({r.implementation.name for r in results}) == 1
+
+
+def test_cpu_timing_takes_turns_and_drops_clear_losers():
+    """The real timer: candidates alternate round by round; a candidate 4x slower than the best
+    stops running; one that raises is left out."""
+    order = []
+
+    def spin(name, seconds):
+        def run():
+            order.append(name)
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return run
+
+    def broken():
+        raise RuntimeError("no kernel")
+
+    times = planner._time_cpu({"fast": spin("fast", 1e-4), "slow": spin("slow", 2e-3), "broken": broken})
+    assert set(times) == {"fast", "slow"} and times["fast"] < times["slow"]
+    assert order[:4] == ["fast", "slow", "fast", "slow"]     # warm-up, then turns
+    assert order.count("slow") == 2 and order.count("fast") >= planner.CPU_MIN_ROUNDS
 
 
 def test_a_cuda_call_reports_a_missing_extension_once(monkeypatch, planner_env):
