@@ -15,10 +15,6 @@ import torch
 from .. import _extension
 from .base import Backend
 
-# The extension's limit when its table cannot be read (a build older than the table).
-FALLBACK_MAX_KERNEL = 63
-
-
 @functools.lru_cache(maxsize=None)
 def algo_table() -> List[dict]:
     """The extension's algo table (rows of pass, algo, dtypes, min_cc, verified_on_gpu, auto,
@@ -28,9 +24,11 @@ def algo_table() -> List[dict]:
     return json.loads(torch.ops.replk_ops_C.algo_table())
 
 
-def max_kernel() -> int:
+def max_kernel() -> Optional[int]:
+    """The extension's kernel limit, from its table (None without one: the extension then checks
+    the size itself and raises before any launch)."""
     limits = [row["max_kernel"] for row in algo_table()]
-    return min(limits) if limits else FALLBACK_MAX_KERNEL
+    return min(limits) if limits else None
 
 
 class CudaBackend(Backend):
