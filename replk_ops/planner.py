@@ -507,7 +507,10 @@ def time_steps(problem: Problem, batch: Optional[int], native_step, planned_step
     x, weight, bias = (t.requires_grad_() for t in (x, weight, bias))
     steps = {name: (lambda step=step: step(x, weight, bias).backward(grad_out))
              for name, step in (("torch", native_step), ("planned", planned_step))}
-    return _time_all(problem, steps)
+    # The caller may be inside activation checkpointing, whose saved-tensor hooks would count the
+    # tensors these steps save as the layer's own: identity hooks, innermost, keep them apart.
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        return _time_all(problem, steps)
 
 
 def plan(problem: Problem, requested: str = "auto", measure: bool = False) -> Plan:

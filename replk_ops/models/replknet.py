@@ -32,11 +32,13 @@ def conv_bn_relu(in_channels, out_channels, kernel_size, stride=1, groups=1, bn=
     return seq
 
 
-def _run(layer: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
-    """``layer(x)``, recomputed in backward instead of stored when checkpointing a training step."""
-    if use_checkpoint and layer.training and x.requires_grad:
-        return checkpoint(layer, x, use_reentrant=False)
-    return layer(x)
+def _run_checkpointed(layers, x: torch.Tensor) -> torch.Tensor:
+    """``layers`` applied in turn, each recomputed in backward instead of stored (a training step
+    with activation checkpointing). Called only from ``@torch.jit.unused`` methods: TorchScript
+    cannot compile checkpoint()."""
+    for layer in layers:
+        x = checkpoint(layer, x, use_reentrant=False) if layer.training and x.requires_grad else layer(x)
+    return x
 
 
 class DropPath(nn.Module):
@@ -165,10 +167,7 @@ class RepLKNetStage(nn.Module):
 
     @torch.jit.unused
     def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
-        # a separate method so that TorchScript, which cannot compile checkpoint(), skips it
-        for block in self.blocks:
-            x = _run(block, x, True)
-        return x
+        return _run_checkpointed(self.blocks, x)
 
 
 class RepLKNet(nn.Module):
@@ -243,9 +242,7 @@ class RepLKNet(nn.Module):
 
     @torch.jit.unused
     def _stem_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.stem:
-            x = _run(layer, x, True)
-        return x
+        return _run_checkpointed(self.stem, x)
 
     def forward(self, x):
         if self.out_indices is not None:
