@@ -94,6 +94,8 @@ def test_compiler_of_another_gcc_major_is_recorded(tmp_path):
         pytest.skip("needs a CUDA toolkit and a torch built with GCC")
     cxx = _fake_gcc(tmp_path / "bin", int(torch_gcc.group(1)) - 1)
     stderr, info = _run_setup(tmp_path, CXX=cxx)
+    if "CUDA" in info.get("skipped", ""):  # e.g. torch 2.4's CUDA 12 against a CUDA 13 toolkit
+        pytest.skip(f"the install leaves the extension out before it checks the compiler: {info['skipped']}")
     assert "skipped" not in info, info
     assert info["compiler_mismatch"].startswith(f"built with GCC {int(torch_gcc.group(1)) - 1} (CXX={cxx})")
     assert f"torch was built with GCC {torch_gcc.group(1)}" in info["compiler_mismatch"]
