@@ -51,9 +51,9 @@ CPU_MAX_ROUNDS = 40
 # for training PyTorch's own backward in C++); another implementation replaces it only when it
 # measures this much faster.
 NATIVE_MARGIN = 1.10
-# PyTorch's CPU conv reaches oneDNN's NCHW depthwise kernel only while one kernel side is at most
-# this; above it on both sides, NCHW runs a naive loop (1x256x14x14 k15: 3.4 ms against 0.18 ms
-# through channels_last).
+# PyTorch's CPU conv reaches oneDNN's NCHW depthwise forward only while the kernel is at most this
+# wide; wider, NCHW runs a naive loop (1x256x14x14 k15: 3.4 ms against 0.18 ms through
+# channels_last; 1x96x56x56 5x51: 52 ms against 3.6 ms, while 51x5 takes 2.2 ms either way).
 ONEDNN_NCHW_MAX_SIDE = 13
 
 
@@ -241,6 +241,11 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
     full_precision = problem.dtype in (torch.float32, torch.float64)
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
         return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
+    if problem.layout == NCHW and pass_name == "fwd":
+        # measured: 51x5 and 49x5 reach oneDNN's NCHW kernel, 5x51 and 15x15 a naive loop
+        if problem.kw <= ONEDNN_NCHW_MAX_SIDE:
+            return "torch", f"NCHW with a kernel at most {ONEDNN_NCHW_MAX_SIDE} wide: PyTorch reaches oneDNN"
+        return "reference", f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} wide"
     if problem.layout == NCHW and min(problem.kh, problem.kw) > ONEDNN_NCHW_MAX_SIDE:
         return "reference", (f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} "
                              "on both sides")

@@ -51,19 +51,19 @@ def timed(monkeypatch):
 
 def test_measures_once_per_kind_and_remembers(timed):
     calls = timed({"torch": 2.0, "reference": 1.0})
-    first = planner.plan_pass(problem(), "fwd")
+    first = planner.plan_pass(problem(), "bwd_input")
     assert first.implementation.name == "reference" and "reference 1.000 ms" in first.how
-    assert planner.plan_pass(problem(), "fwd") is first
+    assert planner.plan_pass(problem(), "bwd_input") is first
     # another channel count and a map of the same power-of-two class are the same kind
     other = problem(hw=(13, 15))._replace(channels=64)
-    assert planner.plan_pass(other, "fwd").implementation.name == "reference"
+    assert planner.plan_pass(other, "bwd_input").implementation.name == "reference"
     assert calls == ["torch", "reference"]
 
 
 def test_small_and_large_batches_measure_apart(timed):
     calls = timed({"torch": 2.0, "reference": 1.0})
-    planner.plan_pass(problem(small_batch=True), "fwd")
-    planner.plan_pass(problem(small_batch=False), "fwd")
+    planner.plan_pass(problem(small_batch=True), "bwd_input")
+    planner.plan_pass(problem(small_batch=False), "bwd_input")
     assert len(calls) == 4
 
 
@@ -74,7 +74,7 @@ def test_a_failing_candidate_is_not_chosen(timed):
 
 def test_every_candidate_failing_falls_back_to_priority(timed):
     timed({"torch": RuntimeError("a"), "reference": ValueError("b")})
-    choice = planner.plan_pass(problem(), "fwd")
+    choice = planner.plan_pass(problem(), "bwd_input")
     assert choice.implementation.name == "torch" and "every candidate failed" in choice.how
 
 
@@ -87,26 +87,37 @@ def test_rules_settle_without_measuring(timed):
     assert calls == []
 
 
-def test_narrow_kernels_are_measured_not_ruled(timed):
-    """51x5 on NCHW: oneDNN's NCHW kernel is fast for it (a side up to 13), so no rule applies."""
+def test_nchw_forward_is_ruled_by_the_kernel_width(timed):
+    """oneDNN's NCHW kernel takes 51x5 (PyTorch's own call wins) but not 5x51 (a naive loop)."""
+    calls = timed({"torch": 2.0, "reference": 1.0})
+    narrow = planner.plan_pass(problem(k=(51, 5)), "fwd")
+    assert narrow.implementation.name == "torch" and narrow.how.startswith("by rule")
+    wide = planner.plan_pass(problem(k=(5, 51)), "fwd")
+    assert wide.implementation.name == "reference" and "naive loop" in wide.how
+    assert calls == []
+
+
+def test_narrow_kernels_backward_is_measured_not_ruled(timed):
     calls = timed({"torch": 1.0, "reference": 2.0})
-    assert planner.plan_pass(problem(k=(51, 5)), "fwd").implementation.name == "torch"
+    assert planner.plan_pass(problem(k=(51, 5)), "bwd_input").implementation.name == "torch"
     assert calls == ["torch", "reference"]
 
 
 def test_no_measuring_when_switched_off_or_deterministic(timed, planner_env):
     calls = timed({"torch": 2.0, "reference": 1.0})
-    choice = planner.plan_pass(problem(deterministic=True), "fwd")
+    choice = planner.plan_pass(problem(deterministic=True), "bwd_input")
     assert "deterministic" in choice.how and choice.implementation.name == "torch"
     planner_env(planner.AUTOTUNE_ENV, "0")
-    choice = planner.plan_pass(problem(k=(15, 3)), "fwd")
+    choice = planner.plan_pass(problem(k=(15, 3)), "bwd_weight")
     assert "REPLK_OPS_AUTOTUNE=0" in choice.how and choice.implementation.name == "reference"
     assert calls == []
 
 
 def test_explain_never_measures_and_then_shows_the_measurement(timed):
     calls = timed({"torch": 2.0, "reference": 1.0})
-    x, w = torch.randn(1, 4, 16, 16), torch.randn(4, 1, 7, 7)
+    # a half-precision channels_last forward: no rule settles it
+    x = torch.randn(1, 4, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(4, 1, 7, 7, dtype=torch.bfloat16)
     before = replk_ops.explain(x, w)
     assert "until the first fwd call of this kind times torch, reference" in str(before)
     assert calls == []
@@ -178,7 +189,7 @@ def test_concurrent_first_calls_measure_once(monkeypatch):
     monkeypatch.setattr(planner, "_pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
     monkeypatch.setattr(planner, "_time_cpu", timer)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(planner.plan_pass(problem(), "fwd")))
+    threads = [threading.Thread(target=lambda: results.append(planner.plan_pass(problem(), "bwd_input")))
                for _ in range(8)]
     for thread in threads:
         thread.start()
