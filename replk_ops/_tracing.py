@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ._checks import padding_pair
 
+# plain eager tensors; anything else (fake tensors, DTensor, FX proxies) is a subclass or a tracer
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 

@@ -23,7 +23,7 @@ from ._checks import PaddingArg, check_conv_args, output_size, padding_pair
 from ._layout import dense_strides, in_layout, memory_format_of
 from .catalog import Implementation, check_backend_name
 from .planner import Problem
-from ._tracing import records_standard_conv, standard_dwconv2d
+from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv, standard_dwconv2d
 
 
 def _empty(shape, like: torch.Tensor, memory_format) -> torch.Tensor:
@@ -237,7 +237,6 @@ def _autocast(x, weight, bias):
 
 # torch < 2.3 has no fast "any autocast on" query; then the per-device check runs every call.
 _any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
-_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 # Ready calls by signature; bounded, since every new shape adds one.
 _CALLS: Dict[tuple, Callable] = {}
 _MAX_CALLS = 4096

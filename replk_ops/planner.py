@@ -444,10 +444,6 @@ def _fastest(times: Dict[str, float]) -> str:
     return best
 
 
-def remembered(problem: Problem, pass_name: str) -> Optional[Measurement]:
-    return _MEASURED.get(problem.kind(pass_name))
-
-
 _STEPS: Dict[Tuple, Measurement] = {}
 STEP = "fwd+bwd"
 
