@@ -11,7 +11,7 @@
 from . import _extension
 from .catalog import available_backends
 from .modules import LargeKernelDWConv2d, convert, revert
-from .ops import dwconv2d, explain
+from .eager import dwconv2d, explain
 from .planner import reset
 from . import export  # noqa: E402 (needs the ops registered)
 

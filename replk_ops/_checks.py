@@ -119,3 +119,8 @@ def check_conv_args(
 
 def output_size(h: int, w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
     return (h + 2 * ph - kh + 1, w + 2 * pw - kw + 1)
+
+
+def input_size(out_h: int, out_w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
+    """The input map whose output is (out_h, out_w): the inverse of ``output_size`` (stride 1)."""
+    return (out_h - 2 * ph + kh - 1, out_w - 2 * pw + kw - 1)

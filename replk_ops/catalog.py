@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Callable, List, Optional, Tuple, Union
 
 import torch
@@ -18,8 +19,9 @@ import torch
 from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
 from .backends import cuda, triton
 from .backends.base import Backend
-from .backends.reference import ReferenceBackend
+from .backends.direct import DirectBackend
 from .backends.torch_native import TorchNativeBackend
+from .problem import Problem
 from .triton_kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KERNEL
 
 PASSES = ("fwd", "bwd_input", "bwd_weight")
@@ -65,7 +67,7 @@ _BACKEND_ENTRIES = (
         "torch", "torch", TorchNativeBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu", "cuda"),
         description="PyTorch's own convolution in the caller's layout and dtype (what nn.Conv2d runs)"),
     Implementation(
-        "reference", "reference", ReferenceBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu",),
+        "direct", "direct", DirectBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu",),
         description="every pass as a float32 forward convolution, on CPU through channels_last (oneDNN)"),
     Implementation(
         "triton", "triton", triton.TritonBackend(), ("cpu", "cuda"), TRITON_DTYPES, ("cuda",),
@@ -74,12 +76,26 @@ _BACKEND_ENTRIES = (
 )
 
 BACKEND_NAMES = ("auto",) + tuple(dict.fromkeys(e.backend for e in _BACKEND_ENTRIES)) + ("cuda",)
+# Old names still accepted for one release, with a FutureWarning: the name each now has.
+DEPRECATED_BACKEND_NAMES = {"reference": "direct"}
 
 
 def check_backend_name(backend: str, argument: str = "backend") -> str:
+    """``backend`` if it names a backend (a deprecated name: its new name, with a warning, once);
+    ValueError naming ``argument`` else."""
+    if isinstance(backend, str) and backend in DEPRECATED_BACKEND_NAMES:
+        new = DEPRECATED_BACKEND_NAMES[backend]
+        if backend not in _WARNED:
+            _WARNED.add(backend)
+            warnings.warn(f"{argument}: {backend!r} is now called {new!r}; the old name will be removed in a "
+                          "future release", FutureWarning, stacklevel=3)
+        return new
     if not isinstance(backend, str) or backend not in BACKEND_NAMES:
         raise ValueError(f"{argument}: expected one of {BACKEND_NAMES}, got {backend!r}")
     return backend
+
+
+_WARNED = set()
 
 
 def _cuda_entries() -> Tuple[Implementation, ...]:
@@ -108,8 +124,8 @@ def _cuda_entries() -> Tuple[Implementation, ...]:
 def implementations() -> Tuple[Implementation, ...]:
     """Every implementation, in "auto"'s priority order where nothing else decides: the compiled
     kernels first, then Triton, then PyTorch's own paths."""
-    torch_entry, reference_entry, triton_entry = _BACKEND_ENTRIES
-    return _cuda_entries() + (triton_entry, torch_entry, reference_entry)
+    torch_entry, direct_entry, triton_entry = _BACKEND_ENTRIES
+    return _cuda_entries() + (triton_entry, torch_entry, direct_entry)
 
 
 def by_name(name: str, pass_name: str = "fwd") -> Implementation:
@@ -132,8 +148,6 @@ def backend_of(name: str) -> str:
 
 def available_backends(device=None) -> List[str]:
     """Backend names that can run float32 calls on ``device`` (default: CUDA if present, else CPU)."""
-    from .planner import Problem  # the planner builds on this module
-
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     problem = Problem(str(torch.device(device)), torch.float32, "nchw", True, 1, 1, 1, 1, 1, 0, 0, False)

@@ -10,7 +10,7 @@ from torch import nn
 from ._checks import PaddingArg, kernel_size_pair, padding_pair
 from ._tracing import records_standard_conv
 from .catalog import check_backend_name
-from .ops import dwconv2d
+from .eager import dwconv2d
 
 
 class LargeKernelDWConv2d(nn.Conv2d):

@@ -22,31 +22,20 @@ and again after ``reset()``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import threading
-import time
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from . import _extension, catalog
-from ._checks import env_switch, output_size
-from ._layout import CHANNELS_LAST, NCHW, layout_name
+from . import _extension, catalog, measure
+from ._checks import env_switch
+from ._layout import CHANNELS_LAST, NCHW
 from .catalog import PASSES, Implementation, check_backend_name
+from .problem import SMALL_BATCH, Problem
 
 BACKEND_ENV = "REPLK_OPS_BACKEND"
 AUTOTUNE_ENV = "REPLK_OPS_AUTOTUNE"
-SMALL_BATCH = 16
-REPEATS = 3
-# A CPU candidate this many times slower than the best is not run again (it has lost, and
-# PyTorch's naive NCHW loop can take seconds on a large map).
-GIVE_UP_FACTOR = 4.0
-# On CPU the candidates take turns for at least CPU_MIN_ROUNDS rounds and until CPU_BUDGET_MS is
-# spent (at most CPU_MAX_ROUNDS): the minimum of many runs is what survives a noisy, shared machine.
-CPU_BUDGET_MS = 30.0
-CPU_MIN_ROUNDS = 5
-CPU_MAX_ROUNDS = 40
 # PyTorch's own path is the floor of host overhead (no autograd function, no layout copies, and
 # for training PyTorch's own backward in C++); another implementation replaces it only when it
 # measures this much faster.
@@ -55,47 +44,6 @@ NATIVE_MARGIN = 1.10
 # wide; wider, NCHW runs a naive loop (1x256x14x14 k15: 3.4 ms against 0.18 ms through
 # channels_last; 1x96x56x56 5x51: 52 ms against 3.6 ms, while 51x5 takes 2.2 ms either way).
 ONEDNN_NCHW_MAX_SIDE = 13
-
-
-class Problem(NamedTuple):
-    """A depthwise conv call as the planner sees it: no tensors, only what decides the choice."""
-
-    device: str
-    dtype: torch.dtype
-    layout: str          # "nchw" or "channels_last"
-    small_batch: bool    # batch below SMALL_BATCH
-    channels: int
-    height: int          # the input's map
-    width: int
-    kh: int
-    kw: int
-    ph: int
-    pw: int
-    deterministic: bool
-
-    @property
-    def device_type(self) -> str:
-        return self.device.split(":", 1)[0]
-
-    @classmethod
-    def of(cls, x: torch.Tensor, kh: int, kw: int, ph: int, pw: int, input_hw=None) -> "Problem":
-        """The problem of a call on ``x`` (the input, or for an input gradient the output gradient
-        with ``input_hw`` the input's map)."""
-        height, width = input_hw if input_hw is not None else (x.shape[2], x.shape[3])
-        return cls(str(x.device), x.dtype, layout_name(x), x.shape[0] < SMALL_BATCH, x.shape[1], height, width,
-                   kh, kw, ph, pw, torch.are_deterministic_algorithms_enabled())
-
-    def output_hw(self) -> Tuple[int, int]:
-        return output_size(self.height, self.width, self.kh, self.kw, self.ph, self.pw)
-
-    def kind(self, pass_name: str) -> Tuple:
-        """What a measurement is remembered for (see the module's docstring)."""
-        return (self.device, pass_name, self.dtype, self.layout, self.small_batch, _size_class(self.height),
-                _size_class(self.width), self.kh, self.kw, self.ph, self.pw, self.deterministic)
-
-
-def _size_class(size: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(size, 1))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +72,7 @@ class PassChoice:
         grouped: Dict[Tuple[str, str], List[str]] = {}
         for name, why in self.rejected:
             grouped.setdefault((catalog.backend_of(name), why), []).append(name)
-        lines = [f"{self.pass_name}: {self.implementation.name} ({self.how})"]
+        lines = [f"{PASS_WORDS[self.pass_name]} ({self.pass_name}): {self.implementation.name} ({self.how})"]
         for (backend, why), names in grouped.items():
             label = names[0] if len(names) == 1 else f"{backend} ({len(names)} kernels)"
             lines.append(f"    {label:<20} {why}")
@@ -155,13 +103,19 @@ class Plan:
 
     def __str__(self) -> str:
         p = self.problem
-        head = (f"replk_ops: {p.device} {catalog.DTYPE_NAMES[p.dtype]} {p.layout} {p.channels}x{p.height}x{p.width}"
-                f" k{p.kh}x{p.kw} pad ({p.ph}, {p.pw}), batch {'<' if p.small_batch else '>='} {SMALL_BATCH};"
-                f" backend {self.backend!r} (requested {self.requested!r})")
+        batch = (f"batches under {SMALL_BATCH}" if p.small_batch else f"batches of {SMALL_BATCH} or more")
+        head = (f"replk_ops: {p.channels} channels of {p.height}x{p.width} ({p.device}, {catalog.DTYPE_NAMES[p.dtype]}, "
+                f"{LAYOUT_WORDS[p.layout]}), a {p.kh}x{p.kw} kernel, padding ({p.ph}, {p.pw}), planned for {batch}"
+                f" (small batches are planned apart); the forward runs backend {self.backend!r}"
+                f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
         if _extension.STATUS.loaded and _extension.STATUS.warning:
             lines.append(f"  note: replk_ops._C {_extension.STATUS.summary()}")
         return "\n".join(lines)
+
+
+LAYOUT_WORDS = {NCHW: "NCHW", CHANNELS_LAST: "channels_last"}
+PASS_WORDS = {"fwd": "forward", "bwd_input": "input gradient", "bwd_weight": "weight gradient"}
 
 
 # --- settings: the environment, read once --------------------------------------------------------
@@ -208,7 +162,7 @@ def reset() -> None:
 
 
 def effective_request(requested: str) -> str:
-    check_backend_name(requested)
+    requested = check_backend_name(requested)
     if requested == "auto":
         return settings().backend_override or "auto"
     return requested
@@ -235,8 +189,8 @@ def _measuring_blocked(problem: Problem) -> Optional[str]:
 
 
 def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tuple[str, str]]:
-    """A rule that settles a CPU choice between "torch" and "reference" without measuring."""
-    if not {"torch", "reference"} <= set(names):
+    """A rule that settles a CPU choice between "torch" and "direct" without measuring."""
+    if not {"torch", "direct"} <= set(names):
         return None
     full_precision = problem.dtype in (torch.float32, torch.float64)
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
@@ -245,9 +199,9 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
         # measured: 51x5 and 49x5 reach oneDNN's NCHW kernel, 5x51 and 15x15 a naive loop
         if problem.kw <= ONEDNN_NCHW_MAX_SIDE:
             return "torch", f"NCHW with a kernel at most {ONEDNN_NCHW_MAX_SIDE} wide: PyTorch reaches oneDNN"
-        return "reference", f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} wide"
+        return "direct", f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} wide"
     if problem.layout == NCHW and min(problem.kh, problem.kw) > ONEDNN_NCHW_MAX_SIDE:
-        return "reference", (f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} "
+        return "direct", (f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} "
                              "on both sides")
     return None
 
@@ -255,9 +209,9 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
 def _cpu_fallback(problem: Problem, names: List[str]) -> str:
     """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
     small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE
-    if "torch" in names and (small or "reference" not in names):
+    if "torch" in names and (small or "direct" not in names):
         return "torch"
-    return "reference" if "reference" in names else names[0]
+    return "direct" if "direct" in names else names[0]
 
 
 def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure: bool = True,
@@ -299,6 +253,8 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
         def unchosen(other: str) -> str:
             if measurement is not None and other in measurement.milliseconds:
                 return "available; slower in the measurement"
+            if how.startswith("by rule"):
+                return "available; the rule above decides for this call"
             return "available; not chosen"
 
         rejected = tuple((other, why or unchosen(other)) for other, why in reasons.items() if other != name)
@@ -345,66 +301,6 @@ def _requested(problem: Problem, pass_name: str, requested: str, reasons: Dict[s
 
 # --- measuring -----------------------------------------------------------------------------------
 
-def _workload(problem: Problem, batch: int):
-    """Random tensors of the problem's shape, layout and dtype for timing each pass."""
-    fmt = torch.channels_last if problem.layout == CHANNELS_LAST else torch.contiguous_format
-    make = dict(dtype=problem.dtype, device=problem.device)
-    x = torch.randn(batch, problem.channels, problem.height, problem.width, **make).contiguous(memory_format=fmt)
-    weight = torch.randn(problem.channels, 1, problem.kh, problem.kw, **make)
-    bias = torch.randn(problem.channels, **make)
-    grad_out = torch.randn(batch, problem.channels, *problem.output_hw(), **make).contiguous(memory_format=fmt)
-    return x, weight, bias, grad_out
-
-
-def _pass_runner(problem: Problem, pass_name: str, impl: Implementation, tensors) -> Callable[[], object]:
-    x, weight, bias, grad_out = tensors
-    runner, ph, pw = impl.runner, problem.ph, problem.pw
-    if pass_name == "fwd":
-        return lambda: runner.fwd(x, weight, bias, ph, pw)
-    if pass_name == "bwd_input":
-        return lambda: runner.bwd_input(grad_out, weight, ph, pw)
-    return lambda: runner.bwd_weight(grad_out, x, problem.kh, problem.kw, ph, pw)
-
-
-def _time_cuda(run: Callable[[], object]) -> float:
-    run()  # warm-up: compiles Triton kernels, sets shared-memory attributes
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(REPEATS):
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
-def _time_cpu(runs: Dict[str, Callable[[], object]]) -> Dict[str, float]:
-    """Milliseconds per run of each candidate: the candidates take turns, round by round, so that a
-    busy machine slows all of them alike, and each keeps its least disturbed run. A candidate that
-    raises is left out; one slower than GIVE_UP_FACTOR times the best is not run again."""
-    best: Dict[str, float] = {}
-    live = dict(runs)
-    for name, run in list(live.items()):  # warm-up: oneDNN builds its primitives on the first call
-        try:
-            run()
-        except Exception:  # noqa: BLE001 - a failing candidate is simply not chosen
-            del live[name]
-    spent, rounds = 0.0, 0
-    while live and rounds < CPU_MAX_ROUNDS and (rounds < CPU_MIN_ROUNDS or spent < CPU_BUDGET_MS):
-        for name, run in list(live.items()):
-            start = time.perf_counter()
-            run()
-            elapsed = (time.perf_counter() - start) * 1e3
-            spent += elapsed
-            best[name] = min(best.get(name, math.inf), elapsed)
-        leader = min(best.values())
-        for name in [n for n in live if best[n] > GIVE_UP_FACTOR * leader]:
-            del live[name]  # a clear loser (PyTorch's naive loop can take seconds) runs no more
-        rounds += 1
-    return best
-
-
 def _measure(problem: Problem, pass_name: str, names: List[str], batch: Optional[int]) -> Optional[Measurement]:
     key = problem.kind(pass_name)
     with _LOCK:
@@ -414,27 +310,15 @@ def _measure(problem: Problem, pass_name: str, names: List[str], batch: Optional
         if not batch:
             batch = 1 if problem.small_batch else SMALL_BATCH
         with torch.no_grad():
-            tensors = _workload(problem, batch)
-            runs = {name: _pass_runner(problem, pass_name, catalog.by_name(name, pass_name), tensors)
+            tensors = measure.workload(problem, batch)
+            runs = {name: measure.pass_runner(problem, pass_name, catalog.by_name(name, pass_name), tensors)
                     for name in names}
-            times = _time_all(problem, runs)
+            times = measure.time_all(problem, runs)
         if not times:
             return None
         measurement = Measurement(_fastest(times), times)
         _MEASURED[key] = measurement
         return measurement
-
-
-def _time_all(problem: Problem, runs: Dict[str, Callable[[], object]]) -> Dict[str, float]:
-    if problem.device_type != "cuda":
-        return _time_cpu(runs)
-    times = {}
-    for name, run in runs.items():
-        try:
-            times[name] = _time_cuda(run)
-        except Exception:  # noqa: BLE001 - a candidate that fails here (a launch or compile error) is
-            continue       # simply not chosen; a direct call reports it
-    return times
 
 
 def _fastest(times: Dict[str, float]) -> str:
@@ -498,20 +382,6 @@ def plan_training(problem: Problem, requested: str, batch: Optional[int],
                 known = Measurement(_fastest(times) if times else "planned", times)
                 _STEPS[key] = known
     return _native_step_choice(problem, choices, known) if known.chosen == "torch" else choices
-
-
-def time_steps(problem: Problem, batch: Optional[int], native_step, planned_step) -> Dict[str, float]:
-    """{"torch": ms, "planned": ms} for one fwd+bwd each on tensors of the problem's shape."""
-    if not batch:
-        batch = 1 if problem.small_batch else SMALL_BATCH
-    x, weight, bias, grad_out = _workload(problem, batch)
-    x, weight, bias = (t.requires_grad_() for t in (x, weight, bias))
-    steps = {name: (lambda step=step: step(x, weight, bias).backward(grad_out))
-             for name, step in (("torch", native_step), ("planned", planned_step))}
-    # The caller may be inside activation checkpointing, whose saved-tensor hooks would count the
-    # tensors these steps save as the layer's own: identity hooks, innermost, keep them apart.
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
-        return _time_all(problem, steps)
 
 
 def plan(problem: Problem, requested: str = "auto", measure: bool = False) -> Plan:

@@ -27,7 +27,7 @@ SHAPE = Shape(2, 4, 9, 8, 5, 5, "tiny")
 
 
 def _wrong_candidate():
-    good = cands.replk_candidate("reference")
+    good = cands.replk_candidate("direct")
     passes = dict(good.passes)
     passes["fwd"] = lambda x, w, b, dy, pad: good.passes["fwd"](x, w, b, dy, pad) * 1.01
     return cands.Candidate("deliberately wrong", False, passes)
@@ -137,7 +137,7 @@ def test_large_convs_are_replayed_alone_with_their_recorded_shapes():
 def test_bench_imports_and_runs_without_torch_extension_tooling():
     """torch.utils.cpp_extension warns "No CUDA runtime is found" on a CPU machine when imported."""
     code = ("import sys; from replk_ops.bench.__main__ import main; "
-            f"code = main({TINY!r} + ['--backends', 'reference']); "
+            f"code = main({TINY!r} + ['--backends', 'direct']); "
             "sys.exit(code or ('torch.utils.cpp_extension' in sys.modules and 'imported cpp_extension'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
@@ -147,13 +147,13 @@ def test_bench_imports_and_runs_without_torch_extension_tooling():
 
 def test_bench_runs_without_rich():
     code = ("import sys; sys.modules['rich'] = None; from replk_ops.bench.__main__ import main; "
-            f"sys.exit(main({TINY!r} + ['--backends', 'reference']))")
+            f"sys.exit(main({TINY!r} + ['--backends', 'direct']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     header = next(line for line in done.stdout.splitlines() if line.startswith("shape"))
     assert "median ms" in header and "% bound" in header
-    assert "replk_ops reference" in done.stdout
+    assert "replk_ops direct" in done.stdout
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -177,7 +177,7 @@ def test_device_cuda_without_a_gpu_is_one_line(capsys):
 
 
 def test_a_backend_that_runs_no_row_fails_with_its_reason(capsys):
-    assert bench_main.main(TINY + ["--device", "cpu", "--backends", "reference,cuda"]) == 1
+    assert bench_main.main(TINY + ["--device", "cpu", "--backends", "direct,cuda"]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: --backends: replk_ops cuda could not run any row (")
     assert "CUDA tensors only" in captured.err and captured.err.count("\n") == 1
@@ -186,7 +186,7 @@ def test_a_backend_that_runs_no_row_fails_with_its_reason(capsys):
 
 def test_batch_sets_the_batch_size(tmp_path):
     out_json = tmp_path / "r.json"
-    assert bench_main.main(TINY + ["--batch", "2", "--backends", "reference", "--json", str(out_json)]) == 0
+    assert bench_main.main(TINY + ["--batch", "2", "--backends", "direct", "--json", str(out_json)]) == 0
     payload = json.loads(out_json.read_text())
     assert {r["shape"] for r in payload["rows"]} == {"2x3x10x9 k7x7"}
     assert payload["arguments"]["preset"] is None  # --shape replaced the preset
@@ -221,13 +221,13 @@ def test_a_call_longer_than_the_budget_is_one_sample_and_says_so():
 def test_no_percent_of_a_probe_on_cpu():
     peaks = peaks_for(torch.device("cpu"))
     assert not peaks.is_bound
-    rows = run([SHAPE], [torch.float32], ["fwd"], [cands.replk_candidate("reference")], torch.device("cpu"), peaks,
+    rows = run([SHAPE], [torch.float32], ["fwd"], [cands.replk_candidate("direct")], torch.device("cpu"), peaks,
                budget_s=0.01)
     assert rows[0].pct_of_bound is None and bound_cell(rows[0]) == "n/a"
     assert "n/a" in bounds_line(peaks) and "None" not in bounds_line(peaks)
     datasheet = Peaks("GPU", 10.0, None, None, 1.0, "datasheet")
     assert "no tensor cores" in bounds_line(datasheet) and " - " not in bounds_line(datasheet)
-    rows = run([SHAPE], [torch.float32], ["fwd"], [cands.replk_candidate("reference")], torch.device("cpu"),
+    rows = run([SHAPE], [torch.float32], ["fwd"], [cands.replk_candidate("direct")], torch.device("cpu"),
                datasheet, budget_s=0.01)
     assert 0 < rows[0].pct_of_bound < 100
 

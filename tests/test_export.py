@@ -305,11 +305,11 @@ def test_decompositions_match_all_three_ops():
     table = decompositions()
     ops = torch.ops.replk_ops
     torch.testing.assert_close(table[ops.dwconv2d_fwd.default](x, w, b, 1, 4, "auto"),
-                               ops.dwconv2d_fwd(x, w, b, 1, 4, "reference"))
+                               ops.dwconv2d_fwd(x, w, b, 1, 4, "direct"))
     torch.testing.assert_close(table[ops.dwconv2d_bwd_input.default](grad_out, w, 1, 4, "auto"),
-                               ops.dwconv2d_bwd_input(grad_out, w, 1, 4, "reference"))
+                               ops.dwconv2d_bwd_input(grad_out, w, 1, 4, "direct"))
     for got, want in zip(table[ops.dwconv2d_bwd_weight.default](grad_out, x, 5, 7, 1, 4, "auto"),
-                         ops.dwconv2d_bwd_weight(grad_out, x, 5, 7, 1, 4, "reference")):
+                         ops.dwconv2d_bwd_weight(grad_out, x, 5, 7, 1, 4, "direct")):
         torch.testing.assert_close(got, want)
 
 

@@ -51,7 +51,7 @@ def through_autograd(backend):
 
 @pytest.mark.parametrize("backend", _backends())
 def test_fuzz_against_float64(backend):
-    @given(case=conv_cases(with_float64=backend == "reference"))
+    @given(case=conv_cases(with_float64=backend == "direct"))
     def run(case):
         _check(case, through_autograd(backend), backend)
 

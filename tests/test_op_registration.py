@@ -17,11 +17,11 @@ def _samples():
     x_cl = x.contiguous(memory_format=torch.channels_last)
     return [
         (OPS.dwconv2d_fwd, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 2, 1, "auto")),
-        (OPS.dwconv2d_fwd, (x_cl, w, None, 2, 1, "reference")),
-        (OPS.dwconv2d_fwd, (x, w, None, 0, 3, "reference")),
-        (OPS.dwconv2d_bwd_input, (dy.requires_grad_(), w, 2, 1, "reference")),
-        (OPS.dwconv2d_bwd_input, (dy.contiguous(memory_format=torch.channels_last), w, 2, 1, "reference")),
-        (OPS.dwconv2d_bwd_weight, (dy, x, 5, 3, 2, 1, "reference")),
+        (OPS.dwconv2d_fwd, (x_cl, w, None, 2, 1, "direct")),
+        (OPS.dwconv2d_fwd, (x, w, None, 0, 3, "direct")),
+        (OPS.dwconv2d_bwd_input, (dy.requires_grad_(), w, 2, 1, "direct")),
+        (OPS.dwconv2d_bwd_input, (dy.contiguous(memory_format=torch.channels_last), w, 2, 1, "direct")),
+        (OPS.dwconv2d_bwd_weight, (dy, x, 5, 3, 2, 1, "direct")),
         (OPS.dwconv2d_bwd_weight, (dy.detach().requires_grad_(), x.detach().requires_grad_(), 5, 3, 2, 1, "auto")),
     ]
 
@@ -79,12 +79,12 @@ def test_explain_on_cpu():
     x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 31, 31)
     report = replk_ops.explain(x, w)
     # NCHW with a 31x31 kernel: PyTorch's own NCHW path is a naive loop, so a rule settles it
-    assert report.backend == "reference"
-    assert set(report.reasons) == {"torch", "reference", "triton", "cuda"}
+    assert report.backend == "direct"
+    assert set(report.reasons) == {"torch", "direct", "triton", "cuda"}
     assert "CUDA tensors only" in report.reasons["cuda"]
-    assert "by rule" in report.reasons["reference"]
+    assert "by rule" in report.reasons["direct"]
     assert set(report.choices) == {"fwd", "bwd_input", "bwd_weight"}
-    assert "backend 'reference'" in str(report)
+    assert "backend 'direct'" in str(report)
 
 
 def test_explain_shows_the_autocast_dtype():
@@ -96,13 +96,26 @@ def test_explain_shows_the_autocast_dtype():
 
 def test_environment_variable_overrides_auto(planner_env):
     x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 7, 7)
-    planner_env("REPLK_OPS_BACKEND", "reference")
-    assert replk_ops.explain(x, w).requested == "reference"
+    planner_env("REPLK_OPS_BACKEND", "direct")
+    assert replk_ops.explain(x, w).requested == "direct"
     planner_env("REPLK_OPS_BACKEND", "cuda")
     with pytest.raises(RuntimeError, match="'cuda' cannot run"):
         replk_ops.dwconv2d(x, w)
 
 
+def test_the_old_name_reference_still_selects_direct_with_a_warning(planner_env, monkeypatch):
+    from replk_ops import catalog
+
+    monkeypatch.setattr(catalog, "_WARNED", set())
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 1, 7, 7)
+    with pytest.warns(FutureWarning, match="'reference' is now called 'direct'"):
+        y = replk_ops.dwconv2d(x, w, backend="reference")
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w, padding=3, groups=4))
+    assert replk_ops.LargeKernelDWConv2d(4, 7, backend="reference").backend == "direct"
+    planner_env("REPLK_OPS_BACKEND", "reference")
+    assert replk_ops.explain(x, w).requested == "direct"
+
+
 def test_available_backends_on_cpu():
-    assert "reference" in replk_ops.available_backends("cpu")
+    assert "direct" in replk_ops.available_backends("cpu")
     assert "cuda" not in replk_ops.available_backends("cpu")

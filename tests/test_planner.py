@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import replk_ops
-from replk_ops import catalog, planner
+from replk_ops import catalog, measure, planner
 from replk_ops.planner import Problem
 
 
@@ -25,7 +25,7 @@ def problem(layout="nchw", k=(7, 7), dtype=torch.float32, small_batch=True, hw=(
 
 
 def fake_timer(times, calls):
-    """Stands in for planner._time_cpu: each run returns its implementation's name, timed from
+    """Stands in for measure._time_cpu: each run returns its implementation's name, timed from
     ``times`` (an exception there: the candidate fails, and is left out)."""
     def timer(runs):
         measured = {}
@@ -43,45 +43,45 @@ def timed(monkeypatch):
     calls = []
 
     def install(times):
-        monkeypatch.setattr(planner, "_pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
-        monkeypatch.setattr(planner, "_time_cpu", fake_timer(times, calls))
+        monkeypatch.setattr(measure, "pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
+        monkeypatch.setattr(measure, "_time_cpu", fake_timer(times, calls))
         return calls
     return install
 
 
 def test_measures_once_per_kind_and_remembers(timed):
-    calls = timed({"torch": 2.0, "reference": 1.0})
+    calls = timed({"torch": 2.0, "direct": 1.0})
     first = planner.plan_pass(problem(), "bwd_input")
-    assert first.implementation.name == "reference" and "reference 1.000 ms" in first.how
+    assert first.implementation.name == "direct" and "direct 1.000 ms" in first.how
     assert planner.plan_pass(problem(), "bwd_input") is first
     # another channel count and a map of the same power-of-two class are the same kind
     other = problem(hw=(13, 15))._replace(channels=64)
-    assert planner.plan_pass(other, "bwd_input").implementation.name == "reference"
-    assert calls == ["torch", "reference"]
+    assert planner.plan_pass(other, "bwd_input").implementation.name == "direct"
+    assert calls == ["torch", "direct"]
 
 
 def test_small_and_large_batches_measure_apart(timed):
-    calls = timed({"torch": 2.0, "reference": 1.0})
+    calls = timed({"torch": 2.0, "direct": 1.0})
     planner.plan_pass(problem(small_batch=True), "bwd_input")
     planner.plan_pass(problem(small_batch=False), "bwd_input")
     assert len(calls) == 4
 
 
 def test_a_failing_candidate_is_not_chosen(timed):
-    timed({"torch": RuntimeError("boom"), "reference": 5.0})
-    assert planner.plan_pass(problem(), "bwd_weight").implementation.name == "reference"
+    timed({"torch": RuntimeError("boom"), "direct": 5.0})
+    assert planner.plan_pass(problem(), "bwd_weight").implementation.name == "direct"
 
 
 def test_every_candidate_failing_falls_back_to_priority(timed):
-    timed({"torch": RuntimeError("a"), "reference": ValueError("b")})
+    timed({"torch": RuntimeError("a"), "direct": ValueError("b")})
     choice = planner.plan_pass(problem(), "bwd_input")
     assert choice.implementation.name == "torch" and "every candidate failed" in choice.how
 
 
 def test_rules_settle_without_measuring(timed):
-    calls = timed({"torch": 1.0, "reference": 2.0})
+    calls = timed({"torch": 1.0, "direct": 2.0})
     square = planner.plan_pass(problem(k=(31, 31)), "fwd")
-    assert square.implementation.name == "reference" and "naive loop" in square.how
+    assert square.implementation.name == "direct" and "naive loop" in square.how
     channels_last = planner.plan_pass(problem(layout="channels_last", k=(31, 31)), "fwd")
     assert channels_last.implementation.name == "torch" and channels_last.how.startswith("by rule")
     assert calls == []
@@ -89,41 +89,41 @@ def test_rules_settle_without_measuring(timed):
 
 def test_nchw_forward_is_ruled_by_the_kernel_width(timed):
     """oneDNN's NCHW kernel takes 51x5 (PyTorch's own call wins) but not 5x51 (a naive loop)."""
-    calls = timed({"torch": 2.0, "reference": 1.0})
+    calls = timed({"torch": 2.0, "direct": 1.0})
     narrow = planner.plan_pass(problem(k=(51, 5)), "fwd")
     assert narrow.implementation.name == "torch" and narrow.how.startswith("by rule")
     wide = planner.plan_pass(problem(k=(5, 51)), "fwd")
-    assert wide.implementation.name == "reference" and "naive loop" in wide.how
+    assert wide.implementation.name == "direct" and "naive loop" in wide.how
     assert calls == []
 
 
 def test_narrow_kernels_backward_is_measured_not_ruled(timed):
-    calls = timed({"torch": 1.0, "reference": 2.0})
+    calls = timed({"torch": 1.0, "direct": 2.0})
     assert planner.plan_pass(problem(k=(51, 5)), "bwd_input").implementation.name == "torch"
-    assert calls == ["torch", "reference"]
+    assert calls == ["torch", "direct"]
 
 
 def test_no_measuring_when_switched_off_or_deterministic(timed, planner_env):
-    calls = timed({"torch": 2.0, "reference": 1.0})
+    calls = timed({"torch": 2.0, "direct": 1.0})
     choice = planner.plan_pass(problem(deterministic=True), "bwd_input")
     assert "deterministic" in choice.how and choice.implementation.name == "torch"
     planner_env(planner.AUTOTUNE_ENV, "0")
     choice = planner.plan_pass(problem(k=(15, 3)), "bwd_weight")
-    assert "REPLK_OPS_AUTOTUNE=0" in choice.how and choice.implementation.name == "reference"
+    assert "REPLK_OPS_AUTOTUNE=0" in choice.how and choice.implementation.name == "direct"
     assert calls == []
 
 
 def test_explain_never_measures_and_then_shows_the_measurement(timed):
-    calls = timed({"torch": 2.0, "reference": 1.0})
+    calls = timed({"torch": 2.0, "direct": 1.0})
     # a half-precision channels_last forward: no rule settles it
     x = torch.randn(1, 4, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     w = torch.randn(4, 1, 7, 7, dtype=torch.bfloat16)
     before = replk_ops.explain(x, w)
-    assert "until the first fwd call of this kind times torch, reference" in str(before)
+    assert "until the first fwd call of this kind times torch, direct" in str(before)
     assert calls == []
     replk_ops.dwconv2d(x, w)
     after = replk_ops.explain(x, w)
-    assert after.backend == "reference" and "measured on first use" in after.reasons["reference"]
+    assert after.backend == "direct" and "measured on first use" in after.reasons["direct"]
     assert after.reasons["torch"] == "available; slower in the measurement"
 
 
@@ -143,21 +143,21 @@ def test_every_catalogue_entry_is_explained():
 
 def test_steady_state_call_is_cached():
     """The second call of a signature builds nothing: it reuses the ready call."""
-    from replk_ops import ops
+    from replk_ops import eager
 
     x, w = torch.randn(1, 4, 16, 16), torch.randn(4, 1, 31, 31)
     replk_ops.dwconv2d(x, w)
-    size = len(ops._CALLS)
+    size = len(eager._CALLS)
     for _ in range(3):
         replk_ops.dwconv2d(x, w)
-    assert len(ops._CALLS) == size
+    assert len(eager._CALLS) == size
     replk_ops.reset()
-    assert len(ops._CALLS) == 0
+    assert len(eager._CALLS) == 0
 
 
 def test_all_torch_plan_is_nn_conv2d_itself(timed):
     """Where PyTorch's own path wins every pass, the call is F.conv2d with PyTorch's backward."""
-    timed({"torch": 1.0, "reference": 2.0})
+    timed({"torch": 1.0, "direct": 2.0})
     x = torch.randn(2, 4, 16, 16, requires_grad=True)
     w = torch.randn(4, 1, 7, 7, requires_grad=True)
     y = replk_ops.dwconv2d(x, w)
@@ -166,9 +166,9 @@ def test_all_torch_plan_is_nn_conv2d_itself(timed):
 
 
 def test_mixed_plan_runs_the_planned_passes(timed):
-    timed({"torch": 1.0, "reference": 2.0})
+    timed({"torch": 1.0, "direct": 2.0})
     x = torch.randn(2, 4, 16, 16, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(4, 1, 31, 31, dtype=torch.float64, requires_grad=True)  # fwd by rule: reference
+    w = torch.randn(4, 1, 31, 31, dtype=torch.float64, requires_grad=True)  # fwd by rule: direct
     y = replk_ops.dwconv2d(x, w)
     assert "_EagerDWConv2d" in type(y.grad_fn).__name__
     y.sum().backward()
@@ -186,8 +186,8 @@ def test_concurrent_first_calls_measure_once(monkeypatch):
         with lock:
             calls.extend(run() for run in runs.values())
         return {name: 1.0 for name in runs}
-    monkeypatch.setattr(planner, "_pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
-    monkeypatch.setattr(planner, "_time_cpu", timer)
+    monkeypatch.setattr(measure, "pass_runner", lambda problem, pass_name, impl, tensors: (lambda: impl.name))
+    monkeypatch.setattr(measure, "_time_cpu", timer)
     results = []
     threads = [threading.Thread(target=lambda: results.append(planner.plan_pass(problem(), "bwd_input")))
                for _ in range(8)]
@@ -214,10 +214,10 @@ def test_cpu_timing_takes_turns_and_drops_clear_losers():
     def broken():
         raise RuntimeError("no kernel")
 
-    times = planner._time_cpu({"fast": spin("fast", 1e-4), "slow": spin("slow", 2e-3), "broken": broken})
+    times = measure._time_cpu({"fast": spin("fast", 1e-4), "slow": spin("slow", 2e-3), "broken": broken})
     assert set(times) == {"fast", "slow"} and times["fast"] < times["slow"]
     assert order[:4] == ["fast", "slow", "fast", "slow"]     # warm-up, then turns
-    assert order.count("slow") == 2 and order.count("fast") >= planner.CPU_MIN_ROUNDS
+    assert order.count("slow") == 2 and order.count("fast") >= measure.CPU_MIN_ROUNDS
 
 
 def test_a_cuda_call_reports_a_missing_extension_once(monkeypatch, planner_env):

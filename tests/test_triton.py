@@ -350,7 +350,7 @@ def test_explain_names_triton_for_its_devices():
     if DEVICE == "cuda":
         assert report.backend in ("triton", "cuda")
     else:
-        assert report.backend in ("torch", "reference")
+        assert report.backend in ("torch", "direct")
         assert "does not pick it for cpu" in report.reasons["triton"]
     assert "supports kernels up to 63" in replk_ops.explain(x, torch.randn(4, 1, 65, 65, device=DEVICE),
                                                            backend="triton").reasons["triton"]

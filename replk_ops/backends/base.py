@@ -14,7 +14,7 @@ import torch
 
 class Backend:
     def unavailable_reason(self, problem) -> Optional[str]:
-        """None if this backend can run ``problem`` (a ``planner.Problem``) here, else why not."""
+        """None if this backend can run ``problem`` (a ``problem.Problem``) here, else why not."""
         return None
 
     def fwd(self, x, weight, bias: Optional[torch.Tensor], ph: int, pw: int) -> torch.Tensor:

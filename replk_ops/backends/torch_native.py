@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._checks import input_size
 from .._layout import memory_format_of
 from .base import Backend, NoTF32
 
@@ -29,7 +30,7 @@ class TorchNativeBackend(Backend):
         n, c, ho, wo = grad_out.shape
         kh, kw = weight.shape[2], weight.shape[3]
         # only the input's shape and layout matter to the input gradient
-        like_x = torch.empty((n, c, ho - 2 * ph + kh - 1, wo - 2 * pw + kw - 1), dtype=grad_out.dtype,
+        like_x = torch.empty((n, c) + input_size(ho, wo, kh, kw, ph, pw), dtype=grad_out.dtype,
                              device=grad_out.device, memory_format=memory_format_of(grad_out))
         with _no_tf32(grad_out):
             return _convolution_backward(grad_out, like_x, weight, None, [1, 1], [ph, pw], [1, 1], False,

@@ -24,7 +24,8 @@ class TritonBackend(Backend):
         if launch is None:
             return why
         if problem.device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-            return "CPU tensors need the Triton interpreter (TRITON_INTERPRET=1 before triton is imported)"
+            return ("runs on CUDA GPUs; CPU tensors only under Triton's interpreter, a slow test tool "
+                    "(TRITON_INTERPRET=1), so never for real work")
         return None
 
     def fwd(self, x, weight, bias, ph, pw):

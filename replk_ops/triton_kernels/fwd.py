@@ -29,6 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._checks import input_size
 from .._layout import memory_format_of
 from . import dense, tuning
 from .common import _aligned_input_columns, _dot, flags, vector_width
@@ -310,6 +311,5 @@ def bwd_input(grad_out, weight, ph, pw, out=None, *, variant=None):
     k - 1 - p (negative is fine: the kernel masks by index, so no cropping is needed), through the
     forward and its ``variant``."""
     kh, kw = weight.shape[2], weight.shape[3]
-    h = grad_out.shape[2] - 2 * ph + kh - 1
-    w = grad_out.shape[3] - 2 * pw + kw - 1
-    return fwd(grad_out, weight.flip(2, 3), None, kh - 1 - ph, kw - 1 - pw, out_hw=(h, w), out=out, variant=variant)
+    in_hw = input_size(grad_out.shape[2], grad_out.shape[3], kh, kw, ph, pw)
+    return fwd(grad_out, weight.flip(2, 3), None, kh - 1 - ph, kw - 1 - pw, out_hw=in_hw, out=out, variant=variant)

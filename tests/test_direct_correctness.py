@@ -1,4 +1,4 @@
-"""The CPU implementations (the reference arrangement and PyTorch's own path, both candidates of
+"""The CPU implementations (the direct route and PyTorch's own path, both candidates of
 "auto") and "auto" itself, against float64 F.conv2d."""
 import pytest
 import torch
@@ -44,7 +44,7 @@ def _run(x, weight, bias, padding, backend, grad_out):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64],
                          ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("backend", ["reference", "torch"])
+@pytest.mark.parametrize("backend", ["direct", "torch"])
 def test_output_and_gradients(case, layout, dtype, backend):
     n, c, h, w, kh, kw, padding = case
     x = make_input(n, c, h, w, dtype, layout=layout)
@@ -78,7 +78,7 @@ def test_output_and_gradients(case, layout, dtype, backend):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
 def test_each_registered_pass_of_torch(case, layout, dtype):
     """PyTorch's own path through the three registered ops one by one, each against float64 (eager
-    training calls on it run PyTorch's own backward instead; the reference's passes always run
+    training calls on it run PyTorch's own backward instead; the direct route's passes always run
     through the test above)."""
     backend = "torch"
     n, c, h, w, kh, kw, padding = case
@@ -127,7 +127,7 @@ def test_auto_matches_float64(case, layout):
         assert_close_to_reference(got, want, torch.float32, None, what)
 
 
-@pytest.mark.parametrize("backend", ["reference", "torch"])
+@pytest.mark.parametrize("backend", ["direct", "torch"])
 def test_gradcheck_float64(backend):
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 1, 5, 3, dtype=torch.float64, requires_grad=True)
@@ -137,7 +137,7 @@ def test_gradcheck_float64(backend):
     )
 
 
-@pytest.mark.parametrize("backend", ["reference", "torch"])
+@pytest.mark.parametrize("backend", ["direct", "torch"])
 def test_gradgradcheck_float64(backend):
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 1, 3, 5, dtype=torch.float64, requires_grad=True)

@@ -1,4 +1,4 @@
-"""The reference backend: PyTorch's own convolutions, arranged to take PyTorch's fast paths.
+"""The direct backend: PyTorch's own convolutions, arranged to take PyTorch's fast paths.
 
 It runs on any device and is the CPU implementation of the ops. On CPU, PyTorch sends an NCHW
 depthwise conv with a large kernel through a naive loop (a few GFLOP/s), while the same conv on a
@@ -52,7 +52,7 @@ def _conv_input(t: torch.Tensor) -> torch.Tensor:
     return _prepared(t)
 
 
-class ReferenceBackend(Backend):
+class DirectBackend(Backend):
     def fwd(self, x, weight, bias, ph, pw):
         with NoTF32(x.is_cuda):
             out = F.conv2d(
