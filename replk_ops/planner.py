@@ -159,8 +159,8 @@ class Plan:
                 f" k{p.kh}x{p.kw} pad ({p.ph}, {p.pw}), batch {'<' if p.small_batch else '>='} {SMALL_BATCH};"
                 f" backend {self.backend!r} (requested {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
-        if _extension.STATUS.loaded and _extension.STATUS.warning:
-            lines.append(f"  note: replk_ops._C {_extension.STATUS.summary()}")
+        if _extension.STATUS.note():  # the extension's build: compiler, whether its exceptions raise
+            lines.append(f"  note: {_extension.STATUS.note()}")
         return "\n".join(lines)
 
 
