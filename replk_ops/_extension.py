@@ -6,8 +6,9 @@ reason that ``replk_ops.explain`` reports.
 
 pip hides setup.py's messages unless run with -v, so what the build decided (why it left the
 extension out, a compiler mismatch, whether its C++ exceptions raise: _probe.py) is read back from
-the build-info file it installs beside this module, and the import checks that it runs the installed package rather than a source checkout
-that shadows it (Python run from the checkout's root imports the checkout).
+the build-info file it installs beside this module, and the import checks that it runs the
+installed package rather than a source checkout that shadows it (Python run from the checkout's
+root imports the checkout).
 """
 from __future__ import annotations
 
