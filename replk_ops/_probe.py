@@ -34,10 +34,13 @@ except (ImportError, ValueError, OSError):
 import torch
 try:
     torch.ops.load_library(sys.argv[1])
-    probe = torch.ops.replk_ops_C.exception_probe
-except (OSError, RuntimeError, AttributeError) as exc:
+except (OSError, RuntimeError) as exc:
     print(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
     sys.exit(2)
+if not hasattr(torch.ops.replk_ops_C, "exception_probe"):
+    print("this build has no exception_probe op (it predates the check): rebuild it to check")
+    sys.exit(2)
+probe = torch.ops.replk_ops_C.exception_probe
 try:
     probe()
 except RuntimeError:
