@@ -137,4 +137,4 @@ def test_import_in_a_fresh_process_prints_no_warning():
     assert done.returncode == 0, done.stderr
     if _extension.STATUS.shadowed or _extension.STATUS.unsafe:
         pytest.skip(f"this machine has something to warn about: {_extension.STATUS.reason}")
-    assert "replk_ops" not in done.stderr and "Warning" not in done.stderr, done.stderr
+    assert "replk_ops" not in done.stderr, done.stderr  # (torch's own import warnings, if any, are not ours)
