@@ -23,7 +23,9 @@ KEY = "exception_probe"
 RAISES = "raises"
 TIMEOUT_S = 300  # a child that imports torch on a busy machine: generous
 # The child loads the library with torch (not through the package, whose import would probe again)
-# and calls the op. Exit 0: it raised a RuntimeError; 2: it could not be called; 3: it returned.
+# and calls the op. Exit 0: it raised a RuntimeError; 4: another exception; 2: it could not be
+# called (a Python error before the call is no verdict on the library); 3: it returned. An
+# exception that escapes C++ ends in std::terminate: the child dies of a signal.
 CHILD = """
 import sys
 try:  # an abort is the expected failure: no core file in the caller's directory
@@ -31,20 +33,22 @@ try:  # an abort is the expected failure: no core file in the caller's directory
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 except (ImportError, ValueError, OSError):
     pass
-import torch
 try:
+    import torch
     torch.ops.load_library(sys.argv[1])
-except (OSError, RuntimeError) as exc:
-    print(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+except Exception as exc:
+    print(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
     sys.exit(2)
 if not hasattr(torch.ops.replk_ops_C, "exception_probe"):
     print("this build has no exception_probe op (it predates the check): rebuild it to check")
     sys.exit(2)
-probe = torch.ops.replk_ops_C.exception_probe
 try:
-    probe()
+    torch.ops.replk_ops_C.exception_probe()
 except RuntimeError:
     sys.exit(0)
+except Exception as exc:
+    print(type(exc).__name__)
+    sys.exit(4)
 sys.exit(3)
 """
 
@@ -65,8 +69,9 @@ def _fingerprint(library: str, with_hash: bool = True) -> dict:
 
 
 def run(library: str, timeout: float = TIMEOUT_S) -> str:
-    """Probe ``library`` in a child process: "raises", "aborts (signal N)", "exits with code N
-    instead of raising", "returns without raising" or "not run: why"."""
+    """Probe ``library`` in a child process: "raises" (also "raises TypeError, not RuntimeError"),
+    "aborts (signal N)", "exits with code N instead of raising", "returns without raising" or
+    "not run: why"."""
     try:
         done = subprocess.run([sys.executable, "-c", CHILD, library], capture_output=True, text=True,
                               timeout=timeout)
@@ -82,6 +87,8 @@ def run(library: str, timeout: float = TIMEOUT_S) -> str:
         return f"not run: {done.stdout.strip() or 'the op could not be called'}"
     if done.returncode == 3:
         return "returns without raising"
+    if done.returncode == 4:
+        return f"{RAISES} {done.stdout.strip()}, not RuntimeError"
     return f"exits with code {done.returncode} instead of raising"
 
 
