@@ -120,10 +120,14 @@ def _replknet():
 def _fsdp_worker(rank, init_file, out_file, compiled):
     _init(rank, init_file)
     try:
+        from torch.distributed.device_mesh import init_device_mesh
+
+        # a CPU mesh: by default fully_shard would move the model to a GPU, which gloo cannot serve here
+        mesh = init_device_mesh("cpu", (WORLD,))
         model = _replknet()
         for stage in model.stages:
-            fully_shard(stage)
-        fully_shard(model)
+            fully_shard(stage, mesh=mesh)
+        fully_shard(model, mesh=mesh)
         run = torch.compile(model, backend="aot_eager") if compiled else model
         inputs, targets = _data(size=32)
         _train(run, _shard(inputs, rank), _shard(targets, rank), parameters=model.parameters())
