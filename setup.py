@@ -2,6 +2,7 @@
 torch are present (set REPLK_OPS_SKIP_CUDA_BUILD=1 to skip it). Use
 ``pip install --no-build-isolation .`` so the extension is built against the torch that runs it."""
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +18,17 @@ DEFAULT_ARCHS = "8.0;9.0"
 # as package data: pip hides this script's output without -v, so the import and replk_ops.explain
 # repeat it (replk_ops/_extension.py reads it).
 BUILD_INFO = os.path.join(ROOT, "replk_ops", "_build_info.json")
+
+
+def _load_probe():
+    """replk_ops/_probe.py by path: the package itself cannot be imported before it is built."""
+    spec = importlib.util.spec_from_file_location("replk_ops_probe", os.path.join(ROOT, "replk_ops", "_probe.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+probe = _load_probe()
 
 
 def say(message: str) -> None:
@@ -102,22 +114,20 @@ def gcc_major(compiler: str):
 
 
 def compiler_mismatch(chosen: str, have: int, wanted: int) -> None:
-    """Warn now and record it, so that the import and replk_ops.explain warn too."""
-    message = (f"built with GCC {have} ({chosen}) while torch was built with GCC {wanted}: C++ exceptions raised by "
-               f"replk_ops._C (its argument checks) may abort the process instead of raising; rebuild with "
-               f"CXX=g++-{wanted} CC=gcc-{wanted} (or another GCC {wanted})")
-    say(f"warning: {message}")
+    """Say it now and record it for explain; the exception probe after the build says whether it matters."""
+    message = f"built with GCC {have} ({chosen}) vs torch's GCC {wanted}"
+    say(f"{message}: the build will check that C++ exceptions thrown in replk_ops._C still raise")
     record(compiler_mismatch=message)
 
 
 def check_compiler(torch) -> None:
-    """C++ exceptions thrown by an extension built with another GCC major version than torch's can
-    crash the process instead of raising (seen: a GCC from /opt against torch's GCC 13 runtime).
-    Pick a matching system compiler when CXX is not set; warn when it is set to a mismatch."""
-    match = re.search(r"GCC (\d+)", torch.__config__.show())
-    if not match:
+    """With some compiler pairs, a C++ exception thrown by an extension built with another GCC major
+    version than torch's aborts the process instead of raising (seen: a GCC from /opt against
+    torch's GCC 13 runtime). Pick a matching system compiler when CXX is not set; record a
+    mismatch otherwise (the probe after the build checks the pair actually used)."""
+    wanted = probe.gcc_major(torch.__config__.show())
+    if wanted is None:
         return
-    wanted = int(match.group(1))
     chosen = os.environ.get("CXX", "c++")
     have = gcc_major(chosen)
     if have is None or have == wanted:
@@ -186,7 +196,37 @@ def extension_modules():
             "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr"],
         },
     )
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    return [ext], {"build_ext": probing(BuildExtension.with_options(use_ninja=True))}
+
+
+def probing(build_ext):
+    """``build_ext`` that, once the extension is built, checks in a child process that a C++
+    exception thrown inside it raises (replk_ops/_probe.py) and records the outcome beside it,
+    where the wheel and the import pick it up."""
+    class ProbingBuildExt(build_ext):
+        def run(self):
+            super().run()
+            for ext in self.extensions:
+                library = self.get_ext_fullpath(ext.name)
+                if os.path.isfile(library):
+                    report_probe(library)
+
+    return ProbingBuildExt
+
+
+def report_probe(library: str) -> None:
+    result, unrecorded = probe.probe_and_record(library, os.path.join(os.path.dirname(library), "_build_info.json"))
+    if unrecorded:
+        say(f"could not record the exception probe's outcome ({unrecorded}): the first import probes again")
+    if probe.failed(result):
+        import torch
+
+        gcc = probe.gcc_major(torch.__config__.show()) or "N"
+        say(f"warning: a C++ exception thrown inside {library} {result} instead of raising, so the import will not "
+            f"use the extension (CUDA calls run on the other backends; {probe.CPU_NOTE}); rebuild with the GCC "
+            f"torch was built with (CXX=g++-{gcc} CC=gcc-{gcc})")
+    else:
+        say(f"C++ exceptions thrown inside replk_ops._C: {result}")
 
 
 if __name__ == "__main__":  # pip's build backend runs this file as __main__; tests import its helpers

@@ -1,7 +1,8 @@
-// The extension's ops: replk_ops_C::fwd, bwd_input and bwd_weight for CUDA tensors, and algo_table.
+// The extension's ops: replk_ops_C::fwd, bwd_input and bwd_weight for CUDA tensors, algo_table and
+// exception_probe.
 // They check their arguments with TORCH_CHECK (a Python RuntimeError, never an abort), set the
 // device guard, run on the current stream and take any workspace from the caching allocator;
-// which kernel runs is dispatch.cpp's choice. The Python layer (replk_ops/backends/cuda_ext.py)
+// which kernel runs is dispatch.cpp's choice. The Python layer (replk_ops/backends/cuda.py)
 // calls them behind the package's own ops.
 #include <cmath>
 #include <cstdlib>
@@ -19,6 +20,8 @@
 
 namespace replk_ops {
 namespace {
+
+constexpr const char* kProbeMessage = "replk_ops._C exception probe: this RuntimeError is expected";
 
 DeviceInfo device_info(int device) {
   static std::mutex mutex;
@@ -211,6 +214,11 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
 
 std::string algo_table() { return algo_table_json(); }
 
+// Throws through the same path as every argument check. replk_ops/_extension.py calls it once per
+// build in a child process: whether a C++ exception thrown by this library reaches Python as a
+// RuntimeError or aborts the process depends on how the compiler's runtime pairs with torch's.
+void exception_probe() { TORCH_CHECK(false, kProbeMessage); }
+
 }  // namespace
 }  // namespace replk_ops
 
@@ -221,6 +229,7 @@ TORCH_LIBRARY_FRAGMENT(replk_ops_C, m) {
         "str algo=\"auto\") -> (Tensor, Tensor)");
   // a plain function: a catch-all kernel, callable without a GPU or any tensor
   m.def("algo_table() -> str", &replk_ops::algo_table);
+  m.def("exception_probe() -> ()", &replk_ops::exception_probe);
 }
 
 TORCH_LIBRARY_IMPL(replk_ops_C, CUDA, m) {

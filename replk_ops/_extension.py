@@ -5,9 +5,10 @@ another torch (undefined symbols) or a CPU-only torch all leave ``STATUS.loaded`
 reason that ``replk_ops.explain`` reports.
 
 pip hides setup.py's messages unless run with -v, so what the build decided (why it left the
-extension out, a compiler mismatch) is read back from the build-info file it installs beside this
-module, and the import checks that it runs the installed package rather than a source checkout
-that shadows it (Python run from the checkout's root imports the checkout).
+extension out, a compiler mismatch, whether its C++ exceptions raise: _probe.py) is read back from
+the build-info file it installs beside this module, and the import checks that it runs the
+installed package rather than a source checkout that shadows it (Python run from the checkout's
+root imports the checkout).
 """
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ from urllib.parse import unquote, urlparse
 
 import torch
 
+from . import _probe
+
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 BUILD_INFO = os.path.join(PACKAGE_DIR, "_build_info.json")
 REINSTALL = "`pip install --no-build-isolation -e .` from the checkout"
+CPU_NOTE = _probe.CPU_NOTE
 
 
 @dataclasses.dataclass
@@ -33,16 +37,26 @@ class ExtensionStatus:
     reason: str
     built_with_torch: str = ""
     cuda_archs: str = ""
-    # set when the extension loaded but something about its build can hurt (a compiler mismatch)
-    warning: str = ""
+    # what the build recorded about its compiler (another GCC than torch's), "" if nothing
+    compiler_mismatch: str = ""
+    # the exception probe's outcome ("raises", "aborts (signal 6)", "not run: why"; _probe.py),
+    # "" where loading stopped before it
+    exception_probe: str = ""
+    # a probe showed that a C++ exception aborts the process: not used, and the import warns
+    unsafe: bool = False
     # a source checkout imported instead of the installed package (which may have the extension)
     shadowed: bool = False
 
-    def summary(self) -> str:
-        """One line for reports: "loaded", "loaded, but ..." or why it is not loaded."""
-        if self.loaded and self.warning:
-            return f"loaded, but {self.warning}"
-        return self.reason
+    def note(self) -> str:
+        """One line for explain about the extension's build, "" when there is nothing to say."""
+        if not self.exception_probe:
+            return ""
+        if self.unsafe:
+            return self.reason
+        checked = ("C++ exceptions checked: they raise" if self.exception_probe.startswith(_probe.RAISES)
+                   else f"C++ exceptions not checked ({self.exception_probe})")
+        built = f"{self.compiler_mismatch}; " if self.compiler_mismatch else ""
+        return f"replk_ops._C {built}{checked}; {CPU_NOTE}"
 
 
 def build_info(path: str = BUILD_INFO) -> dict:
@@ -130,18 +144,39 @@ def _load() -> ExtensionStatus:
         return ExtensionStatus(False, f"replk_ops._C was built against torch {built_with}, but torch "
                                f"{torch.__version__} is running; reinstall with "
                                "`pip install --no-build-isolation .`", built_with, archs)
-    # the build that produced this _C recorded its compiler beside it
-    info = build_info(os.path.join(os.path.dirname(os.path.abspath(module.__file__)), "_build_info.json"))
-    return ExtensionStatus(True, "loaded", built_with, archs, warning=info.get("compiler_mismatch", ""))
+    library = os.path.abspath(module.__file__)
+    return vetted(library, os.path.join(os.path.dirname(library), "_build_info.json"), built_with, archs)
+
+
+def vetted(library: str, info_path: str, built_with: str = "", archs: str = "") -> ExtensionStatus:
+    """The status of a library that loaded: usable unless its exception probe (recorded by the
+    build, else run now and recorded beside it) shows that a C++ exception aborts the process."""
+    info = build_info(info_path)
+    mismatch = info.get("compiler_mismatch", "")
+    result = _probe.recorded(library, info)
+    if result is None:  # a build that predates the probe op records "not run: ..."
+        result, unrecorded = _probe.probe_and_record(library, info_path)
+        if unrecorded:
+            result += f" (not recorded: {unrecorded})"
+    if not _probe.failed(result):
+        return ExtensionStatus(True, "loaded", built_with, archs, mismatch, result)
+    built = f" ({mismatch})" if mismatch else ""
+    gcc = _probe.gcc_major(torch.__config__.show())
+    fix = f"GCC {gcc}, the compiler torch was built with (set CXX=g++-{gcc} CC=gcc-{gcc}, then run" if gcc else \
+        "the compiler torch was built with (then run"
+    reason = (f"replk_ops._C is not used: a C++ exception thrown inside it {result} instead of raising a "
+              f"RuntimeError (checked in a child process){built}. CUDA calls run on the other backends; "
+              f"{CPU_NOTE}. To use it, rebuild it with {fix} {REINSTALL})")
+    return ExtensionStatus(False, reason, built_with, archs, mismatch, result, unsafe=True)
 
 
 def warn_at_import(status: ExtensionStatus) -> None:
-    """The import warns about what users must act on even if they never call explain: a build that
-    can abort the process, or a checkout shadowing the installed package."""
-    if status.loaded and status.warning:
-        warnings.warn(f"replk_ops._C {status.summary()}", RuntimeWarning, stacklevel=3)
+    """The import warns about what users must act on even if they never call explain: a build
+    whose C++ exceptions abort the process, or a checkout shadowing the installed package."""
+    if status.unsafe:
+        warnings.warn(status.reason, RuntimeWarning, stacklevel=3)
     elif status.shadowed:
-        warnings.warn(f"replk_ops: {status.reason}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"replk_ops: {status.reason}; {CPU_NOTE}", RuntimeWarning, stacklevel=3)
 
 
 _warned_missing = False
@@ -154,8 +189,8 @@ def warn_once_if_missing() -> None:
     if _warned_missing or STATUS.loaded or STATUS.shadowed or not torch.cuda.is_available():
         return  # a shadowing checkout was already reported at import
     _warned_missing = True
-    warnings.warn(f"replk_ops: the CUDA backend is unavailable, other backends run CUDA calls: {STATUS.reason}",
-                  RuntimeWarning, stacklevel=3)
+    warnings.warn(f"replk_ops: the CUDA backend is unavailable, other backends run CUDA calls ({CPU_NOTE}): "
+                  f"{STATUS.reason}", RuntimeWarning, stacklevel=3)
 
 
 STATUS = _load()

@@ -27,6 +27,8 @@ from .triton_kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KE
 PASSES = ("fwd", "bwd_input", "bwd_weight")
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
                torch.float64: "float64"}
+# appended to the description of each CUDA algo whose row of the extension's table is not verified_on_gpu
+NOT_RUN_ON_A_GPU = " (not yet run on a GPU: never picked by auto)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _cuda_entries() -> Tuple[Implementation, ...]:
     for row in table:
         dtypes = tuple(d for d, name in DTYPE_NAMES.items() if name in row["dtypes"])
         auto = ("cuda",) if row["auto"] and row["verified_on_gpu"] else ()
-        note = "" if row["verified_on_gpu"] else " (not yet run on a GPU: never picked by auto)"
+        note = "" if row["verified_on_gpu"] else NOT_RUN_ON_A_GPU
         entries.append(Implementation(
             f"cuda:{row['algo']}", "cuda", cuda.CudaBackend(row["algo"], row.get("min_cc", 0)), ("cuda",),
             dtypes, auto, passes=(row["pass"],), max_kernel=row["max_kernel"],

@@ -109,8 +109,8 @@ class Plan:
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
-        if _extension.STATUS.loaded and _extension.STATUS.warning:
-            lines.append(f"  note: replk_ops._C {_extension.STATUS.summary()}")
+        if _extension.STATUS.note():  # the extension's build: compiler, whether its exceptions raise
+            lines.append(f"  note: {_extension.STATUS.note()}")
         return "\n".join(lines)
 
 

@@ -15,7 +15,9 @@ import torch
 
 from conv_testing import KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, torch_same_dtype
 import cuda_on_cpu
+from replk_ops import catalog
 from replk_ops._checks import padding_pair
+from replk_ops.backends import cuda
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 HALF = [torch.bfloat16, torch.float16]
@@ -216,9 +218,6 @@ def test_fuzz_every_kernel_against_float64(kernels):
 # The dispatch unit (csrc/dispatch.cpp), linked into the emulation like into the extension.
 TABLE_KEYS = {"pass", "algo", "dtypes", "min_cc", "verified_on_gpu", "auto", "auto_min_side", "max_kernel",
               "description"}
-# Not yet run on a GPU (the last GPU run: the H200 results of b6069c9), so "auto" must not pick them.
-NOT_RUN_ON_A_GPU = {("fwd", "direct_rows"), ("bwd_input", "direct_rows"), ("bwd_weight", "direct_wide"),
-                    ("bwd_weight", "mma")}
 # RepLKNet-31B's stages (channels, map side, kernel) and what "auto" ran for them on an H100-sized
 # GPU before the choice moved into the dispatch unit (csrc/dwconv_ops.cpp: for fp16/bf16 mma_rows
 # on maps over 16 whose tiles fit, mma on maps over 8, else direct; direct for fp32 and for the
@@ -240,11 +239,23 @@ def test_algo_table_rows(kernels):
     assert {row["max_kernel"] for row in rows} == {63}  # BK = next_pow2(BN + k - 1) <= 128 at BN = 32
     assert all(set(row["dtypes"]) <= {"float32", "float16", "bfloat16"} and row["dtypes"] for row in rows)
     assert all(row["verified_on_gpu"] for row in rows if row["auto"])
-    assert {(row["pass"], row["algo"]) for row in rows if not row["verified_on_gpu"]} == NOT_RUN_ON_A_GPU
     # the input gradient runs the forward's kernels
     strip = [{k: v for k, v in row.items() if k != "pass"} for row in rows]
     assert [s for s, r in zip(strip, rows) if r["pass"] == "fwd"] == [
         s for s, r in zip(strip, rows) if r["pass"] == "bwd_input"]
+
+
+def test_the_catalogue_takes_which_algos_ran_on_a_gpu_from_the_table(kernels, monkeypatch):
+    """Whether an algo has run on a GPU is the table's verified_on_gpu alone: the catalogue lets
+    "auto" pick only verified algos and marks the others in their description."""
+    monkeypatch.setattr(cuda, "algo_table", lambda: kernels.table)
+    entries = {(impl.passes[0], impl.name): impl for impl in catalog._cuda_entries()[1:]}
+    assert len(entries) == len(kernels.table)
+    for row in kernels.table:
+        impl = entries[(row["pass"], f"cuda:{row['algo']}")]
+        verified = row["verified_on_gpu"]
+        assert impl.description.endswith(catalog.NOT_RUN_ON_A_GPU) != verified, (row, impl.description)
+        assert impl.auto_devices == (("cuda",) if verified and row["auto"] else ()), row
 
 
 @pytest.mark.parametrize("pass_", ["fwd", "bwd_input", "bwd_weight"])

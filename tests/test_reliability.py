@@ -1,16 +1,11 @@
-"""Reliability on CPU (GPU-only parts live in test_gpu_reliability.py): bitwise determinism on
-request, DDP equals single-process training, torch.compile without recompiles across batch
-sizes, and no memory growth over many training steps."""
+"""Reliability on CPU (GPU-only parts live in test_gpu_reliability.py; data-parallel training in
+test_distributed.py): bitwise determinism on request, torch.compile without recompiles across
+batch sizes, and no memory growth over many training steps."""
 import gc
 import os
-import tempfile
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-import torch.nn.functional as F
-from torch import nn
 
 import replk_ops
 from conv_testing import tiny_replknet
@@ -40,58 +35,6 @@ def test_deterministic_mode_is_bitwise_reproducible(backend, dtype):
         torch.use_deterministic_algorithms(False)
     for name, a, c in zip(("output", "grad x", "grad weight", "grad bias"), first, second):
         assert torch.equal(a, c), f"{backend}: {name} differs between two runs in deterministic mode"
-
-
-class _SmallNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.pw = nn.Conv2d(3, 8, 1)
-        self.dw = replk_ops.LargeKernelDWConv2d(8, 13)
-        self.head = nn.Linear(8, 4)
-
-    def forward(self, x):
-        x = F.relu(self.dw(self.pw(x)))
-        return self.head(x.mean(dim=(2, 3)))
-
-
-def _data():
-    generator = torch.Generator().manual_seed(1)
-    return torch.randn(8, 3, 20, 20, generator=generator), torch.randn(8, 4, generator=generator)
-
-
-def _train(model, inputs, targets, steps=3):
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        F.mse_loss(model(inputs), targets).backward()
-        optimizer.step()
-
-
-def _ddp_worker(rank, world, init_file, out_file):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        model = nn.parallel.DistributedDataParallel(_SmallNet())
-        inputs, targets = _data()
-        share = inputs.shape[0] // world
-        _train(model, inputs[rank * share:(rank + 1) * share], targets[rank * share:(rank + 1) * share])
-        if rank == 0:
-            torch.save(model.module.state_dict(), out_file)
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
-def test_ddp_two_processes_match_one_process_on_the_combined_batch():
-    with tempfile.TemporaryDirectory() as tmp:
-        init_file, out_file = os.path.join(tmp, "init"), os.path.join(tmp, "params.pt")
-        mp.spawn(_ddp_worker, args=(2, init_file, out_file), nprocs=2, join=True)
-        distributed = torch.load(out_file)
-    torch.manual_seed(0)
-    single = _SmallNet()
-    _train(single, *_data())
-    for name, value in single.state_dict().items():
-        torch.testing.assert_close(distributed[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_compiled_replknet_matches_eager_without_recompiling_for_new_batch_sizes():
