@@ -113,7 +113,7 @@ def _replknet():
     model = tiny_replknet(num_classes=4).eval()
     for module in model.modules():
         if isinstance(module, replk_ops.LargeKernelDWConv2d):
-            module.backend = "reference"
+            module.backend = "direct"
     return model
 
 
