@@ -105,13 +105,18 @@ class Plan:
         p = self.problem
         batch = (f"batches under {SMALL_BATCH}" if p.small_batch else f"batches of {SMALL_BATCH} or more")
         head = (f"replk_ops: {p.channels} channels of {p.height}x{p.width} ({p.device}, {catalog.DTYPE_NAMES[p.dtype]}, "
-                f"{LAYOUT_WORDS[p.layout]}), a {p.kh}x{p.kw} kernel, padding ({p.ph}, {p.pw}), planned for {batch}"
+                f"{LAYOUT_WORDS[p.layout]}), a {p.kh}x{p.kw} kernel{_dilation_words(p)}, padding ({p.ph}, {p.pw}), "
+                f"planned for {batch}"
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
         if _extension.STATUS.loaded and _extension.STATUS.warning:
             lines.append(f"  note: replk_ops._C {_extension.STATUS.summary()}")
         return "\n".join(lines)
+
+
+def _dilation_words(problem: Problem) -> str:
+    return f" with dilation ({problem.dh}, {problem.dw})" if problem.dilated else ""
 
 
 LAYOUT_WORDS = {NCHW: "NCHW", CHANNELS_LAST: "channels_last"}
@@ -190,8 +195,8 @@ def _measuring_blocked(problem: Problem) -> Optional[str]:
 
 def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tuple[str, str]]:
     """A rule that settles a CPU choice between "torch" and "direct" without measuring."""
-    if not {"torch", "direct"} <= set(names):
-        return None
+    if not {"torch", "direct"} <= set(names) or problem.dilated:
+        return None  # dilated: oneDNN's speed depends on padding and dilation, so measure (design.md, "Dilation")
     full_precision = problem.dtype in (torch.float32, torch.float64)
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
         return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
@@ -208,6 +213,8 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
 
 def _cpu_fallback(problem: Problem, names: List[str]) -> str:
     """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
+    if problem.dilated and "direct" in names:
+        return "direct"  # as fast or faster in every dilated case measured (design.md, "Dilation")
     small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE
     if "torch" in names and (small or "direct" not in names):
         return "torch"
@@ -238,9 +245,9 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
     reasons: Dict[str, Optional[str]] = {}
     for impl in catalog.for_pass(pass_name):
         why = impl.rejection(problem, pass_name)
-        if why is None and requested == "auto" and problem.device_type not in impl.auto_devices:
-            why = f"available, but \"auto\" does not pick it for {problem.device_type} tensors"
-        elif why is None and requested not in ("auto", impl.backend):
+        if why is None and requested == "auto":
+            why = impl.auto_rejection(problem)
+        if why is None and requested not in ("auto", impl.backend):
             why = f"available; backend {requested!r} was requested"
         reasons[impl.name] = why
     if requested != "auto":
