@@ -144,38 +144,55 @@ def lsknet_row(results: dict) -> None:
     ], results)
 
 
-def unireplknet_rows(directory: str, names, results: dict) -> None:
-    """The official model's training step, with nn.Conv2d and on replk_ops (compat + convert)."""
-    sys.path.insert(0, directory)
-    import unireplknet  # the official file; it imports the implicit-GEMM extension if it can
+def _official_variants(unireplknet, name: str) -> Dict[str, nn.Module]:
     import replk_ops.compat
 
+    torch.manual_seed(0)
+    build = getattr(unireplknet, name)
+    native = build(num_classes=1000, attempt_use_lk_impl=False)
+    replk_ops.compat.install()
+    variants = {"nn.Conv2d": native}
+    for label, min_size in (("compat.install()", None), ("compat + convert()", 7),
+                            ("compat + convert(min_kernel_size=5)", 5)):
+        model = build(num_classes=1000)
+        model.load_state_dict(native.state_dict())
+        if min_size is not None:
+            replk_ops.convert(model, min_kernel_size=min_size)
+        variants[label] = model
+    return variants
+
+
+def unireplknet_rows(directory: str, names, results: dict) -> None:
+    """The official model's training step: with nn.Conv2d everywhere, after ``compat.install()``
+    alone (its 13x13 convs on replk_ops), and after ``replk_ops.convert`` too (default, and with
+    ``min_kernel_size=5``, which also takes the 5x5 branches)."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, directory)
     for name in names:
-        torch.manual_seed(0)
-        unireplknet.has_lk_impl = False  # build it with nn.Conv2d everywhere
-        native = getattr(unireplknet, name)(num_classes=1000)
-        replk_ops.compat.install()
-        unireplknet.has_lk_impl = True
-        unireplknet.DepthWiseConv2dImplicitGEMM = replk_ops.compat.DepthWiseConv2dImplicitGEMM
-        fast = getattr(unireplknet, name)(num_classes=1000)
-        fast.load_state_dict(native.state_dict())
-        converted = replk_ops.convert(fast)
+        with contextlib.redirect_stdout(io.StringIO()):  # the official code prints while it builds
+            import unireplknet
+            variants = _official_variants(unireplknet, name)
         x = torch.randn(1, 3, 224, 224)
-        samples = interleaved({"nn.Conv2d": train_step(native, x), "replk_ops": train_step(fast, x)}, rounds=5)
-        _report(f"official {name}, batch 1, 224x224, training step ({converted} convs converted)", samples,
-                [("nn.Conv2d", "replk_ops", 1.45)], results)
+        samples = interleaved({label: train_step(model, x) for label, model in variants.items()}, rounds=5)
+        _report(f"official {name}, batch 1, 224x224, training step", samples,
+                [("nn.Conv2d", "compat.install()", None), ("nn.Conv2d", "compat + convert()", 1.45),
+                 ("nn.Conv2d", "compat + convert(min_kernel_size=5)", 1.45)], results)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unireplknet", metavar="DIR", help="a directory holding the official unireplknet.py")
     parser.add_argument("--tiny", action="store_true", help="also UniRepLKNet-T (slower)")
+    parser.add_argument("--only-models", action="store_true", help="only the official models' steps")
     parser.add_argument("--json", help="write the ratios here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     results: dict = {"torch": torch.__version__}
-    branches_rows(results)
-    lsknet_row(results)
+    if not args.only_models:
+        branches_rows(results)
+        lsknet_row(results)
     if args.unireplknet:
         names = ["unireplknet_a"] + (["unireplknet_t"] if args.tiny else [])
         unireplknet_rows(args.unireplknet, names, results)

@@ -109,9 +109,12 @@ def dwconv2d(
     if torch.compiler.is_compiling():
         return _through_registered_op(x, weight, bias, padding, dilation, backend)
     try:
-        # repr for a pair: True == 1 for a dict, and a bool dilation must reach the checks
-        key = (backend, padding, dilation if type(dilation) is int else repr(dilation), type(x), type(weight),
-               type(bias), x.dtype, x.device, x.shape, x.stride(), weight.shape, weight.dtype, weight.device,
+        # only exact ints make a key (True == 1 for a dict; a bool dilation must reach the checks):
+        # anything else, [], is unhashable and takes the checked path
+        plain = type(dilation) is int or (type(dilation) is tuple and len(dilation) == 2
+                                          and type(dilation[0]) is int and type(dilation[1]) is int)
+        key = (backend, padding, dilation if plain else [], type(x), type(weight), type(bias), x.dtype, x.device,
+               x.shape, x.stride(), weight.shape, weight.dtype, weight.device,
                None if bias is None else (bias.shape, bias.dtype, bias.device),
                torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                             or (bias is not None and bias.requires_grad)),

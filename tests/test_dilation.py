@@ -340,3 +340,17 @@ def test_bad_dilated_padding_and_sizes_raise():
         replk_ops.dwconv2d(X, W, None, 0, 6)  # span 13 over a 12x12 map without padding
     with pytest.raises(ValueError, match="dilation"):
         OPS.dwconv2d_fwd(X, W, None, 1, 1, "auto", 0, 1)
+
+
+def test_bench_shapes_take_a_dilation():
+    from replk_ops.bench.runner import flops
+    from replk_ops.bench.shapes import Shape, parse_shape
+
+    shape = parse_shape("1,2,9,9,3,3,4")
+    assert shape == Shape(1, 2, 9, 9, 3, 3, "custom", dilation=4) and shape.padding == (4, 4)
+    # per output row of 9, the taps that land inside the map: 1 + 2 + ... (3 taps, 4 apart, padding 4)
+    valid_1d = sum(sum(0 <= o + 4 * i - 4 < 9 for i in range(3)) for o in range(9))
+    assert flops(shape, "fwd", valid=True) == 2 * 2 * valid_1d ** 2
+    assert flops(shape, "fwd", valid=False) == 2 * 2 * 81 * 9
+    with pytest.raises(ValueError, match="seven"):
+        parse_shape("1,2,9,9,3,3,4,5")
