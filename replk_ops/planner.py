@@ -31,6 +31,7 @@ import torch
 from . import _extension, catalog, measure
 from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
+from .backends.direct import ONEDNN_DILATED_MAX_PAD
 from .catalog import PASSES, Implementation, check_backend_name
 from .problem import SMALL_BATCH, Problem
 
@@ -195,9 +196,11 @@ def _measuring_blocked(problem: Problem) -> Optional[str]:
 
 def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tuple[str, str]]:
     """A rule that settles a CPU choice between "torch" and "direct" without measuring."""
-    if not {"torch", "direct"} <= set(names) or problem.dilated:
-        return None  # dilated: oneDNN's speed depends on padding and dilation, so measure (design.md, "Dilation")
+    if not {"torch", "direct"} <= set(names):
+        return None
     full_precision = problem.dtype in (torch.float32, torch.float64)
+    if problem.dilated:
+        return _dilated_cpu_rule(problem, pass_name) if full_precision else None
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
         return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
     if problem.layout == NCHW and pass_name == "fwd":
@@ -211,10 +214,23 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
     return None
 
 
+def _dilated_cpu_rule(problem: Problem, pass_name: str) -> Tuple[str, str]:
+    """Dilated, float32/float64 (design.md, "Dilation"): PyTorch's dilated backward is a slow loop
+    (the direct passes took 2 to 20 times less at every UniRepLKNet and LSKNet shape measured);
+    its forward is the same oneDNN call as direct's while oneDNN keeps its fast path."""
+    if pass_name != "fwd":
+        return "direct", "dilated: PyTorch's dilated backward is a slow loop; direct runs it as a forward conv"
+    if max(problem.ph, problem.pw) <= ONEDNN_DILATED_MAX_PAD:
+        return "torch", (f"dilated with padding at most {ONEDNN_DILATED_MAX_PAD}: PyTorch's own call is oneDNN's "
+                         "fast path")
+    return "direct", (f"dilated with padding over {ONEDNN_DILATED_MAX_PAD}: oneDNN is fast only on an input "
+                      "padded beforehand")
+
+
 def _cpu_fallback(problem: Problem, names: List[str]) -> str:
     """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
     if problem.dilated and "direct" in names:
-        return "direct"  # as fast or faster in every dilated case measured (design.md, "Dilation")
+        return "direct"  # half precision, dilated: as fast or faster in every case measured
     small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE
     if "torch" in names and (small or "direct" not in names):
         return "torch"
