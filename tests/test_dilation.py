@@ -353,3 +353,16 @@ def test_bench_shapes_take_a_dilation():
     assert flops(shape, "fwd", valid=False) == 2 * 2 * 81 * 9
     with pytest.raises(ValueError, match="seven"):
         parse_shape("1,2,9,9,3,3,4,5")
+
+
+def test_dilated_cpu_plan_is_a_rule():
+    def plan(padding, dtype=torch.float32):
+        x, w = torch.randn(1, 4, 30, 30, dtype=dtype), torch.randn(4, 1, 7, 7, dtype=dtype)
+        return {name: c for name, c in replk_ops.explain(x, w, padding, dilation=3).choices.items()}
+
+    small, large = plan(6), plan(9)
+    assert small["fwd"].implementation.name == "torch" and large["fwd"].implementation.name == "direct"
+    for choices in (small, large):
+        assert all(c.how.startswith("by rule") for c in choices.values())
+        assert choices["bwd_input"].implementation.name == choices["bwd_weight"].implementation.name == "direct"
+    assert not plan(9, torch.bfloat16)["fwd"].how.startswith("by rule")  # half precision: measured
