@@ -153,7 +153,7 @@ def _official_variants(unireplknet, name: str) -> Dict[str, nn.Module]:
     replk_ops.compat.install()
     variants = {"nn.Conv2d": native}
     for label, min_size in (("compat.install()", None), ("compat + convert()", 7),
-                            ("compat + convert(min_kernel_size=5)", 5)):
+                            ("compat + convert(min_kernel_size=5)", 5), ("compat + convert(min_kernel_size=3)", 3)):
         model = build(num_classes=1000)
         model.load_state_dict(native.state_dict())
         if min_size is not None:
@@ -164,8 +164,8 @@ def _official_variants(unireplknet, name: str) -> Dict[str, nn.Module]:
 
 def unireplknet_rows(directory: str, names, results: dict) -> None:
     """The official model's training step: with nn.Conv2d everywhere, after ``compat.install()``
-    alone (its 13x13 convs on replk_ops), and after ``replk_ops.convert`` too (default, and with
-    ``min_kernel_size=5``, which also takes the 5x5 branches)."""
+    alone (its 13x13 convs on replk_ops), and after ``replk_ops.convert`` too (default; with
+    ``min_kernel_size=5``, which also takes the 5x5 branches; with 3, every depthwise conv)."""
     import contextlib
     import io
 
@@ -178,7 +178,8 @@ def unireplknet_rows(directory: str, names, results: dict) -> None:
         samples = interleaved({label: train_step(model, x) for label, model in variants.items()}, rounds=5)
         _report(f"official {name}, batch 1, 224x224, training step", samples,
                 [("nn.Conv2d", "compat.install()", None), ("nn.Conv2d", "compat + convert()", 1.45),
-                 ("nn.Conv2d", "compat + convert(min_kernel_size=5)", 1.45)], results)
+                 ("nn.Conv2d", "compat + convert(min_kernel_size=5)", 1.45),
+                 ("nn.Conv2d", "compat + convert(min_kernel_size=3)", 1.45)], results)
 
 
 def main(argv=None) -> int:
