@@ -31,8 +31,8 @@ import torch
 from . import _extension, catalog, measure
 from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
-from .backends.direct import ONEDNN_DILATED_MAX_PAD
 from .catalog import PASSES, Implementation, check_backend_name
+from .cpu_dilation import dilated_cpu_rule
 from .problem import SMALL_BATCH, Problem
 
 BACKEND_ENV = "REPLK_OPS_BACKEND"
@@ -106,18 +106,13 @@ class Plan:
         p = self.problem
         batch = (f"batches under {SMALL_BATCH}" if p.small_batch else f"batches of {SMALL_BATCH} or more")
         head = (f"replk_ops: {p.channels} channels of {p.height}x{p.width} ({p.device}, {catalog.DTYPE_NAMES[p.dtype]}, "
-                f"{LAYOUT_WORDS[p.layout]}), a {p.kh}x{p.kw} kernel{_dilation_words(p)}, padding ({p.ph}, {p.pw}), "
-                f"planned for {batch}"
+                f"{LAYOUT_WORDS[p.layout]}), {p.kernel_words()}, padding ({p.ph}, {p.pw}), planned for {batch}"
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
         if _extension.STATUS.loaded and _extension.STATUS.warning:
             lines.append(f"  note: replk_ops._C {_extension.STATUS.summary()}")
         return "\n".join(lines)
-
-
-def _dilation_words(problem: Problem) -> str:
-    return f" with dilation ({problem.dh}, {problem.dw})" if problem.dilated else ""
 
 
 LAYOUT_WORDS = {NCHW: "NCHW", CHANNELS_LAST: "channels_last"}
@@ -200,7 +195,7 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
         return None
     full_precision = problem.dtype in (torch.float32, torch.float64)
     if problem.dilated:
-        return _dilated_cpu_rule(problem, pass_name) if full_precision else None
+        return dilated_cpu_rule(problem, pass_name)
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
         return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
     if problem.layout == NCHW and pass_name == "fwd":
@@ -214,24 +209,9 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
     return None
 
 
-def _dilated_cpu_rule(problem: Problem, pass_name: str) -> Tuple[str, str]:
-    """Dilated, float32/float64 (design.md, "Dilation"): PyTorch's dilated backward is a slow loop
-    (the direct passes took 2 to 20 times less at every UniRepLKNet and LSKNet shape measured);
-    its forward is the same oneDNN call as direct's while oneDNN keeps its fast path."""
-    if pass_name != "fwd":
-        return "direct", "dilated: PyTorch's dilated backward is a slow loop; direct runs it as a forward conv"
-    if max(problem.ph, problem.pw) <= ONEDNN_DILATED_MAX_PAD:
-        return "torch", (f"dilated with padding at most {ONEDNN_DILATED_MAX_PAD}: PyTorch's own call is oneDNN's "
-                         "fast path")
-    return "direct", (f"dilated with padding over {ONEDNN_DILATED_MAX_PAD}: oneDNN is fast only on an input "
-                      "padded beforehand")
-
-
 def _cpu_fallback(problem: Problem, names: List[str]) -> str:
     """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
-    if problem.dilated and "direct" in names:
-        return "direct"  # half precision, dilated: as fast or faster in every case measured
-    small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE
+    small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE and not problem.dilated  # dilated: direct
     if "torch" in names and (small or "direct" not in names):
         return "torch"
     return "direct" if "direct" in names else names[0]

@@ -48,6 +48,9 @@ class Problem(NamedTuple):
     def dilated(self) -> bool:
         return self.dilation != (1, 1)
 
+    def kernel_words(self) -> str:
+        return f"a {self.kh}x{self.kw} kernel" + (f" with dilation ({self.dh}, {self.dw})" if self.dilated else "")
+
     @classmethod
     def of(cls, x: torch.Tensor, kh: int, kw: int, ph: int, pw: int, input_hw=None,
            dilation: Tuple[int, int] = (1, 1)) -> "Problem":
