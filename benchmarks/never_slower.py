@@ -1,6 +1,6 @@
 """Is a converted layer ever slower than the nn.Conv2d it replaced? (CPU)
 
-    python benchmarks/never_slower.py [--quick] [--json out.json]
+    python benchmarks/never_slower.py [--quick | --dilated] [--json out.json]
 
 For each shape, layout (NCHW, channels_last) and pass (inference forward, forward+backward), times
 ``nn.Conv2d`` and ``LargeKernelDWConv2d`` (backend "auto", same weights) in one process, one torch
@@ -34,17 +34,27 @@ def extra_shapes():
         Shape(1, 96, 56, 56, 51, 5, "slak 51x5"), Shape(1, 96, 56, 56, 5, 51, "slak 5x51"),
         Shape(1, 192, 28, 28, 49, 5, "slak 49x5"),
         Shape(1, 96, 56, 56, 7, 7, "convnext"), Shape(8, 384, 14, 14, 7, 7, "convnext"),
-    ]
+    ] + dilated_shapes()
 
 
-def all_shapes(quick: bool):
+def dilated_shapes():
+    """UniRepLKNet's dilated branches beside a 13x13 kernel (stages 2 and 3 of UniRepLKNet-A) and
+    LSKNet's 7x7 with dilation 3."""
+    branches = [Shape(1, c, hw, hw, k, k, f"unireplknet {k}x{k} d{d}", dilation=d)
+                for c, hw in ((80, 28), (160, 14)) for k, d in ((7, 2), (3, 3), (3, 4), (3, 5))]
+    return branches + [Shape(1, 64, 56, 56, 7, 7, "lsknet 7x7 d3", dilation=3)]
+
+
+def all_shapes(quick: bool, dilated: bool = False):
+    if dilated:
+        return dilated_shapes()
     shapes = extra_shapes()
     if not quick:
         for name in PRESETS:
             shapes += preset(name, "cpu")
     seen, unique = set(), []
     for s in shapes:
-        key = (s.n, s.c, s.h, s.w, s.kh, s.kw)
+        key = (s.n, s.c, s.h, s.w, s.kh, s.kw, s.dilation)
         if key not in seen and s.layers == 1:
             seen.add(key)
             unique.append(s)
@@ -52,8 +62,10 @@ def all_shapes(quick: bool):
 
 
 def layers(shape: Shape):
-    conv = nn.Conv2d(shape.c, shape.c, (shape.kh, shape.kw), padding=shape.padding, groups=shape.c)
-    fast = replk_ops.LargeKernelDWConv2d(shape.c, (shape.kh, shape.kw), padding=shape.padding)
+    conv = nn.Conv2d(shape.c, shape.c, (shape.kh, shape.kw), padding=shape.padding, dilation=shape.dilation,
+                     groups=shape.c)
+    fast = replk_ops.LargeKernelDWConv2d(shape.c, (shape.kh, shape.kw), padding=shape.padding,
+                                         dilation=shape.dilation)
     fast.load_state_dict(conv.state_dict())
     return conv, fast
 
@@ -84,6 +96,7 @@ def compare(fn_a, fn_b, rounds: int = ROUNDS):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the shapes the target names, not every preset")
+    parser.add_argument("--dilated", action="store_true", help="only the dilated shapes")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -93,7 +106,7 @@ def main(argv=None) -> int:
     rows = []
     header = f"{'shape':<22} {'layout':<13} {'pass':<9} {'nn.Conv2d ms':>12} {'replk_ops ms':>12} {'speedup':>8}"
     print(header)
-    for shape in all_shapes(args.quick):
+    for shape in all_shapes(args.quick, args.dilated):
         conv, fast = layers(shape)
         for layout in ("nchw", "channels_last"):
             fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
@@ -104,7 +117,8 @@ def main(argv=None) -> int:
                                       rounds=3 if is_slow(shape) else ROUNDS)
                 row = dict(shape=str(shape), label=shape.label, layout=layout, pass_name="fwd+bwd" if train else "fwd",
                            conv2d_ms=a * 1e3, replk_ms=b * 1e3, speedup=ratio,
-                           plan=[c.implementation.name for c in replk_ops.explain(x, fast.weight).choices.values()])
+                           plan=[c.implementation.name for c in replk_ops.explain(
+                               x, fast.weight, fast.padding, dilation=fast.dilation).choices.values()])
                 rows.append(row)
                 flag = "  <-- slower" if ratio < 0.95 else ""
                 print(f"{str(shape):<22} {layout:<13} {row['pass_name']:<9} {row['conv2d_ms']:12.3f} "

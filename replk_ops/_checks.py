@@ -47,17 +47,32 @@ def kernel_size_pair(kernel_size, argument: str = "kernel_size") -> Tuple[int, i
     return pair
 
 
-def padding_pair(padding: PaddingArg, kernel: Tuple[int, int], argument: str = "padding") -> Tuple[int, int]:
-    """Turn "same", an int or (ph, pw) into (ph, pw) for a kernel of size ``kernel``."""
-    kh, kw = kernel
+def dilation_pair(dilation, argument: str = "dilation") -> Tuple[int, int]:
+    pair = _int_pair(dilation, argument, "an int or a pair of ints")
+    if pair[0] < 1 or pair[1] < 1:
+        raise ValueError(f"{argument}: expected dilations >= 1, got {pair}")
+    return pair
+
+
+def span(kernel: int, dilation: int) -> int:
+    """How many input rows (or columns) one output pixel reads: (k - 1) * d + 1."""
+    return (kernel - 1) * dilation + 1
+
+
+def padding_pair(padding: PaddingArg, kernel: Tuple[int, int], argument: str = "padding",
+                 dilation: Tuple[int, int] = (1, 1)) -> Tuple[int, int]:
+    """Turn "same", an int or (ph, pw) into (ph, pw) for a kernel of size ``kernel`` applied with
+    ``dilation``."""
+    sh, sw = span(kernel[0], dilation[0]), span(kernel[1], dilation[1])
     if isinstance(padding, str):
         if padding == "same":
-            if kh % 2 == 0 or kw % 2 == 0:
+            if sh % 2 == 0 or sw % 2 == 0:
                 raise ValueError(
-                    f"{argument}: \"same\" needs odd kernel sizes, got kernel size ({kh}, {kw}); "
-                    "pass explicit padding instead"
+                    f"{argument}: \"same\" needs odd kernel sizes (odd spans (k - 1) * dilation + 1), got spans "
+                    f"({sh}, {sw}) for "
+                    f"kernel size {tuple(kernel)} and dilation {tuple(dilation)}; pass explicit padding instead"
                 )
-            return (kh // 2, kw // 2)
+            return (sh // 2, sw // 2)
         if padding == "valid":
             return (0, 0)
         raise ValueError(f"{argument}: expected \"same\", \"valid\", an int or (ph, pw), got {padding!r}")
@@ -74,9 +89,10 @@ def check_dtype(t: torch.Tensor, argument: str) -> None:
 
 
 def check_conv_args(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], padding: Tuple[int, int]
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], padding: Tuple[int, int],
+    dilation: Tuple[int, int] = (1, 1),
 ) -> None:
-    """Validate a depthwise conv call; ``padding`` must already be a (ph, pw) pair."""
+    """Validate a depthwise conv call; ``padding`` and ``dilation`` must already be pairs."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
     if not isinstance(weight, torch.Tensor):
@@ -109,18 +125,24 @@ def check_conv_args(
     ph, pw = padding
     if ph < 0 or pw < 0:
         raise ValueError(f"padding: expected non-negative padding, got {padding}")
-    out_h, out_w = output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], ph, pw)
+    dilation_pair(dilation)
+    out_h, out_w = output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], ph, pw, dilation)
     if out_h < 1 or out_w < 1:
+        spans = tuple(span(k, d) for k, d in zip(weight.shape[2:], dilation))
         raise ValueError(
-            f"padding: input {tuple(x.shape[2:])} with padding ({ph}, {pw}) is smaller than the kernel "
-            f"{tuple(weight.shape[2:])}; the output would be {out_h}x{out_w}"
+            f"padding: input {tuple(x.shape[2:])} with padding ({ph}, {pw}) is smaller than the kernel's span "
+            f"{spans} (kernel {tuple(weight.shape[2:])}, dilation {tuple(dilation)}); the output would be "
+            f"{out_h}x{out_w}"
         )
 
 
-def output_size(h: int, w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
-    return (h + 2 * ph - kh + 1, w + 2 * pw - kw + 1)
+def output_size(h: int, w: int, kh: int, kw: int, ph: int, pw: int,
+                dilation: Tuple[int, int] = (1, 1)) -> Tuple[int, int]:
+    """The output map of a stride-1 conv: the padded input less the kernel's span, plus one."""
+    return (h + 2 * ph - span(kh, dilation[0]) + 1, w + 2 * pw - span(kw, dilation[1]) + 1)
 
 
-def input_size(out_h: int, out_w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
+def input_size(out_h: int, out_w: int, kh: int, kw: int, ph: int, pw: int,
+               dilation: Tuple[int, int] = (1, 1)) -> Tuple[int, int]:
     """The input map whose output is (out_h, out_w): the inverse of ``output_size`` (stride 1)."""
-    return (out_h - 2 * ph + kh - 1, out_w - 2 * pw + kw - 1)
+    return (out_h - 2 * ph + span(kh, dilation[0]) - 1, out_w - 2 * pw + span(kw, dilation[1]) - 1)

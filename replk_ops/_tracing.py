@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import padding_pair
+from ._checks import dilation_pair, padding_pair
 
 # plain eager tensors; anything else (fake tensors, DTensor, FX proxies) is a subclass or a tracer
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
@@ -31,11 +31,12 @@ def records_standard_conv(x) -> bool:
     return not torch.compiler.is_dynamo_compiling() and torch.onnx.is_in_onnx_export()
 
 
-def standard_dwconv2d(x, weight, bias: Optional[torch.Tensor], padding):
+def standard_dwconv2d(x, weight, bias: Optional[torch.Tensor], padding, dilation=1):
     """``F.conv2d`` with ``groups`` = channels: the same result as ``replk_ops.dwconv2d``.
 
     ``padding`` is the caller's ("same", "valid", an int or a pair); FX proxies carry no sizes, so
     there the channel count is recorded as ``weight.shape[0]``, read when the graph runs."""
+    dilation = dilation_pair(dilation)
     if isinstance(weight, torch.Tensor):
-        padding = padding_pair(padding, (weight.shape[2], weight.shape[3]))
-    return F.conv2d(x, weight, bias, 1, padding, 1, weight.shape[0])
+        padding = padding_pair(padding, (weight.shape[2], weight.shape[3]), dilation=dilation)
+    return F.conv2d(x, weight, bias, 1, padding, dilation, weight.shape[0])

@@ -20,6 +20,7 @@ from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
 from .backends import cuda, triton
 from .backends.base import Backend
 from .backends.direct import DirectBackend
+from .backends.space_to_batch import SpaceToBatch
 from .backends.torch_native import TorchNativeBackend
 from .problem import Problem
 from .triton_kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KERNEL
@@ -42,6 +43,9 @@ class Implementation:
     passes: Tuple[str, ...] = PASSES
     max_kernel: Union[None, int, Callable[[], int]] = None  # None: any size
     description: str = ""
+    # Undilated kernels that run dilated calls through space-to-batch (backends/space_to_batch.py);
+    # not yet run on a GPU that way, so "auto" leaves them out of dilated CUDA calls.
+    space_to_batch: bool = False
 
     def kernel_limit(self) -> Optional[int]:
         return self.max_kernel() if callable(self.max_kernel) else self.max_kernel
@@ -63,6 +67,15 @@ class Implementation:
             return f"supports kernels up to {limit}x{limit}, got {problem.kh}x{problem.kw}"
         return None
 
+    def auto_rejection(self, problem) -> Optional[str]:
+        """None if "auto" may pick this implementation for ``problem``, else why not."""
+        if problem.device_type not in self.auto_devices:
+            return f"available, but \"auto\" does not pick it for {problem.device_type} tensors"
+        if self.space_to_batch and problem.dilated and problem.device_type == "cuda":
+            return ("available (dilation through space-to-batch), but not yet run on a GPU that way: "
+                    "\"auto\" does not pick it for dilated calls")
+        return None
+
 
 _BACKEND_ENTRIES = (
     Implementation(
@@ -72,8 +85,8 @@ _BACKEND_ENTRIES = (
         "direct", "direct", DirectBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu",),
         description="every pass as a float32 forward convolution, on CPU through channels_last (oneDNN)"),
     Implementation(
-        "triton", "triton", triton.TritonBackend(), ("cpu", "cuda"), TRITON_DTYPES, ("cuda",),
-        max_kernel=TRITON_MAX_KERNEL,
+        "triton", "triton", SpaceToBatch(triton.TritonBackend()), ("cpu", "cuda"), TRITON_DTYPES, ("cuda",),
+        max_kernel=TRITON_MAX_KERNEL, space_to_batch=True,
         description="Triton tensor-core kernels (CPU tensors only through the Triton interpreter, for tests)"),
 )
 
@@ -108,17 +121,18 @@ def _cuda_entries() -> Tuple[Implementation, ...]:
     listed = {name for row in table for name in row["dtypes"]}
     dtypes = tuple(d for d, name in DTYPE_NAMES.items() if name in listed) if table else GPU_DTYPES
     whole = Implementation(
-        "cuda", "cuda", cuda.CudaBackend(), ("cuda",), dtypes, ("cuda",),
-        max_kernel=cuda.max_kernel, description="the CUDA extension, its kernel chosen by map size")
+        "cuda", "cuda", SpaceToBatch(cuda.CudaBackend()), ("cuda",), dtypes, ("cuda",),
+        max_kernel=cuda.max_kernel, description="the CUDA extension, its kernel chosen by map size",
+        space_to_batch=True)
     entries = [whole]
     for row in table:
         dtypes = tuple(d for d, name in DTYPE_NAMES.items() if name in row["dtypes"])
         auto = ("cuda",) if row["auto"] and row["verified_on_gpu"] else ()
         note = "" if row["verified_on_gpu"] else NOT_RUN_ON_A_GPU
         entries.append(Implementation(
-            f"cuda:{row['algo']}", "cuda", cuda.CudaBackend(row["algo"], row.get("min_cc", 0)), ("cuda",),
-            dtypes, auto, passes=(row["pass"],), max_kernel=row["max_kernel"],
-            description=row.get("description", "") + note))
+            f"cuda:{row['algo']}", "cuda", SpaceToBatch(cuda.CudaBackend(row["algo"], row.get("min_cc", 0))),
+            ("cuda",), dtypes, auto, passes=(row["pass"],), max_kernel=row["max_kernel"],
+            description=row.get("description", "") + note, space_to_batch=True))
     return tuple(entries)
 
 

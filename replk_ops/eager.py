@@ -7,13 +7,13 @@ and the work itself. Where the plan is PyTorch's own convolution for every pass,
 ``F.conv2d`` with PyTorch's own backward: no slower than ``nn.Conv2d``. ``torch.compile`` and
 tensor subclasses go through the registered ops (ops.py), which plan the same way.
 """
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from . import measure, planner
-from ._checks import PaddingArg, check_conv_args, padding_pair
+from ._checks import PaddingArg, check_conv_args, dilation_pair, padding_pair
 from ._layout import dense_strides, memory_format_of
 from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv, standard_dwconv2d
 from .catalog import Implementation, check_backend_name
@@ -37,22 +37,23 @@ class _EagerDWConv2d(torch.autograd.Function):
     ops."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, ph, pw, passes: _PassPlan):
+    def forward(ctx, x, weight, bias, ph, pw, dilation, passes: _PassPlan):
         ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.passes, ctx.has_bias = (ph, pw), passes, bias is not None
-        return run_fwd_on(passes.fwd, x, weight, bias, ph, pw)
+        ctx.padding, ctx.dilation, ctx.passes, ctx.has_bias = (ph, pw), dilation, passes, bias is not None
+        return run_fwd_on(passes.fwd, x, weight, bias, ph, pw, dilation)
 
     @staticmethod
     def backward(ctx, grad_out):
         if torch.is_grad_enabled():  # create_graph=True: differentiate through the registered ops
             ctx.backend = ctx.passes.backend
-            return _backward(ctx, grad_out)
-        (ph, pw), passes = ctx.padding, ctx.passes
+            return _backward(ctx, grad_out)[:3] + (None,) * 4
+        (ph, pw), dilation, passes = ctx.padding, ctx.dilation, ctx.passes
         grads = gradients(
             ctx, grad_out,
-            lambda dy, weight: run_bwd_input_on(passes.bwd_input, dy, weight, ph, pw),
-            lambda dy, x, weight: run_bwd_weight_on(passes.bwd_weight, dy, x, weight.shape[2], weight.shape[3], ph, pw))
-        return grads + (None, None, None)
+            lambda dy, weight: run_bwd_input_on(passes.bwd_input, dy, weight, ph, pw, dilation),
+            lambda dy, x, weight: run_bwd_weight_on(passes.bwd_weight, dy, x, weight.shape[2], weight.shape[3],
+                                                    ph, pw, dilation))
+        return grads + (None,) * 4
 
 
 def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
@@ -86,28 +87,34 @@ def dwconv2d(
     weight: torch.Tensor,
     bias: Optional[torch.Tensor] = None,
     padding: PaddingArg = "same",
+    dilation: Union[int, Tuple[int, int]] = 1,
     *,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Depthwise 2-D cross-correlation, stride 1, dilation 1.
+    """Depthwise 2-D cross-correlation, stride 1.
 
-    Equal to ``F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])``. ``x`` is (N, C, H, W)
-    in NCHW or channels_last layout (the output keeps it); ``weight`` is (C, 1, kh, kw) with any
-    kh, kw >= 1; ``padding`` is "same" (odd kernel sizes), "valid", an int or (ph, pw).
+    Equal to ``F.conv2d(x, weight, bias, padding=padding, dilation=dilation, groups=x.shape[1])``.
+    ``x`` is (N, C, H, W) in NCHW or channels_last layout (the output keeps it); ``weight`` is
+    (C, 1, kh, kw) with any kh, kw >= 1; ``padding`` is "same" (odd spans (k - 1) * dilation + 1),
+    "valid", an int or (ph, pw); ``dilation`` is an int or (dh, dw), each >= 1.
     ``backend`` is "auto", "torch", "direct", "triton" or "cuda" ("reference" is the old name of "direct"); the environment variable
     ``REPLK_OPS_BACKEND`` overrides "auto". Under ``torch.autocast`` the op runs in the autocast
     dtype, like ``nn.Conv2d``.
     """
     if records_standard_conv(x):  # tracers and exporters record the standard conv (_tracing.py)
         check_backend_name(backend)
-        return standard_dwconv2d(x, weight, bias, padding)
+        return standard_dwconv2d(x, weight, bias, padding, dilation)
     if _any_autocast():
         x, weight, bias = _autocast(x, weight, bias)
     if torch.compiler.is_compiling():
-        return _through_registered_op(x, weight, bias, padding, backend)
+        return _through_registered_op(x, weight, bias, padding, dilation, backend)
     try:
-        key = (backend, padding, type(x), type(weight), type(bias), x.dtype, x.device, x.shape, x.stride(),
-               weight.shape, weight.dtype, weight.device,
+        # only exact ints make a key (True == 1 for a dict; a bool dilation must reach the checks):
+        # anything else, [], is unhashable and takes the checked path
+        plain = type(dilation) is int or (type(dilation) is tuple and len(dilation) == 2
+                                          and type(dilation[0]) is int and type(dilation[1]) is int)
+        key = (backend, padding, dilation if plain else [], type(x), type(weight), type(bias), x.dtype, x.device,
+               x.shape, x.stride(), weight.shape, weight.dtype, weight.device,
                None if bias is None else (bias.shape, bias.dtype, bias.device),
                torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                             or (bias is not None and bias.requires_grad)),
@@ -116,7 +123,7 @@ def dwconv2d(
     except (AttributeError, TypeError):  # not tensors, or an unhashable padding: the checks say
         key = call = None
     if call is None:
-        call, lasting = _prepare_call(x, weight, bias, padding, backend)
+        call, lasting = _prepare_call(x, weight, bias, padding, dilation, backend)
         if key is not None and lasting:
             if len(_CALLS) >= _MAX_CALLS:
                 _CALLS.clear()
@@ -124,19 +131,21 @@ def dwconv2d(
     return call(x, weight, bias)
 
 
-def _checked_padding(x, weight, bias, padding, backend) -> Tuple[int, int]:
+def _checked_args(x, weight, bias, padding, dilation, backend) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """(padding, dilation) as pairs, after every check."""
     check_backend_name(backend)
+    dil = dilation_pair(dilation)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"weight: expected a 4-D (C, 1, kh, kw) tensor, got {got}")
-    pad = padding_pair(padding, (weight.shape[2], weight.shape[3]))
-    check_conv_args(x, weight, bias, pad)
-    return pad
+    pad = padding_pair(padding, (weight.shape[2], weight.shape[3]), dilation=dil)
+    check_conv_args(x, weight, bias, pad, dil)
+    return pad, dil
 
 
-def _through_registered_op(x, weight, bias, padding, backend):
-    ph, pw = _checked_padding(x, weight, bias, padding, backend)
-    return dwconv2d_fwd(x, weight, bias, ph, pw, backend)
+def _through_registered_op(x, weight, bias, padding, dilation, backend):
+    (ph, pw), (dh, dw) = _checked_args(x, weight, bias, padding, dilation, backend)
+    return dwconv2d_fwd(x, weight, bias, ph, pw, backend, dh, dw)
 
 
 def _is_dense(t: torch.Tensor) -> bool:
@@ -144,21 +153,21 @@ def _is_dense(t: torch.Tensor) -> bool:
     return tuple(t.stride()) == dense_strides(t.shape, memory_format_of(t))
 
 
-def _prepare_call(x, weight, bias, padding, backend) -> Tuple[Callable, bool]:
+def _prepare_call(x, weight, bias, padding, dilation, backend) -> Tuple[Callable, bool]:
     """The ready call for this signature (checks done, passes planned), and whether it may be kept."""
-    ph, pw = _checked_padding(x, weight, bias, padding, backend)
+    (ph, pw), dil = _checked_args(x, weight, bias, padding, dilation, backend)
     tensors = (x, weight) if bias is None else (x, weight, bias)
     if not all(type(t) in _PLAIN_TENSOR_TYPES for t in tensors):
         # tensor subclasses (fake tensors, DTensor) go through the registered op
-        return (lambda x, w, b: dwconv2d_fwd(x, w, b, ph, pw, backend)), True
+        return (lambda x, w, b: dwconv2d_fwd(x, w, b, ph, pw, backend, *dil)), True
     kh, kw, channels = weight.shape[2], weight.shape[3], x.shape[1]
-    problem = Problem.of(x, kh, kw, ph, pw)
+    problem = Problem.of(x, kh, kw, ph, pw, dilation=dil)
     # exactly nn.Conv2d's call, where its output already has the caller's layout (float32 on CUDA
     # excepted: it must run with TF32 off)
     native_ok = _is_dense(x) and not (x.is_cuda and x.dtype == torch.float32)
 
     def native(x, w, b):
-        return F.conv2d(x, w, b, 1, (ph, pw), 1, channels)
+        return F.conv2d(x, w, b, 1, (ph, pw), dil, channels)
 
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
         choice = planner.plan_pass(problem, "fwd", backend, batch=x.shape[0])
@@ -166,10 +175,10 @@ def _prepare_call(x, weight, bias, padding, backend) -> Tuple[Callable, bool]:
         if fwd.name == "torch" and native_ok:
             return native, choice.final
 
-        return (lambda x, w, b: run_fwd_on(fwd, x, w, b, ph, pw)), choice.final
+        return (lambda x, w, b: run_fwd_on(fwd, x, w, b, ph, pw, dil)), choice.final
 
     def planned_step(passes):
-        return lambda x, w, b: _EagerDWConv2d.apply(x, w, b, ph, pw, passes)
+        return lambda x, w, b: _EagerDWConv2d.apply(x, w, b, ph, pw, dil, passes)
 
     def time_steps(choices):
         measured = _PassPlan(*(choices[name].implementation for name in planner.PASSES), backend)
@@ -184,15 +193,15 @@ def _prepare_call(x, weight, bias, padding, backend) -> Tuple[Callable, bool]:
 
 
 def explain(x: torch.Tensor, weight: torch.Tensor, padding: PaddingArg = "same", backend: str = "auto",
-            *, bias: Optional[torch.Tensor] = None) -> planner.Plan:
+            *, bias: Optional[torch.Tensor] = None, dilation: Union[int, Tuple[int, int]] = 1) -> planner.Plan:
     """Which implementation runs each pass of ``dwconv2d(x, weight, padding=padding,
-    backend=backend)`` here and now (autocast, deterministic mode and compile tracing included),
+    dilation=dilation, backend=backend)`` here and now (autocast, deterministic mode and compile tracing included),
     how it was chosen, and why every other one was rejected. Printing the result gives a readable
     report. It never measures: before the first call of a kind it says what that call will time."""
     if _any_autocast():
         x, weight, bias = _autocast(x, weight, bias)
-    ph, pw = _checked_padding(x, weight, bias, padding, backend)
-    return planner.plan(Problem.of(x, weight.shape[2], weight.shape[3], ph, pw), backend, measure=False)
+    (ph, pw), dil = _checked_args(x, weight, bias, padding, dilation, backend)
+    return planner.plan(Problem.of(x, weight.shape[2], weight.shape[3], ph, pw, dilation=dil), backend, measure=False)
 
 
 __all__ = ["dwconv2d", "explain"]

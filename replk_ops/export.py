@@ -24,21 +24,21 @@ _aten = torch.ops.aten
 
 
 # --- decompositions: the three ops as aten convolutions ---------------------------------------
-def _fwd_as_aten(x, weight, bias, ph, pw, backend):
-    return _aten.convolution.default(x, weight, bias, [1, 1], [ph, pw], [1, 1], False, [0, 0], weight.shape[0])
+def _fwd_as_aten(x, weight, bias, ph, pw, backend, dh=1, dw=1):
+    return _aten.convolution.default(x, weight, bias, [1, 1], [ph, pw], [dh, dw], False, [0, 0], weight.shape[0])
 
 
-def _bwd_input_as_aten(grad_out, weight, ph, pw, backend):
+def _bwd_input_as_aten(grad_out, weight, ph, pw, backend, dh=1, dw=1):
     # the input gradient of a stride-1 correlation is the transposed convolution
-    return _aten.convolution.default(grad_out, weight, None, [1, 1], [ph, pw], [1, 1], True, [0, 0],
+    return _aten.convolution.default(grad_out, weight, None, [1, 1], [ph, pw], [dh, dw], True, [0, 0],
                                      weight.shape[0])
 
 
-def _bwd_weight_as_aten(grad_out, x, kh, kw, ph, pw, backend):
+def _bwd_weight_as_aten(grad_out, x, kh, kw, ph, pw, backend, dh=1, dw=1):
     channels = x.shape[1]
     weight_like = x.new_empty((channels, 1, kh, kw))  # convolution_backward reads only its shape
     _, grad_weight, grad_bias = _aten.convolution_backward.default(
-        grad_out, x, weight_like, [channels], [1, 1], [ph, pw], [1, 1], False, [0, 0], channels,
+        grad_out, x, weight_like, [channels], [1, 1], [ph, pw], [dh, dw], False, [0, 0], channels,
         [False, True, True])
     return grad_weight, grad_bias
 
@@ -71,11 +71,12 @@ def onnx_translations() -> Dict[torch._ops.OpOverload, Callable]:
     ``nn.Module`` itself needs no table.) Needs onnxscript."""
     from onnxscript import opset18 as op
 
-    def dwconv2d_fwd_to_onnx(x, weight, bias=None, ph: int = 0, pw: int = 0, backend: str = "auto"):
+    def dwconv2d_fwd_to_onnx(x, weight, bias=None, ph: int = 0, pw: int = 0, backend: str = "auto",
+                             dh: int = 1, dw: int = 1):
         channels, _, kh, kw = (int(d) for d in weight.shape)
         args = (x, weight) if bias is None else (x, weight, bias)
         return op.Conv(*args, group=channels, kernel_shape=[kh, kw], pads=[ph, pw, ph, pw],
-                       strides=[1, 1], dilations=[1, 1])
+                       strides=[1, 1], dilations=[dh, dw])
 
     return {torch.ops.replk_ops.dwconv2d_fwd.default: dwconv2d_fwd_to_onnx}
 
@@ -84,14 +85,16 @@ def onnx_translations() -> Dict[torch._ops.OpOverload, Callable]:
 LEGACY_ONNX_OPSET = 9  # the symbolic serves this opset and every later one (ONNX Conv has had group since 1)
 
 
-def _dwconv2d_fwd_symbolic(g, x, weight, bias, ph, pw, backend):
+def _dwconv2d_fwd_symbolic(g, x, weight, bias, ph, pw, backend, dh=None, dw=None):
     from torch.onnx import symbolic_helper
 
     ph, pw = symbolic_helper._get_const(ph, "i", "ph"), symbolic_helper._get_const(pw, "i", "pw")
+    dh = 1 if dh is None else symbolic_helper._get_const(dh, "i", "dh")
+    dw = 1 if dw is None else symbolic_helper._get_const(dw, "i", "dw")
     channels, _, kh, kw = symbolic_helper._get_tensor_sizes(weight)
     inputs = (x, weight) if symbolic_helper._is_none(bias) else (x, weight, bias)
     return g.op("Conv", *inputs, group_i=channels, kernel_shape_i=[kh, kw], pads_i=[ph, pw, ph, pw],
-                strides_i=[1, 1], dilations_i=[1, 1])
+                strides_i=[1, 1], dilations_i=[dh, dw])
 
 
 def register_legacy_onnx_symbolic() -> None:

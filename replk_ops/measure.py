@@ -40,12 +40,12 @@ def workload(problem: Problem, batch: int):
 
 def pass_runner(problem: Problem, pass_name: str, impl: Implementation, tensors) -> Callable[[], object]:
     x, weight, bias, grad_out = tensors
-    runner, ph, pw = impl.runner, problem.ph, problem.pw
+    runner, ph, pw, dilation = impl.runner, problem.ph, problem.pw, problem.dilation
     if pass_name == "fwd":
-        return lambda: runner.fwd(x, weight, bias, ph, pw)
+        return lambda: runner.fwd(x, weight, bias, ph, pw, dilation)
     if pass_name == "bwd_input":
-        return lambda: runner.bwd_input(grad_out, weight, ph, pw)
-    return lambda: runner.bwd_weight(grad_out, x, problem.kh, problem.kw, ph, pw)
+        return lambda: runner.bwd_input(grad_out, weight, ph, pw, dilation)
+    return lambda: runner.bwd_weight(grad_out, x, problem.kh, problem.kw, ph, pw, dilation)
 
 
 def _time_cuda(run: Callable[[], object]) -> float:

@@ -7,14 +7,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._checks import PaddingArg, kernel_size_pair, padding_pair
+from ._checks import PaddingArg, dilation_pair, kernel_size_pair, padding_pair, span
 from ._tracing import records_standard_conv
 from .catalog import check_backend_name
 from .eager import dwconv2d
 
 
 class LargeKernelDWConv2d(nn.Conv2d):
-    """A depthwise ``nn.Conv2d`` (groups == in == out channels, stride 1, dilation 1) that runs on
+    """A depthwise ``nn.Conv2d`` (groups == in == out channels, stride 1, any dilation) that runs on
     replk_ops. Its parameters, state_dict keys and shapes are exactly those of the equivalent
     ``nn.Conv2d``, so checkpoints load both ways."""
 
@@ -27,14 +27,16 @@ class LargeKernelDWConv2d(nn.Conv2d):
         backend: str = "auto",
         device=None,
         dtype=None,
+        dilation=1,
     ):
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels: expected a positive int, got {channels!r}")
         kernel = kernel_size_pair(kernel_size)
-        pad = padding_pair(padding, kernel)
+        dil = dilation_pair(dilation)
+        pad = padding_pair(padding, kernel, dilation=dil)
         self.backend = check_backend_name(backend)
         super().__init__(
-            channels, channels, kernel, stride=1, padding=pad, dilation=1, groups=channels,
+            channels, channels, kernel, stride=1, padding=pad, dilation=dil, groups=channels,
             bias=bias, padding_mode="zeros", device=device, dtype=dtype,
         )
 
@@ -49,13 +51,14 @@ class LargeKernelDWConv2d(nn.Conv2d):
         if records_standard_conv(x):
             # jit.trace, FX and ONNX export record nn.Conv2d's call, with this module's sizes
             return self._conv_forward(x, self.weight, self.bias)
-        return dwconv2d(x, self.weight, self.bias, self.padding, backend=self.backend)
+        return dwconv2d(x, self.weight, self.bias, self.padding, self.dilation, backend=self.backend)
 
     def to_conv2d(self) -> nn.Conv2d:
         """The equivalent plain ``nn.Conv2d``, sharing this module's parameters."""
         conv = nn.Conv2d(
             self.in_channels, self.out_channels, tuple(self.kernel_size), stride=1, padding=tuple(self.padding),
-            dilation=1, groups=self.groups, bias=self.bias is not None, device="meta", dtype=self.weight.dtype,
+            dilation=tuple(self.dilation), groups=self.groups, bias=self.bias is not None, device="meta",
+            dtype=self.weight.dtype,
         )
         conv.weight = self.weight
         conv.bias = self.bias
@@ -77,14 +80,13 @@ class LargeKernelDWConv2d(nn.Conv2d):
                     f"out_channels={conv.out_channels})")
         if tuple(conv.stride) != (1, 1):
             return f"stride {tuple(conv.stride)} is not 1"
-        if tuple(conv.dilation) != (1, 1):
-            return f"dilation {tuple(conv.dilation)} is not 1"
         if conv.padding_mode != "zeros":
             return f"padding_mode {conv.padding_mode!r} is not 'zeros'"
-        if isinstance(conv.padding, str):
-            kh, kw = conv.kernel_size
-            if conv.padding == "same" and (kh % 2 == 0 or kw % 2 == 0):
-                return "padding 'same' with an even kernel pads asymmetrically"
+        if isinstance(conv.padding, str) and conv.padding == "same":
+            spans = tuple(span(k, d) for k, d in zip(conv.kernel_size, conv.dilation))
+            if spans[0] % 2 == 0 or spans[1] % 2 == 0:
+                return (f"padding 'same' with an even kernel span {spans} (kernel {tuple(conv.kernel_size)}, "
+                        f"dilation {tuple(conv.dilation)}) pads asymmetrically")
         return None
 
     @classmethod
@@ -96,7 +98,7 @@ class LargeKernelDWConv2d(nn.Conv2d):
         padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
         new = cls(
             conv.in_channels, tuple(conv.kernel_size), bias=conv.bias is not None, padding=padding,
-            backend=backend, device="meta", dtype=conv.weight.dtype,
+            backend=backend, device="meta", dtype=conv.weight.dtype, dilation=tuple(conv.dilation),
         )
         new.weight = conv.weight
         new.bias = conv.bias
@@ -105,9 +107,13 @@ class LargeKernelDWConv2d(nn.Conv2d):
 
 
 def convert(model: nn.Module, min_kernel_size: int = 7, backend: str = "auto") -> int:
-    """Replace, in place, every eligible depthwise ``nn.Conv2d`` in ``model`` whose kernel is at
+    """Replace, in place, every eligible depthwise ``nn.Conv2d`` in ``model`` whose kernel spans at
     least ``min_kernel_size`` on either side by a ``LargeKernelDWConv2d`` sharing its parameters.
-    Returns how many were replaced; other modules are left alone."""
+    Returns how many were replaced; other modules are left alone.
+
+    A dilated kernel counts by its span (k - 1) * dilation + 1, not its tap count: what makes
+    PyTorch's own path slow is the span (its dilated backward is a slow loop whatever the taps), so
+    UniRepLKNet's 3x3 branches with dilation 3 to 5 (spans 7 to 11) are converted by default."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     if isinstance(min_kernel_size, bool) or not isinstance(min_kernel_size, int) or min_kernel_size < 1:
@@ -118,7 +124,7 @@ def convert(model: nn.Module, min_kernel_size: int = 7, backend: str = "auto") -
         for name, child in list(parent.named_children()):
             if isinstance(child, LargeKernelDWConv2d) or LargeKernelDWConv2d.ineligibility(child) is not None:
                 continue
-            if max(child.kernel_size) < min_kernel_size:
+            if max(span(k, d) for k, d in zip(child.kernel_size, child.dilation)) < min_kernel_size:
                 continue
             setattr(parent, name, LargeKernelDWConv2d.from_conv2d(child, backend=backend))
             replaced += 1

@@ -24,88 +24,94 @@ def _empty(shape, like: torch.Tensor, memory_format) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
 
 
-def _implementation(x, kh, kw, ph, pw, pass_name, backend, input_hw=None) -> Implementation:
-    problem = Problem.of(x, kh, kw, ph, pw, input_hw)
+def _implementation(x, kh, kw, ph, pw, pass_name, backend, input_hw=None, dilation=(1, 1)) -> Implementation:
+    problem = Problem.of(x, kh, kw, ph, pw, input_hw, dilation)
     return planner.plan_pass(problem, pass_name, backend, batch=x.shape[0]).implementation
 
 
 # The three passes on a planned implementation, shared by the registered ops, the eager autograd
 # function and the eager inference path. Outputs keep the layout of the tensor they follow.
-def run_fwd_on(impl: Implementation, x, weight, bias, ph, pw):
-    return in_layout(impl.runner.fwd(x, weight, bias, ph, pw), memory_format_of(x))
+def run_fwd_on(impl: Implementation, x, weight, bias, ph, pw, dilation=(1, 1)):
+    return in_layout(impl.runner.fwd(x, weight, bias, ph, pw, dilation), memory_format_of(x))
 
 
-def run_bwd_input_on(impl: Implementation, grad_out, weight, ph, pw):
-    return in_layout(impl.runner.bwd_input(grad_out, weight, ph, pw), memory_format_of(grad_out))
+def run_bwd_input_on(impl: Implementation, grad_out, weight, ph, pw, dilation=(1, 1)):
+    return in_layout(impl.runner.bwd_input(grad_out, weight, ph, pw, dilation), memory_format_of(grad_out))
 
 
-def run_bwd_weight_on(impl: Implementation, grad_out, x, kh, kw, ph, pw):
-    grad_weight, grad_bias = impl.runner.bwd_weight(grad_out, x, kh, kw, ph, pw)
+def run_bwd_weight_on(impl: Implementation, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):
+    grad_weight, grad_bias = impl.runner.bwd_weight(grad_out, x, kh, kw, ph, pw, dilation)
     return grad_weight.contiguous(), grad_bias.contiguous()
 
 
-def _input_hw(grad_out, kh, kw, ph, pw) -> Tuple[int, int]:
-    return input_size(grad_out.shape[2], grad_out.shape[3], kh, kw, ph, pw)
+def _input_hw(grad_out, kh, kw, ph, pw, dilation) -> Tuple[int, int]:
+    return input_size(grad_out.shape[2], grad_out.shape[3], kh, kw, ph, pw, dilation)
 
 
-def _run_fwd(x, weight, bias, ph, pw, backend):
-    impl = _implementation(x, weight.shape[2], weight.shape[3], ph, pw, "fwd", backend)
-    return run_fwd_on(impl, x, weight, bias, ph, pw)
+def _run_fwd(x, weight, bias, ph, pw, backend, dilation):
+    impl = _implementation(x, weight.shape[2], weight.shape[3], ph, pw, "fwd", backend, dilation=dilation)
+    return run_fwd_on(impl, x, weight, bias, ph, pw, dilation)
 
 
-def _run_bwd_input(grad_out, weight, ph, pw, backend):
+def _run_bwd_input(grad_out, weight, ph, pw, backend, dilation):
     kh, kw = weight.shape[2], weight.shape[3]
-    impl = _implementation(grad_out, kh, kw, ph, pw, "bwd_input", backend, _input_hw(grad_out, kh, kw, ph, pw))
-    return run_bwd_input_on(impl, grad_out, weight, ph, pw)
+    input_hw = _input_hw(grad_out, kh, kw, ph, pw, dilation)
+    impl = _implementation(grad_out, kh, kw, ph, pw, "bwd_input", backend, input_hw, dilation)
+    return run_bwd_input_on(impl, grad_out, weight, ph, pw, dilation)
 
 
-def _run_bwd_weight(grad_out, x, kh, kw, ph, pw, backend):
-    impl = _implementation(x, kh, kw, ph, pw, "bwd_weight", backend)
-    return run_bwd_weight_on(impl, grad_out, x, kh, kw, ph, pw)
+def _run_bwd_weight(grad_out, x, kh, kw, ph, pw, backend, dilation):
+    impl = _implementation(x, kh, kw, ph, pw, "bwd_weight", backend, dilation=dilation)
+    return run_bwd_weight_on(impl, grad_out, x, kh, kw, ph, pw, dilation)
 
 
+# The dilation (dh, dw) comes last, with default 1, so calls written before it existed still work.
 @torch.library.custom_op("replk_ops::dwconv2d_fwd", mutates_args=())
 def dwconv2d_fwd(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], ph: int, pw: int, backend: str
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], ph: int, pw: int, backend: str,
+    dh: int = 1, dw: int = 1,
 ) -> torch.Tensor:
-    check_conv_args(x, weight, bias, (ph, pw))
-    return _run_fwd(x, weight, bias, ph, pw, backend)
+    check_conv_args(x, weight, bias, (ph, pw), (dh, dw))
+    return _run_fwd(x, weight, bias, ph, pw, backend, (dh, dw))
 
 
 @dwconv2d_fwd.register_fake
-def _(x, weight, bias, ph, pw, backend):
-    out_h, out_w = output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], ph, pw)
+def _(x, weight, bias, ph, pw, backend, dh=1, dw=1):
+    out_h, out_w = output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], ph, pw, (dh, dw))
     return _empty((x.shape[0], x.shape[1], out_h, out_w), x, memory_format_of(x))
 
 
 @torch.library.custom_op("replk_ops::dwconv2d_bwd_input", mutates_args=())
-def dwconv2d_bwd_input(grad_out: torch.Tensor, weight: torch.Tensor, ph: int, pw: int, backend: str) -> torch.Tensor:
-    return _run_bwd_input(grad_out, weight, ph, pw, backend)
+def dwconv2d_bwd_input(grad_out: torch.Tensor, weight: torch.Tensor, ph: int, pw: int, backend: str,
+                       dh: int = 1, dw: int = 1) -> torch.Tensor:
+    return _run_bwd_input(grad_out, weight, ph, pw, backend, (dh, dw))
 
 
 @dwconv2d_bwd_input.register_fake
-def _(grad_out, weight, ph, pw, backend):
-    shape = (grad_out.shape[0], grad_out.shape[1]) + _input_hw(grad_out, weight.shape[2], weight.shape[3], ph, pw)
-    return _empty(shape, grad_out, memory_format_of(grad_out))
+def _(grad_out, weight, ph, pw, backend, dh=1, dw=1):
+    input_hw = _input_hw(grad_out, weight.shape[2], weight.shape[3], ph, pw, (dh, dw))
+    return _empty((grad_out.shape[0], grad_out.shape[1]) + input_hw, grad_out, memory_format_of(grad_out))
 
 
 @torch.library.custom_op("replk_ops::dwconv2d_bwd_weight", mutates_args=())
 def dwconv2d_bwd_weight(
-    grad_out: torch.Tensor, x: torch.Tensor, kh: int, kw: int, ph: int, pw: int, backend: str
+    grad_out: torch.Tensor, x: torch.Tensor, kh: int, kw: int, ph: int, pw: int, backend: str,
+    dh: int = 1, dw: int = 1,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    return _run_bwd_weight(grad_out, x, kh, kw, ph, pw, backend)
+    return _run_bwd_weight(grad_out, x, kh, kw, ph, pw, backend, (dh, dw))
 
 
 @dwconv2d_bwd_weight.register_fake
-def _(grad_out, x, kh, kw, ph, pw, backend):
+def _(grad_out, x, kh, kw, ph, pw, backend, dh=1, dw=1):
     channels = x.shape[1]
     return x.new_empty((channels, 1, kh, kw)), x.new_empty((channels,))
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, ph, pw, backend = inputs
+    x, weight, bias, ph, pw, backend, dh, dw = inputs
     ctx.save_for_backward(x, weight)
     ctx.padding = (ph, pw)
+    ctx.dilation = (dh, dw)
     ctx.backend = backend
     ctx.has_bias = bias is not None
 
@@ -128,12 +134,12 @@ def gradients(ctx, grad_out, bwd_input: Callable, bwd_weight: Callable):
 def _backward(ctx, grad_out):
     """Gradients of the forward, through the registered ops (which have autograd themselves:
     double backward)."""
-    (ph, pw), backend = ctx.padding, ctx.backend
+    (ph, pw), (dh, dw), backend = ctx.padding, ctx.dilation, ctx.backend
     grads = gradients(
         ctx, grad_out,
-        lambda dy, weight: dwconv2d_bwd_input(dy, weight, ph, pw, backend),
-        lambda dy, x, weight: dwconv2d_bwd_weight(dy, x, weight.shape[2], weight.shape[3], ph, pw, backend))
-    return grads + (None, None, None)
+        lambda dy, weight: dwconv2d_bwd_input(dy, weight, ph, pw, backend, dh, dw),
+        lambda dy, x, weight: dwconv2d_bwd_weight(dy, x, weight.shape[2], weight.shape[3], ph, pw, backend, dh, dw))
+    return grads + (None, None, None, None, None)
 
 
 dwconv2d_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -142,39 +148,39 @@ dwconv2d_fwd.register_autograd(_backward, setup_context=_setup_context)
 # The backward ops are linear in each argument, so their own gradients are the other passes
 # (adjoint identities); this gives double backward, e.g. for gradient penalties.
 def _setup_bwd_input(ctx, inputs, output):
-    grad_out, weight, ph, pw, backend = inputs
+    grad_out, weight, ph, pw, backend, dh, dw = inputs
     ctx.save_for_backward(grad_out, weight)
-    ctx.padding, ctx.backend = (ph, pw), backend
+    ctx.padding, ctx.dilation, ctx.backend = (ph, pw), (dh, dw), backend
 
 
 def _backward_bwd_input(ctx, g):
     # <g, bwd_input(dy, w)> == <fwd(g, w), dy>
     grad_out, weight = ctx.saved_tensors
-    ph, pw = ctx.padding
+    (ph, pw), (dh, dw) = ctx.padding, ctx.dilation
     d_grad_out = d_weight = None
     if ctx.needs_input_grad[0]:
-        d_grad_out = dwconv2d_fwd(g, weight, None, ph, pw, ctx.backend)
+        d_grad_out = dwconv2d_fwd(g, weight, None, ph, pw, ctx.backend, dh, dw)
     if ctx.needs_input_grad[1]:
-        d_weight = dwconv2d_bwd_weight(grad_out, g, weight.shape[2], weight.shape[3], ph, pw, ctx.backend)[0]
-    return d_grad_out, d_weight, None, None, None
+        d_weight = dwconv2d_bwd_weight(grad_out, g, weight.shape[2], weight.shape[3], ph, pw, ctx.backend, dh, dw)[0]
+    return d_grad_out, d_weight, None, None, None, None, None
 
 
 def _setup_bwd_weight(ctx, inputs, output):
-    grad_out, x, kh, kw, ph, pw, backend = inputs
+    grad_out, x, kh, kw, ph, pw, backend, dh, dw = inputs
     ctx.save_for_backward(grad_out, x)
-    ctx.padding, ctx.backend = (ph, pw), backend
+    ctx.padding, ctx.dilation, ctx.backend = (ph, pw), (dh, dw), backend
 
 
 def _backward_bwd_weight(ctx, g_weight, g_bias):
     # <g_w, dw(dy, x)> + <g_b, db(dy)> == <dy, fwd(x, g_w, g_b)>
     grad_out, x = ctx.saved_tensors
-    ph, pw = ctx.padding
+    (ph, pw), (dh, dw) = ctx.padding, ctx.dilation
     d_grad_out = d_x = None
     if ctx.needs_input_grad[0]:
-        d_grad_out = dwconv2d_fwd(x, g_weight, g_bias, ph, pw, ctx.backend)
+        d_grad_out = dwconv2d_fwd(x, g_weight, g_bias, ph, pw, ctx.backend, dh, dw)
     if ctx.needs_input_grad[1]:
-        d_x = dwconv2d_bwd_input(grad_out, g_weight, ph, pw, ctx.backend)
-    return d_grad_out, d_x, None, None, None, None, None
+        d_x = dwconv2d_bwd_input(grad_out, g_weight, ph, pw, ctx.backend, dh, dw)
+    return d_grad_out, d_x, None, None, None, None, None, None, None
 
 
 dwconv2d_bwd_input.register_autograd(_backward_bwd_input, setup_context=_setup_bwd_input)

@@ -32,6 +32,7 @@ from . import _extension, catalog, measure
 from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
 from .catalog import PASSES, Implementation, check_backend_name
+from .cpu_dilation import dilated_cpu_rule
 from .problem import SMALL_BATCH, Problem
 
 BACKEND_ENV = "REPLK_OPS_BACKEND"
@@ -105,7 +106,7 @@ class Plan:
         p = self.problem
         batch = (f"batches under {SMALL_BATCH}" if p.small_batch else f"batches of {SMALL_BATCH} or more")
         head = (f"replk_ops: {p.channels} channels of {p.height}x{p.width} ({p.device}, {catalog.DTYPE_NAMES[p.dtype]}, "
-                f"{LAYOUT_WORDS[p.layout]}), a {p.kh}x{p.kw} kernel, padding ({p.ph}, {p.pw}), planned for {batch}"
+                f"{LAYOUT_WORDS[p.layout]}), {p.kernel_words()}, padding ({p.ph}, {p.pw}), planned for {batch}"
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
@@ -193,6 +194,8 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
     if not {"torch", "direct"} <= set(names):
         return None
     full_precision = problem.dtype in (torch.float32, torch.float64)
+    if problem.dilated:
+        return dilated_cpu_rule(problem, pass_name)
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
         return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
     if problem.layout == NCHW and pass_name == "fwd":
@@ -208,7 +211,7 @@ def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tu
 
 def _cpu_fallback(problem: Problem, names: List[str]) -> str:
     """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
-    small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE
+    small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE and not problem.dilated  # dilated: direct
     if "torch" in names and (small or "direct" not in names):
         return "torch"
     return "direct" if "direct" in names else names[0]
@@ -238,9 +241,9 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
     reasons: Dict[str, Optional[str]] = {}
     for impl in catalog.for_pass(pass_name):
         why = impl.rejection(problem, pass_name)
-        if why is None and requested == "auto" and problem.device_type not in impl.auto_devices:
-            why = f"available, but \"auto\" does not pick it for {problem.device_type} tensors"
-        elif why is None and requested not in ("auto", impl.backend):
+        if why is None and requested == "auto":
+            why = impl.auto_rejection(problem)
+        if why is None and requested not in ("auto", impl.backend):
             why = f"available; backend {requested!r} was requested"
         reasons[impl.name] = why
     if requested != "auto":

@@ -42,29 +42,29 @@ def make_input(n, c, h, w, dtype, device="cpu", layout="nchw"):
     return x
 
 
-def conv64(x, weight, bias, padding):
+def conv64(x, weight, bias, padding, dilation=1):
     """``F.conv2d`` in float64 on CPU: the ground truth."""
     b = None if bias is None else bias.detach().double().cpu()
     return F.conv2d(x.detach().double().cpu(), weight.detach().double().cpu(), b, padding=padding,
-                    groups=x.shape[1])
+                    dilation=dilation, groups=x.shape[1])
 
 
-def grads64(x, weight, bias, padding, grad_out):
+def grads64(x, weight, bias, padding, grad_out, dilation=1):
     """(dx, dw, db) of the float64 reference for the given output gradient."""
     xd = x.detach().double().cpu().requires_grad_()
     wd = weight.detach().double().cpu().requires_grad_()
     bd = None if bias is None else bias.detach().double().cpu().requires_grad_()
-    y = F.conv2d(xd, wd, bd, padding=padding, groups=x.shape[1])
+    y = F.conv2d(xd, wd, bd, padding=padding, dilation=dilation, groups=x.shape[1])
     y.backward(grad_out.detach().double().cpu())
     return xd.grad, wd.grad, (None if bd is None else bd.grad)
 
 
-def torch_same_dtype(x, weight, bias, padding, grad_out):
+def torch_same_dtype(x, weight, bias, padding, grad_out, dilation=1):
     """PyTorch's own conv and gradients in the inputs' dtype: the yardstick for half precision."""
     xs = x.detach().clone().requires_grad_()
     ws = weight.detach().clone().requires_grad_()
     bs = None if bias is None else bias.detach().clone().requires_grad_()
-    y = F.conv2d(xs, ws, bs, padding=padding, groups=x.shape[1])
+    y = F.conv2d(xs, ws, bs, padding=padding, dilation=dilation, groups=x.shape[1])
     y.backward(grad_out)
     return y, xs.grad, ws.grad, (None if bs is None else bs.grad)
 

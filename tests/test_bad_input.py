@@ -58,8 +58,8 @@ CASES = [
         torch.nn.Conv2d(4, 4, 7, stride=2, groups=4)), ValueError, "stride"),
     ("from_conv2d: not depthwise", lambda: replk_ops.LargeKernelDWConv2d.from_conv2d(
         torch.nn.Conv2d(4, 8, 7)), ValueError, "not depthwise"),
-    ("from_conv2d: dilated", lambda: replk_ops.LargeKernelDWConv2d.from_conv2d(
-        torch.nn.Conv2d(4, 4, 7, dilation=2, groups=4)), ValueError, "dilation"),
+    ("from_conv2d: dilated same, even span", lambda: replk_ops.LargeKernelDWConv2d.from_conv2d(
+        torch.nn.Conv2d(4, 4, 4, dilation=3, padding="same", groups=4)), ValueError, "dilation (3, 3)"),
     ("from_conv2d: reflect", lambda: replk_ops.LargeKernelDWConv2d.from_conv2d(
         torch.nn.Conv2d(4, 4, 7, groups=4, padding=3, padding_mode="reflect")), ValueError, "padding_mode"),
     ("convert: not a module", lambda: replk_ops.convert("model"), TypeError, "model"),

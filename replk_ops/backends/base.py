@@ -1,9 +1,10 @@
 """The interface every backend implements.
 
 A backend computes the three passes on tensors that have already been validated, in the layout
-and dtype it was given (the ops restore the caller's layout). Whether it can run a problem at all
-is data in the catalogue (devices, dtypes, kernel sizes); ``unavailable_reason`` adds what only
-the running process knows (an extension that did not load, Triton missing).
+and dtype it was given (the ops restore the caller's layout). ``dilation`` is a (dh, dw) pair;
+backends whose kernels are undilated take it through ``space_to_batch.SpaceToBatch``. Whether it
+can run a problem at all is data in the catalogue (devices, dtypes, kernel sizes);
+``unavailable_reason`` adds what only the running process knows (an extension that did not load, Triton missing).
 """
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ class Backend:
         """None if this backend can run ``problem`` (a ``problem.Problem``) here, else why not."""
         return None
 
-    def fwd(self, x, weight, bias: Optional[torch.Tensor], ph: int, pw: int) -> torch.Tensor:
+    def fwd(self, x, weight, bias: Optional[torch.Tensor], ph: int, pw: int, dilation=(1, 1)) -> torch.Tensor:
         raise NotImplementedError
 
-    def bwd_input(self, grad_out, weight, ph: int, pw: int) -> torch.Tensor:
+    def bwd_input(self, grad_out, weight, ph: int, pw: int, dilation=(1, 1)) -> torch.Tensor:
         raise NotImplementedError
 
-    def bwd_weight(self, grad_out, x, kh: int, kw: int, ph: int, pw: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def bwd_weight(self, grad_out, x, kh: int, kw: int, ph: int, pw: int,
+                   dilation=(1, 1)) -> Tuple[torch.Tensor, torch.Tensor]:
         """Returns (grad_weight of shape (C, 1, kh, kw), grad_bias of shape (C,))."""
         raise NotImplementedError
 

@@ -22,24 +22,25 @@ def _no_tf32(t: torch.Tensor) -> NoTF32:
 
 
 class TorchNativeBackend(Backend):
-    def fwd(self, x, weight, bias, ph, pw):
+    def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
         with _no_tf32(x):
-            return F.conv2d(x, weight, bias, 1, (ph, pw), 1, x.shape[1])
+            return F.conv2d(x, weight, bias, 1, (ph, pw), dilation, x.shape[1])
 
-    def bwd_input(self, grad_out, weight, ph, pw):
+    def bwd_input(self, grad_out, weight, ph, pw, dilation=(1, 1)):
         n, c, ho, wo = grad_out.shape
         kh, kw = weight.shape[2], weight.shape[3]
         # only the input's shape and layout matter to the input gradient
-        like_x = torch.empty((n, c) + input_size(ho, wo, kh, kw, ph, pw), dtype=grad_out.dtype,
+        like_x = torch.empty((n, c) + input_size(ho, wo, kh, kw, ph, pw, dilation), dtype=grad_out.dtype,
                              device=grad_out.device, memory_format=memory_format_of(grad_out))
         with _no_tf32(grad_out):
-            return _convolution_backward(grad_out, like_x, weight, None, [1, 1], [ph, pw], [1, 1], False,
+            return _convolution_backward(grad_out, like_x, weight, None, [1, 1], [ph, pw], list(dilation), False,
                                          [0, 0], c, [True, False, False])[0]
 
-    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):
         c = x.shape[1]
         like_weight = x.new_empty((c, 1, kh, kw))
         with _no_tf32(x):
             _, grad_weight, grad_bias = _convolution_backward(
-                grad_out, x, like_weight, [c], [1, 1], [ph, pw], [1, 1], False, [0, 0], c, [False, True, True])
+                grad_out, x, like_weight, [c], [1, 1], [ph, pw], list(dilation), False, [0, 0], c,
+                [False, True, True])
         return grad_weight, grad_bias

@@ -29,8 +29,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m replk_ops.bench", description=__doc__)
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
                         help=f"embedded shape set (default: {DEFAULT_PRESET})")
-    parser.add_argument("--shape", action="append", default=[], metavar="N,C,H,W,kh,kw",
-                        help="a shape to run instead of a preset (repeatable)")
+    parser.add_argument("--shape", action="append", default=[], metavar="N,C,H,W,kh,kw[,dilation]",
+                        help="a shape to run instead of a preset (repeatable; an optional 7th field: the dilation)")
     parser.add_argument("--batch", type=int, action="append", default=[], metavar="N",
                         help="run at this batch size instead of the preset's (repeatable; default: 64 and 1 on "
                              "CUDA, 4 and 1 on CPU); with --model, the batch (default 64 on CUDA, 1 on CPU)")

@@ -16,36 +16,36 @@ PASSES = ("fwd", "bwd_input", "bwd_weight", "fwd+bwd")
 class Candidate:
     name: str
     channels_last: bool
-    # pass name -> fn(x, weight, bias, grad_out, padding) returning the pass's outputs
+    # pass name -> fn(x, weight, bias, grad_out, padding[, dilation]) returning the pass's outputs
     passes: Dict[str, Callable]
     is_baseline: bool = False
 
 
 def _aten_backward(mask):
-    def run(x, w, b, dy, pad):
+    def run(x, w, b, dy, pad, dil=(1, 1)):
         out = torch.ops.aten.convolution_backward(
-            dy, x, w, [w.shape[0]], [1, 1], list(pad), [1, 1], False, [0, 0], x.shape[1], mask)
+            dy, x, w, [w.shape[0]], [1, 1], list(pad), list(dil), False, [0, 0], x.shape[1], mask)
         return out[0] if mask[0] else (out[1], out[2])
     return run
 
 
 def _autograd_step(forward):
-    def run(x, w, b, dy, pad):
+    def run(x, w, b, dy, pad, dil=(1, 1)):
         x = x.detach().requires_grad_()
         w = w.detach().requires_grad_()
         b = b.detach().requires_grad_()
-        forward(x, w, b, pad).backward(dy)
+        forward(x, w, b, pad, dil).backward(dy)
         return x.grad, w.grad, b.grad
     return run
 
 
 def torch_candidate(channels_last: bool) -> Candidate:
-    def fwd(x, w, b, pad):
-        return F.conv2d(x, w, b, padding=pad, groups=x.shape[1])
+    def fwd(x, w, b, pad, dil=(1, 1)):
+        return F.conv2d(x, w, b, padding=pad, dilation=dil, groups=x.shape[1])
 
     name = "nn.Conv2d " + ("channels_last" if channels_last else "NCHW")
     return Candidate(name, channels_last, {
-        "fwd": lambda x, w, b, dy, pad: fwd(x, w, b, pad),
+        "fwd": lambda x, w, b, dy, pad, dil=(1, 1): fwd(x, w, b, pad, dil),
         "bwd_input": _aten_backward([True, False, False]),
         "bwd_weight": _aten_backward([False, True, True]),
         "fwd+bwd": _autograd_step(fwd),
@@ -57,15 +57,16 @@ def replk_candidate(backend: str, channels_last: bool = False) -> Candidate:
 
     ops = torch.ops.replk_ops
 
-    def fwd(x, w, b, pad):
-        return replk_ops.dwconv2d(x, w, b, pad, backend=backend)
+    def fwd(x, w, b, pad, dil=(1, 1)):
+        return replk_ops.dwconv2d(x, w, b, pad, dil, backend=backend)
 
     name = f"replk_ops {backend}" + (" (channels_last)" if channels_last else "")
     return Candidate(name, channels_last, {
-        "fwd": lambda x, w, b, dy, pad: fwd(x, w, b, pad),
-        "bwd_input": lambda x, w, b, dy, pad: ops.dwconv2d_bwd_input(dy, w, pad[0], pad[1], backend),
-        "bwd_weight": lambda x, w, b, dy, pad: ops.dwconv2d_bwd_weight(
-            dy, x, w.shape[2], w.shape[3], pad[0], pad[1], backend),
+        "fwd": lambda x, w, b, dy, pad, dil=(1, 1): fwd(x, w, b, pad, dil),
+        "bwd_input": lambda x, w, b, dy, pad, dil=(1, 1): ops.dwconv2d_bwd_input(dy, w, pad[0], pad[1], backend,
+                                                                                  *dil),
+        "bwd_weight": lambda x, w, b, dy, pad, dil=(1, 1): ops.dwconv2d_bwd_weight(
+            dy, x, w.shape[2], w.shape[3], pad[0], pad[1], backend, *dil),
         "fwd+bwd": _autograd_step(fwd),
     })
 

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from .._checks import output_size, span
 from ..backends.base import NoTF32
 from .candidates import Candidate
 from .hardware import Peaks, compute_peak
@@ -39,17 +40,25 @@ class Row:
     speedup: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-def _valid_taps_1d(size: int, k: int, pad: int) -> int:
-    out = size + 2 * pad - k + 1
-    return sum(max(0, min(k, size + pad - o) - max(0, pad - o)) for o in range(out))
+def _valid_taps_1d(size: int, k: int, pad: int, d: int = 1) -> int:
+    out = size + 2 * pad - span(k, d) + 1
+    return sum(sum(0 <= o + i * d - pad < size for i in range(k)) for o in range(out))
+
+
+def _dilation_arg(dil) -> tuple:
+    """A candidate's passes take the dilation as a sixth argument only when it is not 1 (so that
+    candidates written without it keep working for undilated shapes)."""
+    return () if tuple(dil) == (1, 1) else (tuple(dil),)
 
 
 def flops(shape: Shape, pass_name: str, valid: bool) -> float:
     ph, pw = shape.padding
+    d = shape.dilation
     if valid:
-        taps = _valid_taps_1d(shape.h, shape.kh, ph) * _valid_taps_1d(shape.w, shape.kw, pw)
+        taps = _valid_taps_1d(shape.h, shape.kh, ph, d) * _valid_taps_1d(shape.w, shape.kw, pw, d)
     else:
-        taps = (shape.h + 2 * ph - shape.kh + 1) * (shape.w + 2 * pw - shape.kw + 1) * shape.kh * shape.kw
+        ho, wo = output_size(shape.h, shape.w, shape.kh, shape.kw, ph, pw, (d, d))
+        taps = ho * wo * shape.kh * shape.kw
     per_pass = 2.0 * shape.n * shape.c * taps * shape.layers
     return per_pass * (3 if pass_name == "fwd+bwd" else 1)
 
@@ -73,13 +82,13 @@ def _inputs(shape: Shape, dtype, device, channels_last: bool):
     return x, w, b, dy
 
 
-def _reference(x, w, b, dy, pad):
+def _reference(x, w, b, dy, pad, dil=(1, 1)):
     """float64 fwd / bwd_input (image 0) and bwd_weight (all images) on the checked channels."""
     cs = slice(0, min(CHECK_CHANNELS, x.shape[1]))
     x64 = x[:, cs].double().requires_grad_()
     w64 = w[cs].double().requires_grad_()
     b64 = b[cs].double().requires_grad_()
-    y = F.conv2d(x64, w64, b64, padding=pad, groups=x64.shape[1])
+    y = F.conv2d(x64, w64, b64, padding=pad, dilation=dil, groups=x64.shape[1])
     y.backward(dy[:, cs].double())
     return {"fwd": y[:1].detach(), "bwd_input": x64.grad[:1], "bwd_weight": (w64.grad, b64.grad)}
 
@@ -90,7 +99,7 @@ def _error(got, want) -> float:
     return (got - want).abs().max().item() / scale
 
 
-def check(candidate: Candidate, tensors, pad, reference) -> Dict[str, str]:
+def check(candidate: Candidate, tensors, pad, reference, dil=(1, 1)) -> Dict[str, str]:
     """pass -> "" if right, else what is wrong. fwd+bwd is right when all three passes are."""
     x, w, b, dy = tensors
     cs = slice(0, min(CHECK_CHANNELS, x.shape[1]))
@@ -98,7 +107,7 @@ def check(candidate: Candidate, tensors, pad, reference) -> Dict[str, str]:
     problems = {}
     for pass_name in ("fwd", "bwd_input", "bwd_weight"):
         try:
-            out = candidate.passes[pass_name](x, w, b, dy, pad)
+            out = candidate.passes[pass_name](x, w, b, dy, pad, *_dilation_arg(dil))
             if pass_name == "bwd_weight":
                 errs = [_error(out[0][cs], reference["bwd_weight"][0]), _error(out[1][cs], reference["bwd_weight"][1])]
             else:
@@ -132,13 +141,13 @@ def run(
 
 
 def _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress) -> List[Row]:
-    pad = shape.padding
+    pad, dil = shape.padding, (shape.dilation, shape.dilation)
     base = _inputs(shape, dtype, device, channels_last=False)
-    reference = _reference(*base, pad)
+    reference = _reference(*base, pad, dil)
     rows = []
     for candidate in candidates:
         tensors = _inputs(shape, dtype, device, candidate.channels_last)
-        problems = check(candidate, tensors, pad, reference)
+        problems = check(candidate, tensors, pad, reference, dil)
         for pass_name in passes:
             if progress:
                 progress(f"{shape} {DTYPE_NAMES[dtype]} {pass_name} {candidate.name}")
@@ -149,7 +158,7 @@ def _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress
                 rows.append(row)
                 continue
             fn = candidate.passes[pass_name]
-            args = tensors + (pad,)
+            args = tensors + (pad,) + _dilation_arg(dil)
 
             def call(fn=fn, args=args):
                 for _ in range(shape.layers):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List
 
+from .._checks import span
+
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
@@ -15,13 +17,15 @@ class Shape:
     kw: int
     label: str = ""
     layers: int = 1  # stacked identical layers timed as one row (the paper's setting)
+    dilation: int = 1
 
     @property
     def padding(self):
-        return (self.kh // 2, self.kw // 2)
+        return (span(self.kh, self.dilation) // 2, span(self.kw, self.dilation) // 2)
 
     def __str__(self) -> str:
         core = f"{self.n}x{self.c}x{self.h}x{self.w} k{self.kh}x{self.kw}"
+        core += f" d{self.dilation}" if self.dilation > 1 else ""
         return core + (f" x{self.layers}" if self.layers > 1 else "")
 
 
@@ -95,10 +99,14 @@ PRESETS: Dict[str, str] = {
 
 
 def parse_shape(text: str) -> Shape:
+    """N,C,H,W,kh,kw and optionally the dilation as a seventh field."""
     try:
-        n, c, h, w, kh, kw = (int(v) for v in text.split(","))
+        values = [int(v) for v in text.split(",")]
+        if len(values) not in (6, 7):
+            raise ValueError
     except ValueError:
-        raise ValueError(f"--shape: expected N,C,H,W,kh,kw (six integers), got {text!r}") from None
-    if min(n, c, h, w, kh, kw) < 1:
+        raise ValueError(f"--shape: expected N,C,H,W,kh,kw[,dilation] (six or seven integers), got {text!r}") from None
+    if min(values) < 1:
         raise ValueError(f"--shape: expected positive sizes, got {text!r}")
-    return Shape(n, c, h, w, kh, kw, "custom")
+    n, c, h, w, kh, kw = values[:6]
+    return Shape(n, c, h, w, kh, kw, "custom", dilation=values[6] if len(values) == 7 else 1)
