@@ -3,27 +3,29 @@
     python benchmarks/never_slower.py [--quick | --dilated] [--json out.json]
 
 For each shape, layout (NCHW, channels_last) and pass (inference forward, forward+backward), times
-``nn.Conv2d`` and ``LargeKernelDWConv2d`` (backend "auto", same weights) in one process, one torch
-thread, by thread CPU time, the two interleaved round by round so that a noisy machine slows both
-alike, and reports the ratio (above 1: replk_ops is faster). Also the per-call host overhead at
-1x8x8x8 k7, where the convolution itself costs almost nothing. The first call of each layer (the
-planner's measurement) is left out: it happens once per kind.
+``nn.Conv2d`` and ``LargeKernelDWConv2d`` (backend "auto", same weights) as modules, with the
+bench's own CPU timer (replk_ops.bench.timing: one torch thread, thread CPU time, the two interleaved
+round by round so that a noisy machine slows both alike, a wall-clock cap), and reports the ratio of
+the medians (above 1: replk_ops is faster). Also the bench's per-call host overhead at 1x8x8x8 k7,
+where the convolution itself costs almost nothing. The first call of each layer (the planner's
+measurement) is left out: it happens once per kind. The bench itself (``python -m replk_ops.bench
+--markdown PATH``) times the functional ops the same way; this script adds the module call and the
+shapes the never-slower target names.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
 import torch
 from torch import nn
 
 import replk_ops
-from replk_ops.bench.overhead import host_overhead_us, overhead_line, thread_seconds_per_call, training_steps
+from replk_ops.bench.overhead import measure_host_overhead, overhead_line, training_steps
 from replk_ops.bench.shapes import PRESETS, STAGES, Shape, preset
+from replk_ops.bench.timing import time_interleaved
 
-ROUNDS = 7
-MIN_SAMPLE_S = 0.05
+BUDGET_S = 0.3  # thread CPU seconds per layer and pass, over at least timing.MIN_SAMPLES rounds
 
 
 def extra_shapes():
@@ -75,22 +77,12 @@ def step_fn(module, x, grad_out, train: bool):
     return training if train else inference
 
 
-def compare(fn_a, fn_b, rounds: int = ROUNDS):
-    """Per-call thread CPU seconds of each (median over rounds) and the median per-round ratio a/b.
-    Rounds alternate which one runs first, so neither always follows the other's cache state."""
-    fn_a(), fn_b()  # warm-up, the planner's first-call measurement included
-    once = max(thread_seconds_per_call(fn_a, 1), thread_seconds_per_call(fn_b, 1), 1e-6)
-    reps = max(1, int(MIN_SAMPLE_S / once))
-    times_a, times_b = [], []
-    for i in range(rounds):
-        if i % 2:
-            times_b.append(thread_seconds_per_call(fn_b, reps))
-            times_a.append(thread_seconds_per_call(fn_a, reps))
-        else:
-            times_a.append(thread_seconds_per_call(fn_a, reps))
-            times_b.append(thread_seconds_per_call(fn_b, reps))
-    ratios = [a / b for a, b in zip(times_a, times_b)]
-    return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
+def compare(fn_a, fn_b, budget_s: float = BUDGET_S):
+    """Per-call thread CPU seconds of each (median over rounds) and their ratio a/b, by the bench's
+    own interleaved timer (the one the bench's CPU rows come from)."""
+    timings = time_interleaved({"a": fn_a, "b": fn_b}, budget_s)
+    a, b = timings["a"].median_ms / 1e3, timings["b"].median_ms / 1e3
+    return a, b, a / b
 
 
 def main(argv=None) -> int:
@@ -101,8 +93,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    overhead = host_overhead_us(torch.device("cpu"))
-    print(overhead_line(overhead))
+    overhead, rounds = measure_host_overhead(torch.device("cpu"))
+    print(overhead_line(overhead, rounds))
     rows = []
     header = f"{'shape':<22} {'layout':<13} {'pass':<9} {'nn.Conv2d ms':>12} {'replk_ops ms':>12} {'speedup':>8}"
     print(header)
@@ -113,8 +105,7 @@ def main(argv=None) -> int:
             x = torch.randn(shape.n, shape.c, shape.h, shape.w).contiguous(memory_format=fmt)
             g = torch.randn(shape.n, shape.c, shape.h, shape.w).contiguous(memory_format=fmt)
             for train in (False, True):
-                a, b, ratio = compare(step_fn(conv, x, g, train), step_fn(fast, x, g, train),
-                                      rounds=3 if is_slow(shape) else ROUNDS)
+                a, b, ratio = compare(step_fn(conv, x, g, train), step_fn(fast, x, g, train))
                 row = dict(shape=str(shape), label=shape.label, layout=layout, pass_name="fwd+bwd" if train else "fwd",
                            conv2d_ms=a * 1e3, replk_ms=b * 1e3, speedup=ratio,
                            plan=[c.implementation.name for c in replk_ops.explain(
@@ -130,11 +121,6 @@ def main(argv=None) -> int:
         with open(args.json, "w") as handle:
             json.dump({"host_overhead_us": overhead, "rows": rows, "torch": torch.__version__}, handle, indent=1)
     return 0
-
-
-def is_slow(shape: Shape) -> bool:
-    """Shapes where PyTorch's naive NCHW loop takes a second a call: fewer rounds."""
-    return shape.n * shape.c * shape.h * shape.w * shape.kh * shape.kw > 2e8
 
 
 if __name__ == "__main__":

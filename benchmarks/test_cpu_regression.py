@@ -1,9 +1,12 @@
 """CPU speed regression suite (pytest-benchmark). Not part of the test run (testpaths is tests/);
 speed is tracked here, never asserted in unit tests.
 
-    python -m pytest benchmarks/test_cpu_regression.py --benchmark-autosave        # record a baseline
-    python -m pytest benchmarks/test_cpu_regression.py --benchmark-compare \\
+    python -m pytest benchmarks/test_cpu_regression.py -n 0 --benchmark-autosave   # record a baseline
+    python -m pytest benchmarks/test_cpu_regression.py -n 0 --benchmark-compare \\
         --benchmark-compare-fail=median:25%                                         # fail on a 25% slowdown
+
+(-n 0: in one process; pytest-benchmark does not time under pytest-xdist, which the suite's
+addopts turn on.)
 
 Each case times replk_ops and nn.Conv2d (NCHW) on the same tensors, grouped per shape, so a report
 shows the ratio beside the absolute times.

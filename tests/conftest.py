@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,13 @@ if not _HAS_GPU:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 # Tests choose backends explicitly; a user's override must not leak into them.
 os.environ.pop("REPLK_OPS_BACKEND", None)
+# Under pytest-xdist (the default: addopts in pyproject.toml) each worker process runs one torch
+# thread, so that two workers on two cores do not fight over four threads.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    try:
+        torch.set_num_threads(1)
+    except NameError:  # pragma: no cover - torch is missing; the tests will say so
+        pass
 
 # Property-based tests: "ci" (default) is bounded to keep CI short; "long" is for GPU machines and
 # nightly runs: `python -m pytest tests/test_fuzz.py --hypothesis-profile=long`.
@@ -58,3 +66,25 @@ def planner_env(monkeypatch):
     yield set_env
     monkeypatch.undo()
     replk_ops.reset()
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory):
+    """``built_once(name, make)``: a directory that ``make(directory)`` fills once per test run,
+    shared by the pytest-xdist workers (a file lock in their common base directory), for the
+    builds a module's tests share."""
+    from filelock import FileLock  # a dependency of torch
+
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the workers' base directories share this parent
+
+    def build(name: str, make) -> Path:
+        target = root / name
+        with FileLock(str(target) + ".lock"):
+            if not (target / ".done").exists():
+                target.mkdir(exist_ok=True)
+                make(str(target))
+                (target / ".done").touch()
+        return target
+    return build

@@ -37,7 +37,7 @@ def cuda_include_dirs() -> Optional[List[str]]:
     if nvcc is None:
         return None
     probe = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=600)
     found = re.findall(r'INCLUDES="((?:[^"\\]|\\.)*)"', probe.stdout + probe.stderr)
     dirs = [flag[2:] for line in found for flag in line.split() if flag.startswith("-I")]
     return [d for d in dirs if os.path.isfile(os.path.join(d, "cuda_runtime.h"))] or None
@@ -73,10 +73,21 @@ def missing_toolchain(out_dir: str) -> Optional[str]:
     return None
 
 
+LIBRARY = "replk_emulated_kernels.so"
+
+
+def compile_kernels(out_dir: str) -> None:
+    _compile(SOURCE, os.path.join(out_dir, LIBRARY), "-O1", "-shared", "-fPIC")
+
+
+def load(out_dir: str) -> "EmulatedKernels":
+    """The kernels ``compile_kernels`` built into ``out_dir``."""
+    return EmulatedKernels(ctypes.CDLL(os.path.join(out_dir, LIBRARY)))
+
+
 def build(out_dir: str) -> "EmulatedKernels":
-    library = os.path.join(out_dir, "replk_emulated_kernels.so")
-    _compile(SOURCE, library, "-O1", "-shared", "-fPIC")
-    return EmulatedKernels(ctypes.CDLL(library))
+    compile_kernels(out_dir)
+    return load(out_dir)
 
 
 def race_check(out_dir: str) -> subprocess.CompletedProcess:

@@ -2,6 +2,7 @@
 requests it cannot serve end with a one-line error and a nonzero exit."""
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -17,10 +18,12 @@ from replk_ops.bench.model_bench import large_convs_only
 from replk_ops.bench.report import bound_cell, detail_cell, spread_cell, write_plot
 from replk_ops.bench.runner import Row, flops, run
 from replk_ops.bench.shapes import PRESETS, Shape, parse_shape, preset, with_batches
-from replk_ops.bench.timing import time_cpu
+from replk_ops.bench.timing import MIN_SAMPLES, time_cpu, time_interleaved
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--shape", "1,3,10,9,7,7", "--passes", "fwd", "--budget", "0.01"]
+TINY = ["--shape", "1,3,10,9,7,7", "--passes", "fwd", "--budget", "0.01", "--no-overhead"]
+# A guard against a hung subprocess, not a speed limit: a busy machine may take minutes.
+HANG_GUARD_S = 900
 
 PEAKS = Peaks("test", 1.0, None, None, 0.01, "test")
 SHAPE = Shape(2, 4, 9, 8, 5, 5, "tiny")
@@ -139,7 +142,7 @@ def test_bench_imports_and_runs_without_torch_extension_tooling():
     code = ("import sys; from replk_ops.bench.__main__ import main; "
             f"code = main({TINY!r} + ['--backends', 'direct']); "
             "sys.exit(code or ('torch.utils.cpp_extension' in sys.modules and 'imported cpp_extension'))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S,
                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "No CUDA runtime" not in done.stderr and "cpp_extension" not in done.stderr, done.stderr
@@ -148,7 +151,7 @@ def test_bench_imports_and_runs_without_torch_extension_tooling():
 def test_bench_runs_without_rich():
     code = ("import sys; sys.modules['rich'] = None; from replk_ops.bench.__main__ import main; "
             f"sys.exit(main({TINY!r} + ['--backends', 'direct']))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S,
                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     header = next(line for line in done.stdout.splitlines() if line.startswith("shape"))
@@ -159,6 +162,7 @@ def test_bench_runs_without_rich():
 @pytest.mark.parametrize("argv, message", [
     (["--batch", "0"], "error: --batch: expected sizes >= 1, got 0"),
     (["--budget", "0"], "error: --budget: expected seconds > 0, got 0.0"),
+    (["--threads", "0"], "error: --threads: expected at least 1, got 0"),
     (["--preset", "slak"], "error: --shape replaces the preset: give --shape or --preset slak, not both"),
     (["--dtype", "fp64"], "error: --dtype: expected some of fp32, fp16, bf16, got 'fp64'"),
     (["--passes", "fwd,back"], "error: --passes: expected some of fwd, bwd_input, bwd_weight, fwd+bwd, got 'fwd,back'"),
@@ -196,26 +200,51 @@ def test_batch_sets_the_batch_size(tmp_path):
 
 def test_a_preset_run_says_its_batch_sizes():
     assert bench_main.preset_line("replknet31b", [], "cpu").startswith(
-        "preset replknet31b (RepLKNet-31B stage shapes (default)) at batch 4, 1 on CPU (on CUDA: 64, 1;")
+        "preset replknet31b (RepLKNet-31B stage shapes (default)) at batch 1 on CPU (on CUDA: 64, 1;")
     assert bench_main.preset_line("slak", [8], "cpu").endswith("at batch 8")
 
 
 def test_help_states_the_defaults():
     text = subprocess.run([sys.executable, "-m", "replk_ops.bench", "--help"], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT).stdout
+                          timeout=HANG_GUARD_S, env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT).stdout
     flat = " ".join(text.split())
     assert "seconds of timing per row (default 0.1)" in flat
     assert "run at this batch size instead of the preset's" in flat
 
 
-def test_a_call_longer_than_the_budget_is_one_sample_and_says_so():
-    timing = time_cpu(lambda: time.sleep(0.03), min_run_time=0.01)
+def _spin(seconds):
+    """A call that costs ``seconds`` of this thread's CPU time, however busy the machine."""
+    def spin():
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+    return spin
+
+
+def test_a_row_with_too_few_samples_says_so_instead_of_a_spread():
+    timing = time_cpu(_spin(0.01), min_run_time=0.001, wall_cap_s=0.0)  # the cap stops it after one round
     assert timing.samples == 1 and timing.p20_ms == timing.median_ms == timing.p80_ms
     row = Row("s", "l", "fp32", "fwd", "c", "ok", median_ms=30.0, p20_ms=30.0, p80_ms=30.0, samples=1)
-    assert spread_cell(row) == "1 sample"
-    row.samples, row.p80_ms = 5, 31.0
+    assert spread_cell(row) == "too few samples (1)"
+    row.samples, row.p80_ms = MIN_SAMPLES, 31.0
     assert spread_cell(row) == "30.000-31.000"
-    assert time_cpu(lambda: None, min_run_time=0.01).samples > 1
+    # a call longer than the budget still gets the rounds a spread needs
+    assert time_cpu(_spin(0.005), min_run_time=0.001).samples == MIN_SAMPLES
+    assert time_cpu(lambda: None, min_run_time=0.01).samples > MIN_SAMPLES
+
+
+def test_cpu_variants_are_interleaved_round_by_round_with_the_first_rotating():
+    calls = []
+    fns = {name: (lambda name=name: (calls.append(name), _spin(2e-3)())) for name in "abc"}
+    timings = time_interleaved(fns, budget_s=0.001, min_samples=3)
+    assert {t.samples for t in timings.values()} == {3}
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then 3 rounds
+
+
+def test_thread_cpu_time_does_not_count_time_spent_off_the_cpu():
+    """What a busy machine does to a call (descheduling it) a sleep does for sure."""
+    timings = time_interleaved({"sleeps": lambda: time.sleep(0.02), "spins": _spin(0.002)}, budget_s=0.001)
+    assert timings["sleeps"].median_ms < 1.0 < timings["spins"].median_ms
 
 
 def test_no_percent_of_a_probe_on_cpu():
@@ -265,30 +294,45 @@ def test_rows_below_nn_conv2d_in_their_own_layout_are_marked():
 
     baselines = ["nn.Conv2d NCHW", "nn.Conv2d channels_last"]
 
-    def row(candidate, median, spread, speedup):
+    def row(candidate, median, spread, speedup, samples=9):
         return Row("s", "", "fp32", "fwd", candidate, "ok", median_ms=median, p20_ms=median - spread,
-                   p80_ms=median + spread, samples=9, speedup=speedup)
+                   p80_ms=median + spread, samples=samples, speedup=speedup)
 
     nchw, cl = row(baselines[0], 1.0, 0.01, {}), row(baselines[1], 2.0, 0.01, {})
     slower = row("replk_ops auto (channels_last)", 2.5, 0.01, {baselines[0]: 0.4, baselines[1]: 0.8})
     noisy = row("replk_ops auto", 1.02, 0.05, {baselines[0]: 0.98, baselines[1]: 1.96})
     faster = row("replk_ops auto", 0.5, 0.01, {baselines[0]: 2.0, baselines[1]: 4.0})
+    unsure = row("replk_ops auto (channels_last)", 2.5, 0.01, {baselines[0]: 0.4, baselines[1]: 0.8}, samples=2)
     rows = [nchw, cl, slower, noisy, faster]
     assert "0.80 SLOWER" in same_layout_cell(slower, rows, baselines)    # against channels_last, not NCHW
     assert "within noise" not in same_layout_cell(slower, rows, baselines)
-    assert "0.98 SLOWER (within noise)" in same_layout_cell(noisy, rows, baselines)
+    assert "0.98 (within noise)" in same_layout_cell(noisy, rows, baselines)
+    assert "SLOWER" not in same_layout_cell(noisy, rows, baselines)     # overlapping spreads: no verdict
+    assert same_layout_cell(unsure, rows, baselines) == "0.80 (too few samples)"
     assert same_layout_cell(faster, rows, baselines) == "2.00"
     assert same_layout_cell(nchw, rows, baselines) == ""
 
 
 def test_host_overhead_is_a_difference_of_interleaved_thread_times():
-    from replk_ops.bench.overhead import interleaved_difference_us
+    from replk_ops.bench.overhead import interleaved_difference_us, interleaved_differences_us
 
-    def busy(seconds):
-        def spin():
-            end = time.thread_time() + seconds
-            while time.thread_time() < end:
-                pass
-        return spin
+    assert 30 < interleaved_difference_us(_spin(10e-6), _spin(60e-6), rounds=5, calls=50) < 70
+    # the wall-clock cap ends the rounds early, however many were asked for
+    assert len(interleaved_differences_us(_spin(10e-6), _spin(60e-6), rounds=50, calls=5, wall_cap_s=0.0)) == 1
 
-    assert 30 < interleaved_difference_us(busy(10e-6), busy(60e-6), rounds=5, calls=50) < 70
+
+def test_markdown_table_and_skipped_overhead(tmp_path):
+    out_md, out_json = tmp_path / "r.md", tmp_path / "r.json"
+    threads = torch.get_num_threads()
+    assert bench_main.main(TINY + ["--passes", "fwd,fwd+bwd", "--markdown", str(out_md), "--json", str(out_json)]) == 0
+    lines = out_md.read_text().splitlines()
+    assert "thread CPU time" in lines[0]
+    assert lines[2] == "| shape | dtype | layout | pass | nn.Conv2d ms | replk_ops ms | speedup |"
+    body = lines[4:]
+    assert len(body) == 4 and all(line.startswith("| 1x3x10x9 k7x7 | fp32 |") for line in body)  # 2 layouts x 2 passes
+    assert {line.split(" | ")[2] for line in body} == {"NCHW", "channels_last"}
+    assert all(re.search(r"\| \d+\.\d\dx( \((within noise|too few samples)\)| SLOWER)? \|$", line) for line in body)
+    payload = json.loads(out_json.read_text())
+    assert "host_overhead_us" not in payload["environment"]  # --no-overhead
+    assert payload["environment"]["clock"] == "thread CPU time" and payload["arguments"]["threads"] == 1
+    assert torch.get_num_threads() == threads  # the bench's one thread does not outlive it

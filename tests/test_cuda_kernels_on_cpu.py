@@ -65,8 +65,9 @@ def toolchain(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def kernels(toolchain, tmp_path_factory):
-    return cuda_on_cpu.build(str(tmp_path_factory.mktemp("emulated_kernels")))
+def kernels(toolchain, built_once):
+    """Built once per run, whichever pytest-xdist workers this module's tests go to."""
+    return cuda_on_cpu.load(str(built_once("emulated_kernels", cuda_on_cpu.compile_kernels)))
 
 
 def moated(t: torch.Tensor, layout: str) -> torch.Tensor:

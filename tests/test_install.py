@@ -52,7 +52,7 @@ def _run_setup(tmp_path, **env):
     if "REPLK_OPS_SKIP_CUDA_BUILD" not in env:
         environment.pop("REPLK_OPS_SKIP_CUDA_BUILD", None)
     result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=project, env=environment,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     info = project / "replk_ops" / "_build_info.json"
     return result.stderr, json.loads(info.read_text()) if info.exists() else {}

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 # a fenced block, also indented inside a list item: (indent, language, body)
 FENCE = re.compile(r"^([ \t]*)```(\w*)[ \t]*\n(.*?)^\1```[ \t]*$", re.M | re.S)
-BLOCK_TIMEOUT_S = 900  # a hang guard, not a speed check: a busy machine may take minutes
+BLOCK_TIMEOUT_S = 900  # a hang guard, not a speed limit: a busy machine may take minutes
 
 
 def blocks(language: str):

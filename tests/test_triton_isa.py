@@ -21,13 +21,19 @@ if "constexprs" not in inspect.signature(ASTSource.__init__).parameters:
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_isa_report.py"
 
 
-@pytest.fixture(scope="module")
-def rows():
+def _report(directory: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, str(SCRIPT), "--json"], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    Path(directory, "rows.json").write_text(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def rows(built_once):
+    """The report (a minute of compiling) runs once per run, whichever pytest-xdist workers the
+    tests go to."""
+    return json.loads((built_once("triton_isa_report", _report) / "rows.json").read_text())
 
 
 def test_every_kernel_uses_tensor_cores(rows):

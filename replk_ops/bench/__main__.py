@@ -8,11 +8,12 @@ import time
 import torch
 
 from . import candidates as cands
-from .overhead import host_overhead_us, overhead_line
+from .overhead import measure_host_overhead, overhead_line
 from .console import progress, say
 from .hardware import peaks_for
 from .report import environment, print_table, write_json, write_plot
 from .runner import run
+from .timing import MIN_SAMPLES, WALL_CAP_S, clock_name
 from .shapes import PRESETS, default_batches, parse_shape, preset, with_batches
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -33,21 +34,29 @@ def parse_args(argv=None):
                         help="a shape to run instead of a preset (repeatable; an optional 7th field: the dilation)")
     parser.add_argument("--batch", type=int, action="append", default=[], metavar="N",
                         help="run at this batch size instead of the preset's (repeatable; default: 64 and 1 on "
-                             "CUDA, 4 and 1 on CPU); with --model, the batch (default 64 on CUDA, 1 on CPU)")
+                             "CUDA, 1 on CPU); with --model, the batch (default 64 on CUDA, 1 on CPU)")
     parser.add_argument("--dtype", default=None, help="comma-separated: fp32, fp16, bf16 "
                         "(default: fp32 on CPU, fp32,bf16 on CUDA)")
     parser.add_argument("--passes", default="fwd,fwd+bwd", help="comma-separated of fwd, bwd_input, "
                         "bwd_weight, fwd+bwd, or 'all' (default: fwd,fwd+bwd)")
     parser.add_argument("--device", default=None, choices=["cuda", "cpu"], help="default: cuda if available")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
-                        help=f"seconds of timing per row (default {DEFAULT_BUDGET_S}); a call longer than "
-                             "that is timed once")
+                        help=f"seconds of timing per row (default {DEFAULT_BUDGET_S}) for each variant, over at "
+                             f"least {MIN_SAMPLES} interleaved rounds; a row stops at {WALL_CAP_S:.0f} s of wall "
+                             "time and then says if it got too few samples")
     parser.add_argument("--backends", default=None, help="comma-separated replk_ops backends to time "
                         "(default: every one that 'auto' considers on the device)")
     parser.add_argument("--model", choices=MODELS, default=None,
                         help="time a whole model (training step and inference) instead of layers")
     parser.add_argument("--image-size", type=int, default=224, help="with --model (default 224)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads on CPU (default 1: timed by thread CPU time, which a busy machine "
+                             "does not inflate; more: by the wall clock)")
+    parser.add_argument("--no-overhead", action="store_true",
+                        help="skip the last step, the per-call host overhead over nn.Conv2d")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write each replk_ops row beside nn.Conv2d in its "
+                        "layout as a Markdown table")
     parser.add_argument("--plot", metavar="PATH.png", help="write a speedup plot (several files for large presets)")
     return parser.parse_args(argv)
 
@@ -60,6 +69,8 @@ def _device(args) -> torch.device:
 
 
 def _check_sizes(args) -> None:
+    if args.threads < 1:
+        raise UsageError(f"--threads: expected at least 1, got {args.threads}")
     if args.budget <= 0:
         raise UsageError(f"--budget: expected seconds > 0, got {args.budget}")
     bad = [b for b in args.batch if b < 1]
@@ -135,8 +146,23 @@ def _run_model(args, device, env, budget) -> int:
 def run_bench(args) -> int:
     _check_sizes(args)
     device = _device(args)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    try:
+        code = _run_bench(args, device)
+    finally:
+        torch.set_num_threads(threads)
+    say(f"bench took {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu_started:.0f} s CPU")
+    return code
+
+
+def _run_bench(args, device: torch.device) -> int:
     peaks = peaks_for(device)
     env = environment(device, peaks)
+    if device.type == "cpu":
+        env["clock"] = clock_name(args.threads)
     if args.model:
         if args.shape or args.preset:
             raise UsageError("--model times a whole network: it takes no --shape or --preset")
@@ -154,14 +180,19 @@ def run_bench(args) -> int:
             raise UsageError("--plot: needs matplotlib (pip install matplotlib, or the package's [bench] "
                              "extra)") from None
     candidates = _candidates(args, device)
-    started = time.perf_counter()
-    with progress(len(shapes) * len(dtype_names) * len(passes) * len(candidates)) as tick:
+    with progress(len(shapes) * len(dtype_names) * len(passes)) as tick:
         rows = run(shapes, [DTYPES[d] for d in dtype_names], passes, candidates, device, peaks, args.budget, tick)
     baselines = [c.name for c in candidates if c.is_baseline]
     print_table(rows, env, baselines)
-    env["host_overhead_us"] = host_overhead_us(device)
-    say(overhead_line(env["host_overhead_us"]))
-    print(f"({time.perf_counter() - started:.0f} s)")
+    if not args.no_overhead:
+        env["host_overhead_us"], rounds = measure_host_overhead(device)
+        say(overhead_line(env["host_overhead_us"], rounds))
+    if args.markdown:
+        from pathlib import Path
+
+        from .markdown import markdown_table
+
+        Path(args.markdown).write_text(markdown_table(rows, env, baselines))
     if args.json:
         write_json(args.json, rows, env, vars(args))
     if args.plot:

@@ -17,7 +17,7 @@ from torch import nn
 from .. import models
 from ..modules import LargeKernelDWConv2d
 from .console import RIGHT, print_table
-from .timing import time_cpu, time_cuda
+from .timing import cpu_clock, time_cpu, time_cuda
 
 
 def _with_large_convs_replaced(model: nn.Module, replacement) -> nn.Module:
@@ -93,7 +93,9 @@ def run_model(name: str, device: torch.device, batch: int, image_size: int, budg
     amp = torch.bfloat16 if device.type == "cuda" else None  # CPU: fp32 (bf16 autocast is slow there)
     images = torch.randn(batch, 3, image_size, image_size, device=device)
     labels = torch.randint(0, 1000, (batch,), device=device)
-    timer = (lambda fn: time_cuda(fn, budget_s * 1e3)) if device.type == "cuda" else (lambda fn: time_cpu(fn, budget_s))
+    clock = cpu_clock(torch.get_num_threads())
+    timer = ((lambda fn: time_cuda(fn, budget_s * 1e3)) if device.type == "cuda"
+             else (lambda fn: time_cpu(fn, budget_s, clock)))
     rows = []
 
     def autocast():

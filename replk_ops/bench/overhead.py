@@ -1,18 +1,20 @@
 """Per-call host overhead of replk_ops over ``nn.Conv2d``: a layer so small (1x8x8x8, 7x7) that the
-convolution costs almost nothing, timed by the calling thread's CPU time, the two interleaved round
-by round so that a busy machine slows both alike. On CUDA the thread's time is the host's launch
-work (kernels run asynchronously)."""
+convolution costs almost nothing, timed by the calling thread's CPU time on one torch thread, the
+two interleaved round by round so that a busy machine slows both alike, and stopped at a wall-clock
+cap. On CUDA the thread's time is the host's launch work (kernels run asynchronously)."""
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Tuple
 
 import torch
 from torch import nn
 
-ROUNDS = 15
-CALLS_PER_ROUND = 300
+ROUNDS = 9
+CALLS_PER_ROUND = 200
+WALL_CAP_S = 20.0  # per pass (inference, fwd+bwd): a busy machine gets fewer rounds, never a longer wait
+MIN_ROUNDS = 5  # fewer: the line says the number is noise
 
 
 def thread_seconds_per_call(fn: Callable[[], object], calls: int) -> float:
@@ -22,16 +24,26 @@ def thread_seconds_per_call(fn: Callable[[], object], calls: int) -> float:
     return (time.thread_time() - start) / calls
 
 
-def interleaved_difference_us(baseline: Callable[[], object], candidate: Callable[[], object],
-                              rounds: int = ROUNDS, calls: int = CALLS_PER_ROUND) -> float:
-    """Median over rounds of (candidate - baseline) thread CPU microseconds per call."""
+def interleaved_differences_us(baseline: Callable[[], object], candidate: Callable[[], object],
+                               rounds: int = ROUNDS, calls: int = CALLS_PER_ROUND,
+                               wall_cap_s: float = WALL_CAP_S) -> List[float]:
+    """(candidate - baseline) thread CPU microseconds per call, one value per round; rounds stop
+    early at ``wall_cap_s`` of wall time (at least one round runs)."""
     baseline(), candidate()  # first calls plan, allocate and build oneDNN primitives
-    diffs = []
+    diffs, start = [], time.perf_counter()
     for i in range(rounds):
         order = (baseline, candidate) if i % 2 == 0 else (candidate, baseline)
         times = {id(fn): thread_seconds_per_call(fn, calls) for fn in order}
         diffs.append((times[id(candidate)] - times[id(baseline)]) * 1e6)
-    return statistics.median(diffs)
+        if time.perf_counter() - start >= wall_cap_s:
+            break
+    return diffs
+
+
+def interleaved_difference_us(baseline: Callable[[], object], candidate: Callable[[], object],
+                              rounds: int = ROUNDS, calls: int = CALLS_PER_ROUND) -> float:
+    """Median over rounds of (candidate - baseline) thread CPU microseconds per call."""
+    return statistics.median(interleaved_differences_us(baseline, candidate, rounds, calls))
 
 
 def training_steps(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
@@ -52,17 +64,32 @@ def training_steps(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
 
 def host_overhead_us(device: torch.device) -> Dict[str, float]:
     """{"inference": us, "fwd+bwd": us} that LargeKernelDWConv2d adds to nn.Conv2d per call."""
+    return measure_host_overhead(device)[0]
+
+
+def measure_host_overhead(device: torch.device) -> Tuple[Dict[str, float], int]:
+    """(``host_overhead_us``'s medians over rounds, how many rounds each had at least: fewer than
+    ROUNDS where the wall-clock cap hit)."""
     from ..modules import LargeKernelDWConv2d
 
-    conv = nn.Conv2d(8, 8, 7, padding=3, groups=8).to(device)
-    fast = LargeKernelDWConv2d.from_conv2d(conv)
-    x = torch.randn(1, 8, 8, 8, device=device)
-    grad_out = torch.randn(1, 8, 8, 8, device=device)
-    (conv_inf, conv_train), (fast_inf, fast_train) = training_steps(conv, x, grad_out), training_steps(fast, x, grad_out)
-    return {"inference": interleaved_difference_us(conv_inf, fast_inf),
-            "fwd+bwd": interleaved_difference_us(conv_train, fast_train)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thread CPU time sees only this thread's work
+    try:
+        conv = nn.Conv2d(8, 8, 7, padding=3, groups=8).to(device)
+        fast = LargeKernelDWConv2d.from_conv2d(conv)
+        x = torch.randn(1, 8, 8, 8, device=device)
+        grad_out = torch.randn(1, 8, 8, 8, device=device)
+        (conv_inf, conv_train), (fast_inf, fast_train) = (training_steps(conv, x, grad_out),
+                                                          training_steps(fast, x, grad_out))
+        inference = interleaved_differences_us(conv_inf, fast_inf)
+        training = interleaved_differences_us(conv_train, fast_train)
+    finally:
+        torch.set_num_threads(threads)
+    medians = {"inference": statistics.median(inference), "fwd+bwd": statistics.median(training)}
+    return medians, min(len(inference), len(training))
 
 
-def overhead_line(us: Dict[str, float]) -> str:
-    return (f"host overhead per call over nn.Conv2d (1x8x8x8 k7, thread CPU time, median of {ROUNDS} interleaved "
-            f"rounds): inference {us['inference']:+.1f} us, fwd+bwd {us['fwd+bwd']:+.1f} us")
+def overhead_line(us: Dict[str, float], rounds: int = ROUNDS) -> str:
+    line = (f"host overhead per call over nn.Conv2d (1x8x8x8 k7, one thread, thread CPU time, median of {rounds} "
+            f"interleaved rounds): inference {us['inference']:+.1f} us, fwd+bwd {us['fwd+bwd']:+.1f} us")
+    return line + (" (too few rounds: noise)" if rounds < MIN_ROUNDS else "")

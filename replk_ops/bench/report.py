@@ -16,6 +16,7 @@ from .console import print_table as console_table
 from .hardware import Peaks, bounds_line
 from .candidates import same_layout_baseline
 from .runner import Row
+from .timing import MIN_SAMPLES
 
 # A plot axis shows at most this many (shape, dtype) groups and a file at most this many axes;
 # larger presets wrap onto more axes and split into more files, so labels stay readable.
@@ -52,10 +53,14 @@ def environment(device: torch.device, peaks: Peaks) -> dict:
     return env
 
 
+def too_few_samples(row: Row) -> bool:
+    return row.samples is not None and row.samples < MIN_SAMPLES
+
+
 def spread_cell(row: Row) -> str:
-    """p20-p80, or why there is none: a single measurement has no spread."""
-    if row.samples == 1:
-        return "1 sample"
+    """p20-p80, or why there is none worth reading: too few measurements."""
+    if too_few_samples(row):
+        return f"too few samples ({row.samples})"
     return f"{row.p20_ms:.3f}-{row.p80_ms:.3f}"
 
 
@@ -72,7 +77,7 @@ def bound_cell(row: Row) -> str:
 
 def print_table(rows: List[Row], env: dict, baselines: List[str]) -> None:
     say(f"[bold]replk_ops bench[/bold] on {env['device']} | torch {env['torch']} | CUDA {env['cuda']} | "
-        f"triton {env['triton']} | commit {env['commit']}")
+        f"triton {env['triton']} | commit {env['commit']}" + (f" | {env['clock']}" if env.get("clock") else ""))
     say(bounds_line(Peaks(**env["peaks"])))
     columns = ("shape", "dtype", "pass", "backend", "median ms", "p20-p80 ms", "TFLOP/s valid", "% bound",
                *[f"x vs {b}" for b in baselines], "same layout")
@@ -90,13 +95,13 @@ def print_table(rows: List[Row], env: dict, baselines: List[str]) -> None:
     console_table(columns, justify, cells)
     slower = [r for r in rows if is_slower_than_same_layout(r, rows, baselines)]
     if slower:
-        say(f"[yellow]{len(slower)} replk_ops row(s) below 1.0x of nn.Conv2d in the same layout "
-            "(marked SLOWER)[/yellow]")
+        say(f"[yellow]{len(slower)} replk_ops row(s) slower than nn.Conv2d in the same layout beyond the "
+            "p20-p80 spreads (marked SLOWER)[/yellow]")
 
 
 def _same_layout(row: Row, rows: List[Row], baselines: List[str]):
-    """(speedup over nn.Conv2d in the row's own layout, whether its p20-p80 spread overlaps the
-    baseline's), or None for a baseline or an untimed row."""
+    """(speedup over nn.Conv2d in the row's own layout, that baseline's row), or None for a
+    baseline or an untimed row."""
     if row.candidate in baselines or not row.speedup:
         return None
     name = same_layout_baseline(row.candidate, baselines)
@@ -104,25 +109,41 @@ def _same_layout(row: Row, rows: List[Row], baselines: List[str]):
                  and r.pass_name == row.pass_name and r.median_ms), None)
     if base is None or name not in row.speedup:
         return None
-    overlap = row.p20_ms <= base.p80_ms and base.p20_ms <= row.p80_ms
-    return row.speedup[name], overlap
+    return row.speedup[name], base
+
+
+def verdict(row: Row, rows: List[Row], baselines: List[str]) -> Optional[str]:
+    """How a replk_ops row compares with nn.Conv2d in its own layout: "faster", "slower" (p20-p80
+    spreads apart), "within noise" (they overlap) or "too few samples" (either row has too few for a
+    spread); None for a baseline or an untimed row."""
+    found = _same_layout(row, rows, baselines)
+    if found is None:
+        return None
+    speedup, base = found
+    if too_few_samples(row) or too_few_samples(base):
+        return "too few samples"
+    if row.p20_ms <= base.p80_ms and base.p20_ms <= row.p80_ms:
+        return "within noise"
+    return "faster" if speedup > 1.0 else "slower"
 
 
 def is_slower_than_same_layout(row: Row, rows: List[Row], baselines: List[str]) -> bool:
-    found = _same_layout(row, rows, baselines)
-    return found is not None and found[0] < 1.0
+    return verdict(row, rows, baselines) == "slower"
 
 
-def same_layout_cell(row: Row, rows: List[Row], baselines: List[str]) -> str:
-    """The speedup over nn.Conv2d in the row's own layout; below 1.0 it is marked SLOWER, and
-    "(within noise)" where the two rows' p20-p80 spreads overlap."""
-    found = _same_layout(row, rows, baselines)
+def same_layout_cell(row: Row, rows: List[Row], baselines: List[str], markup: bool = True) -> str:
+    """The speedup over nn.Conv2d in the row's own layout: marked SLOWER only where the two rows'
+    p20-p80 spreads do not overlap; "within noise" where they do, "too few samples" where either
+    row has too few for a spread."""
+    found, said = _same_layout(row, rows, baselines), verdict(row, rows, baselines)
     if found is None:
         return ""
-    speedup, overlap = found
-    if speedup >= 1.0:
-        return f"{speedup:.2f}"
-    return f"[yellow]{speedup:.2f} SLOWER (within noise)[/yellow]" if overlap else f"[red]{speedup:.2f} SLOWER[/red]"
+    text = f"{found[0]:.2f}"
+    if said == "slower":
+        return f"[red]{text} SLOWER[/red]" if markup else f"{text} SLOWER"
+    if said in ("within noise", "too few samples"):
+        return f"{text} ({said})"
+    return text
 
 
 def write_json(path: str, rows: List[Row], env: dict, args: dict) -> None:

@@ -1,5 +1,6 @@
 """Runs the comparison: for each shape and dtype, check every candidate against a float64
-reference, then time the ones that are right. A wrong candidate is reported, never timed."""
+reference, then time the ones that are right, pass by pass, all candidates of a pass interleaved
+round by round on CPU. A wrong candidate is reported, never timed."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,7 @@ from ..backends.base import NoTF32
 from .candidates import Candidate
 from .hardware import Peaks, compute_peak
 from .shapes import Shape
-from .timing import time_cpu, time_cuda
+from .timing import Timing, cpu_clock, time_cuda, time_interleaved
 
 # Max error relative to the reference's largest magnitude. fp32 must be fp32-exact (TF32 fails).
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
@@ -33,7 +34,7 @@ class Row:
     median_ms: Optional[float] = None
     p20_ms: Optional[float] = None
     p80_ms: Optional[float] = None
-    samples: Optional[int] = None  # measurements behind median/p20/p80 (1: no spread to report)
+    samples: Optional[int] = None  # measurements behind median/p20/p80 (below timing.MIN_SAMPLES: no verdict)
     tflops_nominal: Optional[float] = None
     tflops_valid: Optional[float] = None
     pct_of_bound: Optional[float] = None  # None without a datasheet bound (CPUs, GPUs not in the table)
@@ -144,41 +145,50 @@ def _run_one(shape, dtype, passes, candidates, device, peaks, budget_s, progress
     pad, dil = shape.padding, (shape.dilation, shape.dilation)
     base = _inputs(shape, dtype, device, channels_last=False)
     reference = _reference(*base, pad, dil)
+    tensors = {c.name: _inputs(shape, dtype, device, c.channels_last) for c in candidates}
+    problems = {c.name: check(c, tensors[c.name], pad, reference, dil) for c in candidates}
     rows = []
-    for candidate in candidates:
-        tensors = _inputs(shape, dtype, device, candidate.channels_last)
-        problems = check(candidate, tensors, pad, reference, dil)
-        for pass_name in passes:
-            if progress:
-                progress(f"{shape} {DTYPE_NAMES[dtype]} {pass_name} {candidate.name}")
+    for pass_name in passes:
+        calls, by_name = {}, {}
+        for candidate in candidates:
             row = Row(str(shape), shape.label, DTYPE_NAMES[dtype], pass_name, candidate.name, "ok")
-            if problems[pass_name]:
-                row.status = "error" if problems[pass_name].startswith("error") else "wrong"
-                row.detail = problems[pass_name]
-                rows.append(row)
+            rows.append(row)
+            problem = problems[candidate.name][pass_name]
+            if problem:
+                row.status = "error" if problem.startswith("error") else "wrong"
+                row.detail = problem
                 continue
-            fn = candidate.passes[pass_name]
-            args = tensors + (pad,) + _dilation_arg(dil)
+            fn, args = candidate.passes[pass_name], tensors[candidate.name] + (pad,) + _dilation_arg(dil)
 
             def call(fn=fn, args=args):
                 for _ in range(shape.layers):
                     fn(*args)
 
-            if device.type == "cuda":
-                timing = time_cuda(call, rep_ms=budget_s * 1e3)
-            else:
-                timing = time_cpu(call, min_run_time=budget_s)
-            row.median_ms, row.p20_ms, row.p80_ms, row.samples = timing
-            seconds = row.median_ms / 1e3
-            row.tflops_nominal = flops(shape, pass_name, valid=False) / seconds / 1e12
-            row.tflops_valid = flops(shape, pass_name, valid=True) / seconds / 1e12
-            if peaks.is_bound:
-                bound_s = max(flops(shape, pass_name, valid=True) / (compute_peak(peaks, dtype) * 1e12),
-                              min_bytes(shape, pass_name, dtype) / (peaks.bandwidth_tbs * 1e12))
-                row.pct_of_bound = 100.0 * bound_s / seconds
-            rows.append(row)
+            calls[candidate.name], by_name[candidate.name] = call, row
+        if progress:
+            progress(f"{shape} {DTYPE_NAMES[dtype]} {pass_name}")
+        for name, timing in _time(calls, device, budget_s).items():
+            _fill(by_name[name], timing, shape, pass_name, dtype, peaks)
     _add_speedups(rows, [c.name for c in candidates if c.is_baseline])
     return rows
+
+
+def _time(calls: Dict[str, Callable], device, budget_s: float) -> Dict[str, Timing]:
+    """CUDA: each on its own (the GPU is not shared the way CPU cores are); CPU: all interleaved."""
+    if device.type == "cuda":
+        return {name: time_cuda(call, rep_ms=budget_s * 1e3) for name, call in calls.items()}
+    return time_interleaved(calls, budget_s, cpu_clock(torch.get_num_threads())) if calls else {}
+
+
+def _fill(row: Row, timing: Timing, shape: Shape, pass_name: str, dtype, peaks: Peaks) -> None:
+    row.median_ms, row.p20_ms, row.p80_ms, row.samples = timing
+    seconds = row.median_ms / 1e3
+    row.tflops_nominal = flops(shape, pass_name, valid=False) / seconds / 1e12
+    row.tflops_valid = flops(shape, pass_name, valid=True) / seconds / 1e12
+    if peaks.is_bound:
+        bound_s = max(flops(shape, pass_name, valid=True) / (compute_peak(peaks, dtype) * 1e12),
+                      min_bytes(shape, pass_name, dtype) / (peaks.bandwidth_tbs * 1e12))
+        row.pct_of_bound = 100.0 * bound_s / seconds
 
 
 def _add_speedups(rows: List[Row], baselines: List[str]) -> None:

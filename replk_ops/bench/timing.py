@@ -1,5 +1,12 @@
-"""Timers: triton.testing.do_bench (L2 flushed between repetitions) or CUDA events on GPU, a
-perf_counter loop on CPU. Each returns a Timing in milliseconds.
+"""Timers, each returning Timings in milliseconds: triton.testing.do_bench (L2 flushed between
+repetitions) or CUDA events on GPU; on CPU, variants interleaved round by round on a clock that a
+busy machine does not inflate.
+
+CPU: with one torch thread (the bench's default) the clock is the calling thread's CPU time, so
+time spent descheduled while other processes run is not counted; with more threads the work runs
+on threads the calling one cannot see, so the clock is the wall clock and the numbers are as noisy
+as the machine. Variants run in turns within each round (the first one rotating), so a burst of
+load slows them alike, and every step stops at a wall-clock cap however busy the machine is.
 
 The CPU timer is our own rather than torch.utils.benchmark: importing that pulls in torch's
 extension build tooling, which warns about a missing CUDA runtime on every CPU machine."""
@@ -8,19 +15,34 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Dict, Mapping, NamedTuple, Sequence
 
 import torch
 
-# A CPU sample groups enough calls to last this long, so timer overhead stays negligible.
+# A CPU sample groups enough calls to last this long, so the clock's resolution stays negligible.
 MIN_SAMPLE_S = 1e-3
+# Fewer samples than this give no spread worth a verdict: the row says "too few samples".
+MIN_SAMPLES = 5
+# Rounds stop here even when the budget is not spent (calls far shorter than a sample).
+MAX_ROUNDS = 200
+# Wall-clock seconds one interleaved group may take, however busy the machine or slow the calls.
+WALL_CAP_S = 60.0
 
 
 class Timing(NamedTuple):
     median_ms: float
     p20_ms: float
     p80_ms: float
-    samples: int  # how many measurements the quantiles come from (1: the call outlasted the budget)
+    samples: int  # how many measurements the quantiles come from
+
+
+def cpu_clock(threads: int) -> Callable[[], float]:
+    """Thread CPU time with one torch thread, else the wall clock (see the module's docstring)."""
+    return time.thread_time if threads == 1 else time.perf_counter
+
+
+def clock_name(threads: int) -> str:
+    return "thread CPU time" if threads == 1 else f"wall clock, {threads} threads"
 
 
 def summarize(samples_ms: Sequence[float]) -> Timing:
@@ -33,22 +55,43 @@ def summarize(samples_ms: Sequence[float]) -> Timing:
     return Timing(statistics.median(samples), cuts[1], cuts[7], len(samples))
 
 
-def time_cpu(fn: Callable, min_run_time: float) -> Timing:
-    """Samples of ``fn`` for about ``min_run_time`` seconds after one warm-up call (first-call
-    allocations, oneDNN primitive creation); a call longer than the budget gives one sample."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    calls_per_sample = max(1, math.ceil(MIN_SAMPLE_S / max(first, 1e-9)))
-    samples, spent = [], 0.0
-    while spent < min_run_time or not samples:
-        start = time.perf_counter()
-        for _ in range(calls_per_sample):
-            fn()
-        elapsed = time.perf_counter() - start
-        samples.append(elapsed / calls_per_sample * 1e3)
-        spent += elapsed
-    return summarize(samples)
+def _per_call(fn: Callable, calls: int, clock: Callable[[], float]) -> float:
+    start = clock()
+    for _ in range(calls):
+        fn()
+    return (clock() - start) / calls
+
+
+def time_interleaved(fns: Mapping[str, Callable], budget_s: float, clock: Callable[[], float] = time.thread_time,
+                     wall_cap_s: float = WALL_CAP_S, min_samples: int = MIN_SAMPLES) -> Dict[str, Timing]:
+    """name -> Timing of each of ``fns``, timed in turns: one warm-up call each (first-call
+    allocations, oneDNN primitives, the planner's measurement), then rounds in which every variant
+    gives one sample, until each has spent ``budget_s`` of ``clock`` over at least ``min_samples``
+    rounds, or ``wall_cap_s`` of wall time has passed (then fewer samples, which the row says)."""
+    names = list(fns)
+    wall_start = time.perf_counter()
+    calls = {}
+    for name in names:
+        first = _per_call(fns[name], 1, clock)
+        calls[name] = max(1, math.ceil(MIN_SAMPLE_S / max(first, 1e-9)))
+    samples = {name: [] for name in names}
+    spent = dict.fromkeys(names, 0.0)
+    for i in range(MAX_ROUNDS):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            per_call = _per_call(fns[name], calls[name], clock)
+            samples[name].append(per_call * 1e3)
+            spent[name] += per_call * calls[name]
+        enough = i + 1 >= min_samples and min(spent.values()) >= budget_s
+        if enough or time.perf_counter() - wall_start >= wall_cap_s:
+            break
+    return {name: summarize(samples[name]) for name in names}
+
+
+def time_cpu(fn: Callable, min_run_time: float, clock: Callable[[], float] = time.thread_time,
+             wall_cap_s: float = WALL_CAP_S) -> Timing:
+    """One function timed on its own, by the same rules as ``time_interleaved``."""
+    return time_interleaved({"fn": fn}, min_run_time, clock, wall_cap_s)["fn"]
 
 
 def time_cuda(fn: Callable, rep_ms: float) -> Timing:
