@@ -16,10 +16,12 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 
+from . import fft_plan
 from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
 from .backends import cuda, triton
 from .backends.base import Backend
 from .backends.direct import DirectBackend
+from .backends.fft import FFTBackend
 from .backends.space_to_batch import SpaceToBatch
 from .backends.torch_native import TorchNativeBackend
 from .problem import Problem
@@ -46,6 +48,9 @@ class Implementation:
     # Undilated kernels that run dilated calls through space-to-batch (backends/space_to_batch.py);
     # not yet run on a GPU that way, so "auto" leaves them out of dilated CUDA calls.
     space_to_batch: bool = False
+    # a rule for "auto" beyond devices: why it leaves out a problem this can run (a kernel too small
+    # for the transforms to pay, for fft), or None
+    auto_rule: Optional[Callable[[Problem], Optional[str]]] = None
 
     def kernel_limit(self) -> Optional[int]:
         return self.max_kernel() if callable(self.max_kernel) else self.max_kernel
@@ -74,7 +79,7 @@ class Implementation:
         if self.space_to_batch and problem.dilated and problem.device_type == "cuda":
             return ("available (dilation through space-to-batch), but not yet run on a GPU that way: "
                     "\"auto\" does not pick it for dilated calls")
-        return None
+        return self.auto_rule(problem) if self.auto_rule is not None else None
 
 
 _BACKEND_ENTRIES = (
@@ -88,6 +93,10 @@ _BACKEND_ENTRIES = (
         "triton", "triton", SpaceToBatch(triton.TritonBackend()), ("cpu", "cuda"), TRITON_DTYPES, ("cuda",),
         max_kernel=TRITON_MAX_KERNEL, space_to_batch=True,
         description="Triton tensor-core kernels (CPU tensors only through the Triton interpreter, for tests)"),
+    Implementation(
+        "fft", "fft", FFTBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu", "cuda"),
+        auto_rule=fft_plan.auto_rejection,
+        description="products of 2-D real FFTs (torch.fft); its cost per pixel hardly grows with the kernel"),
 )
 
 BACKEND_NAMES = ("auto",) + tuple(dict.fromkeys(e.backend for e in _BACKEND_ENTRIES)) + ("cuda",)
@@ -139,9 +148,9 @@ def _cuda_entries() -> Tuple[Implementation, ...]:
 @functools.lru_cache(maxsize=None)
 def implementations() -> Tuple[Implementation, ...]:
     """Every implementation, in "auto"'s priority order where nothing else decides: the compiled
-    kernels first, then Triton, then PyTorch's own paths."""
-    torch_entry, direct_entry, triton_entry = _BACKEND_ENTRIES
-    return _cuda_entries() + (triton_entry, torch_entry, direct_entry)
+    kernels first, then Triton, then PyTorch's own paths, then fft."""
+    torch_entry, direct_entry, triton_entry, fft_entry = _BACKEND_ENTRIES
+    return _cuda_entries() + (triton_entry, torch_entry, direct_entry, fft_entry)
 
 
 def by_name(name: str, pass_name: str = "fwd") -> Implementation:

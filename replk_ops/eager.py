@@ -17,7 +17,8 @@ from ._checks import PaddingArg, check_conv_args, dilation_pair, padding_pair
 from ._layout import dense_strides, memory_format_of
 from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv, standard_dwconv2d
 from .catalog import Implementation, check_backend_name
-from .ops import _backward, dwconv2d_fwd, gradients, run_bwd_input_on, run_bwd_weight_on, run_fwd_on
+from .ops import (_backward, dwconv2d_fwd, gradients, run_backward_on, run_bwd_input_on, run_bwd_weight_on,
+                  run_fwd_on)
 from .problem import Problem
 
 
@@ -48,11 +49,14 @@ class _EagerDWConv2d(torch.autograd.Function):
             ctx.backend = ctx.passes.backend
             return _backward(ctx, grad_out)[:3] + (None,) * 4
         (ph, pw), dilation, passes = ctx.padding, ctx.dilation, ctx.passes
+        shared = passes.bwd_input is passes.bwd_weight  # one implementation may share work between both
         grads = gradients(
             ctx, grad_out,
             lambda dy, weight: run_bwd_input_on(passes.bwd_input, dy, weight, ph, pw, dilation),
             lambda dy, x, weight: run_bwd_weight_on(passes.bwd_weight, dy, x, weight.shape[2], weight.shape[3],
-                                                    ph, pw, dilation))
+                                                    ph, pw, dilation),
+            (lambda dy, x, weight: run_backward_on(passes.bwd_input, dy, x, weight, ph, pw, dilation)) if shared
+            else None)
         return grads + (None,) * 4
 
 

@@ -44,6 +44,13 @@ def run_bwd_weight_on(impl: Implementation, grad_out, x, kh, kw, ph, pw, dilatio
     return grad_weight.contiguous(), grad_bias.contiguous()
 
 
+def run_backward_on(impl: Implementation, grad_out, x, weight, ph, pw, dilation=(1, 1)):
+    """Both gradients on one implementation, which may share work between them (fft transforms
+    grad_out once)."""
+    grad_x, grad_weight, grad_bias = impl.runner.backward(grad_out, x, weight, ph, pw, dilation)
+    return in_layout(grad_x, memory_format_of(grad_out)), grad_weight.contiguous(), grad_bias.contiguous()
+
+
 def _input_hw(grad_out, kh, kw, ph, pw, dilation) -> Tuple[int, int]:
     return input_size(grad_out.shape[2], grad_out.shape[3], kh, kw, ph, pw, dilation)
 
@@ -116,16 +123,21 @@ def _setup_context(ctx, inputs, output):
     ctx.has_bias = bias is not None
 
 
-def gradients(ctx, grad_out, bwd_input: Callable, bwd_weight: Callable):
+def gradients(ctx, grad_out, bwd_input: Callable, bwd_weight: Callable, both: Optional[Callable] = None):
     """(grad_x, grad_weight, grad_bias) of a forward whose ``ctx`` saved (x, weight) and
     ``has_bias``: ``bwd_input(grad_out, weight)`` and ``bwd_weight(grad_out, x, weight)`` compute
-    the passes, each only where an input needs it."""
+    the passes, each only where an input needs it; ``both(grad_out, x, weight)``, where given,
+    computes all three at once when the input and a parameter both need gradients."""
     x, weight = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    grad_x = bwd_input(grad_out, weight) if need_x else None
-    grad_weight = grad_bias = None
-    if need_w or need_b:
+    grad_x = grad_weight = grad_bias = None
+    if both is not None and need_x and (need_w or need_b):
+        grad_x, grad_weight, grad_bias = both(grad_out, x, weight)
+    elif need_x:
+        grad_x = bwd_input(grad_out, weight)
+    if (need_w or need_b) and grad_weight is None:
         grad_weight, grad_bias = bwd_weight(grad_out, x, weight)
+    if need_w or need_b:
         grad_weight = grad_weight if need_w else None
         grad_bias = grad_bias if (need_b and ctx.has_bias) else None
     return grad_x, grad_weight, grad_bias
@@ -188,4 +200,4 @@ dwconv2d_bwd_weight.register_autograd(_backward_bwd_weight, setup_context=_setup
 
 
 __all__ = ["dwconv2d_fwd", "dwconv2d_bwd_input", "dwconv2d_bwd_weight", "gradients", "run_fwd_on",
-           "run_bwd_input_on", "run_bwd_weight_on"]
+           "run_bwd_input_on", "run_bwd_weight_on", "run_backward_on"]

@@ -28,11 +28,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from . import _extension, catalog, measure
+from . import _extension, catalog, cpu_rules, measure
 from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
 from .catalog import PASSES, Implementation, check_backend_name
-from .cpu_dilation import dilated_cpu_rule
 from .problem import SMALL_BATCH, Problem
 
 BACKEND_ENV = "REPLK_OPS_BACKEND"
@@ -41,10 +40,6 @@ AUTOTUNE_ENV = "REPLK_OPS_AUTOTUNE"
 # for training PyTorch's own backward in C++); another implementation replaces it only when it
 # measures this much faster.
 NATIVE_MARGIN = 1.10
-# PyTorch's CPU conv reaches oneDNN's NCHW depthwise forward only while the kernel is at most this
-# wide; wider, NCHW runs a naive loop (1x256x14x14 k15: 3.4 ms against 0.18 ms through
-# channels_last; 1x96x56x56 5x51: 52 ms against 3.6 ms, while 51x5 takes 2.2 ms either way).
-ONEDNN_NCHW_MAX_SIDE = 13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,34 +184,6 @@ def _measuring_blocked(problem: Problem) -> Optional[str]:
     return None
 
 
-def _cpu_rule(problem: Problem, pass_name: str, names: List[str]) -> Optional[Tuple[str, str]]:
-    """A rule that settles a CPU choice between "torch" and "direct" without measuring."""
-    if not {"torch", "direct"} <= set(names):
-        return None
-    full_precision = problem.dtype in (torch.float32, torch.float64)
-    if problem.dilated:
-        return dilated_cpu_rule(problem, pass_name)
-    if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
-        return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
-    if problem.layout == NCHW and pass_name == "fwd":
-        # measured: 51x5 and 49x5 reach oneDNN's NCHW kernel, 5x51 and 15x15 a naive loop
-        if problem.kw <= ONEDNN_NCHW_MAX_SIDE:
-            return "torch", f"NCHW with a kernel at most {ONEDNN_NCHW_MAX_SIDE} wide: PyTorch reaches oneDNN"
-        return "direct", f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} wide"
-    if problem.layout == NCHW and min(problem.kh, problem.kw) > ONEDNN_NCHW_MAX_SIDE:
-        return "direct", (f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} "
-                             "on both sides")
-    return None
-
-
-def _cpu_fallback(problem: Problem, names: List[str]) -> str:
-    """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
-    small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE and not problem.dilated  # dilated: direct
-    if "torch" in names and (small or "direct" not in names):
-        return "torch"
-    return "direct" if "direct" in names else names[0]
-
-
 def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure: bool = True,
               batch: Optional[int] = None) -> PassChoice:
     """The implementation for ``pass_name`` of ``problem``. ``measure=False`` (``explain``) never
@@ -266,13 +233,16 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
     if len(names) == 1:
         return choice(names[0], "the only candidate")
     if problem.device_type == "cpu":
-        rule = _cpu_rule(problem, pass_name, names)
+        rule = cpu_rules.rule(problem, pass_name, names)
         if rule is not None:
             return choice(rule[0], f"by rule: {rule[1]}")
+        names = cpu_rules.candidates(problem, pass_name, names)
+        reasons.update((name, "PyTorch's NCHW path is a naive loop for this kernel") for name in reasons
+                       if reasons[name] is None and name not in names)
     remembered = _MEASURED.get(problem.kind(pass_name))
     if remembered is not None and remembered.chosen in names:
         return choice(remembered.chosen, str(remembered), remembered)
-    fallback = _cpu_fallback(problem, names) if problem.device_type == "cpu" else names[0]
+    fallback = cpu_rules.fallback(problem, names) if problem.device_type == "cpu" else names[0]
     blocked = _measuring_blocked(problem)
     if blocked is not None:
         return choice(fallback, f"by priority: {blocked}", final=blocked in _LASTING_BLOCKS)
@@ -358,6 +328,8 @@ def _step_measurable(problem: Problem, choices: Dict[str, PassChoice]) -> bool:
     native = catalog.by_name("torch")
     if problem.device_type not in native.auto_devices or any(native.rejection(problem, p) for p in PASSES):
         return False
+    if problem.device_type == "cpu" and all(cpu_rules.torch_is_naive_loop(problem, p) for p in PASSES):
+        return False  # PyTorch's own step is its naive loop throughout: seconds, and never faster
     mixed = any(c.implementation is not native for c in choices.values())
     measured = all(c.measurement is not None or c.implementation is native for c in choices.values())
     return mixed and measured

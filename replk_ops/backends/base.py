@@ -29,6 +29,12 @@ class Backend:
         """Returns (grad_weight of shape (C, 1, kh, kw), grad_bias of shape (C,))."""
         raise NotImplementedError
 
+    def backward(self, grad_out, x, weight, ph: int, pw: int, dilation=(1, 1)):
+        """(grad_input, grad_weight, grad_bias) at once, for a backend whose two gradients share
+        work (the fft backend transforms grad_out once); by default the two passes."""
+        grad_weight, grad_bias = self.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], ph, pw, dilation)
+        return self.bwd_input(grad_out, weight, ph, pw, dilation), grad_weight, grad_bias
+
 
 class NoTF32:
     """cuDNN convolutions in true fp32 (PyTorch allows TF32 for them by default) while active;

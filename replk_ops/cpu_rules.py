@@ -1,0 +1,88 @@
+"""The planner's CPU rules: what settles a CPU choice without timing, which candidates a timing
+compares, and the fixed priority where nothing may be timed (docs/design.md, "Planner", "FFT",
+"Dilation").
+
+- Undilated, without fft in play: PyTorch's CPU conv reaches oneDNN's NCHW depthwise forward only
+  while the kernel is at most ``ONEDNN_NCHW_MAX_SIDE`` wide; wider, NCHW runs a naive loop, so the
+  direct route (channels_last) runs. A channels_last fp32 forward is PyTorch's own oneDNN call.
+- Where fft can win (``fft_plan``): its backward rule, else a timing against the direct routes
+  with PyTorch's naive NCHW loop left out.
+- Dilated: PyTorch's dilated depthwise backward is a slow loop on CPU: the direct backend's passes
+  took 2 to 20 times less at every UniRepLKNet and LSKNet shape measured, so both backward passes
+  run there. PyTorch's own forward is the same oneDNN call as direct's while oneDNN keeps its fast
+  path (padding up to ``ONEDNN_DILATED_MAX_PAD``); beyond, direct pads the input first. Timing these
+  on a busy machine sent some of them back to PyTorch's slow backward, hence a rule.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+
+from . import fft_plan
+from ._layout import CHANNELS_LAST, NCHW
+from .backends.direct import ONEDNN_DILATED_MAX_PAD
+from .problem import Problem
+
+# 1x256x14x14 k15: 3.4 ms NCHW against 0.18 ms through channels_last; 1x96x56x56 5x51: 52 ms
+# against 3.6 ms, while 51x5 takes 2.2 ms either way.
+ONEDNN_NCHW_MAX_SIDE = 13
+Rule = Optional[Tuple[str, str]]  # (implementation name, why), or None: no rule applies
+
+
+def torch_is_naive_loop(problem: Problem, pass_name: str) -> bool:
+    """Whether PyTorch's own CPU call for this pass is its naive NCHW loop (far too slow to time)."""
+    if problem.layout != NCHW:
+        return False
+    if pass_name == "fwd":
+        return problem.kw > ONEDNN_NCHW_MAX_SIDE
+    return min(problem.kh, problem.kw) > ONEDNN_NCHW_MAX_SIDE
+
+
+def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
+    """The rule that settles this CPU choice among ``names``, if one does."""
+    if "fft" in names:
+        return fft_plan.cpu_rule(problem, pass_name, names)
+    if not {"torch", "direct"} <= set(names):
+        return None
+    if problem.dilated:
+        return _dilated_rule(problem, pass_name)
+    full_precision = problem.dtype in (torch.float32, torch.float64)
+    if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
+        return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
+    if problem.layout == NCHW and pass_name == "fwd":
+        # measured: 51x5 and 49x5 reach oneDNN's NCHW kernel, 5x51 and 15x15 a naive loop
+        if problem.kw <= ONEDNN_NCHW_MAX_SIDE:
+            return "torch", f"NCHW with a kernel at most {ONEDNN_NCHW_MAX_SIDE} wide: PyTorch reaches oneDNN"
+        return "direct", f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} wide"
+    if torch_is_naive_loop(problem, pass_name):
+        return "direct", f"PyTorch's NCHW path is a naive loop for kernels over {ONEDNN_NCHW_MAX_SIDE} on both sides"
+    return None
+
+
+def _dilated_rule(problem: Problem, pass_name: str) -> Rule:
+    if problem.dtype not in (torch.float32, torch.float64):
+        return None  # half precision is measured
+    if pass_name != "fwd":
+        return "direct", "dilated: PyTorch's dilated backward is a slow loop; direct runs it as a forward conv"
+    if max(problem.ph, problem.pw) <= ONEDNN_DILATED_MAX_PAD:
+        return "torch", f"dilated, padding at most {ONEDNN_DILATED_MAX_PAD}: PyTorch's own call is oneDNN's fast path"
+    return "direct", f"dilated, padding over {ONEDNN_DILATED_MAX_PAD}: oneDNN is fast only on an input padded first"
+
+
+def candidates(problem: Problem, pass_name: str, names: List[str]) -> List[str]:
+    """The candidates a timing compares: with fft in play, PyTorch's naive NCHW loop is left out."""
+    if "fft" in names and "torch" in names and "direct" in names and torch_is_naive_loop(problem, pass_name):
+        return [name for name in names if name != "torch"]
+    return names
+
+
+def fallback(problem: Problem, names: List[str]) -> str:
+    """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
+    small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE and not problem.dilated  # dilated: direct
+    if "torch" in names and (small or "direct" not in names):
+        return "torch"
+    return "direct" if "direct" in names else names[0]
+
+
+__all__ = ["ONEDNN_NCHW_MAX_SIDE", "torch_is_naive_loop", "rule", "candidates", "fallback"]
