@@ -321,6 +321,17 @@ def test_host_overhead_is_a_difference_of_interleaved_thread_times():
     assert len(interleaved_differences_us(_spin(10e-6), _spin(60e-6), rounds=50, calls=5, wall_cap_s=0.0)) == 1
 
 
+def test_host_overhead_line_says_when_it_is_noise():
+    from replk_ops.bench.overhead import overhead_line
+    from replk_ops.bench.timing import Timing
+
+    clear, noisy, short = Timing(5.0, 4.0, 6.0, 9), Timing(8.0, -7.5, 25.0, 9), Timing(5.0, 4.0, 6.0, 2)
+    line = overhead_line({"inference": clear, "fwd+bwd": noisy})
+    assert "inference +5.0 us (p20-p80 +4.0 to +6.0), fwd+bwd +8.0 us (p20-p80 -7.5 to +25.0) within noise" in line
+    assert "9 interleaved rounds" in line
+    assert "too few rounds" in overhead_line({"inference": clear, "fwd+bwd": short})
+
+
 def test_markdown_table_and_skipped_overhead(tmp_path):
     out_md, out_json = tmp_path / "r.md", tmp_path / "r.json"
     threads = torch.get_num_threads()
