@@ -229,14 +229,15 @@ def test_a_row_with_too_few_samples_says_so_instead_of_a_spread():
     row.samples, row.p80_ms = MIN_SAMPLES, 31.0
     assert spread_cell(row) == "30.000-31.000"
     # a call longer than the budget still gets the rounds a spread needs
-    assert time_cpu(_spin(0.005), min_run_time=0.001).samples == MIN_SAMPLES
-    assert time_cpu(lambda: None, min_run_time=0.01).samples > MIN_SAMPLES
+    no_cap = float("inf")  # so however busy the machine, the rounds end on the budget alone
+    assert time_cpu(_spin(0.005), min_run_time=0.001, wall_cap_s=no_cap).samples == MIN_SAMPLES
+    assert time_cpu(lambda: None, min_run_time=0.01, wall_cap_s=no_cap).samples > MIN_SAMPLES
 
 
 def test_cpu_variants_are_interleaved_round_by_round_with_the_first_rotating():
     calls = []
     fns = {name: (lambda name=name: (calls.append(name), _spin(2e-3)())) for name in "abc"}
-    timings = time_interleaved(fns, budget_s=0.001, min_samples=3)
+    timings = time_interleaved(fns, budget_s=0.001, wall_cap_s=float("inf"), min_samples=3)
     assert {t.samples for t in timings.values()} == {3}
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then 3 rounds
 
