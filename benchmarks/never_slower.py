@@ -93,8 +93,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    overhead, rounds = measure_host_overhead(torch.device("cpu"))
-    print(overhead_line(overhead, rounds))
+    found = measure_host_overhead(torch.device("cpu"))
+    print(overhead_line(found))
+    overhead = {name: timing.median_ms for name, timing in found.items()}
     rows = []
     header = f"{'shape':<22} {'layout':<13} {'pass':<9} {'nn.Conv2d ms':>12} {'replk_ops ms':>12} {'speedup':>8}"
     print(header)

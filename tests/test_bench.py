@@ -229,14 +229,15 @@ def test_a_row_with_too_few_samples_says_so_instead_of_a_spread():
     row.samples, row.p80_ms = MIN_SAMPLES, 31.0
     assert spread_cell(row) == "30.000-31.000"
     # a call longer than the budget still gets the rounds a spread needs
-    assert time_cpu(_spin(0.005), min_run_time=0.001).samples == MIN_SAMPLES
-    assert time_cpu(lambda: None, min_run_time=0.01).samples > MIN_SAMPLES
+    no_cap = float("inf")  # so however busy the machine, the rounds end on the budget alone
+    assert time_cpu(_spin(0.005), min_run_time=0.001, wall_cap_s=no_cap).samples == MIN_SAMPLES
+    assert time_cpu(lambda: None, min_run_time=0.01, wall_cap_s=no_cap).samples > MIN_SAMPLES
 
 
 def test_cpu_variants_are_interleaved_round_by_round_with_the_first_rotating():
     calls = []
     fns = {name: (lambda name=name: (calls.append(name), _spin(2e-3)())) for name in "abc"}
-    timings = time_interleaved(fns, budget_s=0.001, min_samples=3)
+    timings = time_interleaved(fns, budget_s=0.001, wall_cap_s=float("inf"), min_samples=3)
     assert {t.samples for t in timings.values()} == {3}
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then 3 rounds
 
@@ -319,6 +320,17 @@ def test_host_overhead_is_a_difference_of_interleaved_thread_times():
     assert 30 < interleaved_difference_us(_spin(10e-6), _spin(60e-6), rounds=5, calls=50) < 70
     # the wall-clock cap ends the rounds early, however many were asked for
     assert len(interleaved_differences_us(_spin(10e-6), _spin(60e-6), rounds=50, calls=5, wall_cap_s=0.0)) == 1
+
+
+def test_host_overhead_line_says_when_it_is_noise():
+    from replk_ops.bench.overhead import overhead_line
+    from replk_ops.bench.timing import Timing
+
+    clear, noisy, short = Timing(5.0, 4.0, 6.0, 9), Timing(8.0, -7.5, 25.0, 9), Timing(5.0, 4.0, 6.0, 2)
+    line = overhead_line({"inference": clear, "fwd+bwd": noisy})
+    assert "inference +5.0 us (p20-p80 +4.0 to +6.0), fwd+bwd +8.0 us (p20-p80 -7.5 to +25.0) within noise" in line
+    assert "9 interleaved rounds" in line
+    assert "too few rounds" in overhead_line({"inference": clear, "fwd+bwd": short})
 
 
 def test_markdown_table_and_skipped_overhead(tmp_path):

@@ -185,8 +185,10 @@ def _run_bench(args, device: torch.device) -> int:
     baselines = [c.name for c in candidates if c.is_baseline]
     print_table(rows, env, baselines)
     if not args.no_overhead:
-        env["host_overhead_us"], rounds = measure_host_overhead(device)
-        say(overhead_line(env["host_overhead_us"], rounds))
+        found = measure_host_overhead(device)
+        env["host_overhead_us"] = {name: timing.median_ms for name, timing in found.items()}
+        env["host_overhead_spread_us"] = {name: [timing.p20_ms, timing.p80_ms] for name, timing in found.items()}
+        say(overhead_line(found))
     if args.markdown:
         from pathlib import Path
 

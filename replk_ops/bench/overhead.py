@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import torch
 from torch import nn
+
+from .timing import Timing, summarize
 
 ROUNDS = 9
 CALLS_PER_ROUND = 200
@@ -64,12 +66,13 @@ def training_steps(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
 
 def host_overhead_us(device: torch.device) -> Dict[str, float]:
     """{"inference": us, "fwd+bwd": us} that LargeKernelDWConv2d adds to nn.Conv2d per call."""
-    return measure_host_overhead(device)[0]
+    return {name: timing.median_ms for name, timing in measure_host_overhead(device).items()}
 
 
-def measure_host_overhead(device: torch.device) -> Tuple[Dict[str, float], int]:
-    """(``host_overhead_us``'s medians over rounds, how many rounds each had at least: fewer than
-    ROUNDS where the wall-clock cap hit)."""
+def measure_host_overhead(device: torch.device) -> Dict[str, Timing]:
+    """{"inference": ..., "fwd+bwd": ...}: the per-round differences in microseconds (the Timing's
+    "_ms" fields hold microseconds here), their median, p20-p80 and how many rounds ran (fewer
+    than ROUNDS where the wall-clock cap hit)."""
     from ..modules import LargeKernelDWConv2d
 
     threads = torch.get_num_threads()
@@ -81,15 +84,20 @@ def measure_host_overhead(device: torch.device) -> Tuple[Dict[str, float], int]:
         grad_out = torch.randn(1, 8, 8, 8, device=device)
         (conv_inf, conv_train), (fast_inf, fast_train) = (training_steps(conv, x, grad_out),
                                                           training_steps(fast, x, grad_out))
-        inference = interleaved_differences_us(conv_inf, fast_inf)
-        training = interleaved_differences_us(conv_train, fast_train)
+        return {"inference": summarize(interleaved_differences_us(conv_inf, fast_inf)),
+                "fwd+bwd": summarize(interleaved_differences_us(conv_train, fast_train))}
     finally:
         torch.set_num_threads(threads)
-    medians = {"inference": statistics.median(inference), "fwd+bwd": statistics.median(training)}
-    return medians, min(len(inference), len(training))
 
 
-def overhead_line(us: Dict[str, float], rounds: int = ROUNDS) -> str:
-    line = (f"host overhead per call over nn.Conv2d (1x8x8x8 k7, one thread, thread CPU time, median of {rounds} "
-            f"interleaved rounds): inference {us['inference']:+.1f} us, fwd+bwd {us['fwd+bwd']:+.1f} us")
-    return line + (" (too few rounds: noise)" if rounds < MIN_ROUNDS else "")
+def _cell(timing: Timing) -> str:
+    cell = f"{timing.median_ms:+.1f} us (p20-p80 {timing.p20_ms:+.1f} to {timing.p80_ms:+.1f})"
+    if timing.samples < MIN_ROUNDS:
+        return cell + " too few rounds"
+    return cell + (" within noise" if timing.p20_ms <= 0 <= timing.p80_ms else "")
+
+
+def overhead_line(found: Dict[str, Timing]) -> str:
+    rounds = min(t.samples for t in found.values())
+    return (f"host overhead per call over nn.Conv2d (1x8x8x8 k7, one thread, thread CPU time, {rounds} interleaved "
+            f"rounds): inference {_cell(found['inference'])}, fwd+bwd {_cell(found['fwd+bwd'])}")
