@@ -15,9 +15,11 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 
+from . import fft_plan
 from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
 from .backends import cuda, triton
 from .backends.base import Backend
+from .backends.fft import FFTBackend
 from .backends.reference import ReferenceBackend
 from .backends.torch_native import TorchNativeBackend
 from .triton_kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KERNEL
@@ -38,6 +40,8 @@ class Implementation:
     passes: Tuple[str, ...] = PASSES
     max_kernel: Union[None, int, Callable[[], int]] = None  # None: any size
     description: str = ""
+    # why "auto" leaves it out of a problem it can run (e.g. a kernel too small to win), or None
+    auto_rejection: Optional[Callable[[object], Optional[str]]] = None
 
     def kernel_limit(self) -> Optional[int]:
         return self.max_kernel() if callable(self.max_kernel) else self.max_kernel
@@ -71,6 +75,10 @@ _BACKEND_ENTRIES = (
         "triton", "triton", triton.TritonBackend(), ("cpu", "cuda"), TRITON_DTYPES, ("cuda",),
         max_kernel=TRITON_MAX_KERNEL,
         description="Triton tensor-core kernels (CPU tensors only through the Triton interpreter, for tests)"),
+    Implementation(
+        "fft", "fft", FFTBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu", "cuda"),
+        auto_rejection=fft_plan.auto_rejection,
+        description="products of 2-D real FFTs (torch.fft); its cost per pixel hardly grows with the kernel"),
 )
 
 BACKEND_NAMES = ("auto",) + tuple(dict.fromkeys(e.backend for e in _BACKEND_ENTRIES)) + ("cuda",)
@@ -108,8 +116,8 @@ def _cuda_entries() -> Tuple[Implementation, ...]:
 def implementations() -> Tuple[Implementation, ...]:
     """Every implementation, in "auto"'s priority order where nothing else decides: the compiled
     kernels first, then Triton, then PyTorch's own paths."""
-    torch_entry, reference_entry, triton_entry = _BACKEND_ENTRIES
-    return _cuda_entries() + (triton_entry, torch_entry, reference_entry)
+    torch_entry, reference_entry, triton_entry, fft_entry = _BACKEND_ENTRIES
+    return _cuda_entries() + (triton_entry, torch_entry, reference_entry, fft_entry)
 
 
 def by_name(name: str, pass_name: str = "fwd") -> Implementation:

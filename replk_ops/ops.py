@@ -207,13 +207,19 @@ class _EagerDWConv2d(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         (ph, pw), passes = ctx.padding, ctx.passes
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x = _bwd_input_on(passes.bwd_input, grad_out, weight, ph, pw) if need_x else None
         grad_weight = grad_bias = None
-        if need_w or need_b:
+        if need_x and (need_w or need_b) and passes.bwd_input is passes.bwd_weight:
+            # one implementation for both gradients: it may share work between them
+            grad_x, grad_weight, grad_bias = passes.bwd_input.runner.backward(grad_out, x, weight, ph, pw)
+            grad_x = in_layout(grad_x, memory_format_of(grad_out))
+            grad_weight, grad_bias = grad_weight.contiguous(), grad_bias.contiguous()
+        else:
+            grad_x = _bwd_input_on(passes.bwd_input, grad_out, weight, ph, pw) if need_x else None
+        if (need_w or need_b) and grad_weight is None:
             grad_weight, grad_bias = _bwd_weight_on(passes.bwd_weight, grad_out, x, weight.shape[2],
                                                     weight.shape[3], ph, pw)
-            grad_weight = grad_weight if need_w else None
-            grad_bias = grad_bias if (need_b and ctx.has_bias) else None
+        grad_weight = grad_weight if need_w else None
+        grad_bias = grad_bias if (need_b and ctx.has_bias) else None
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
@@ -256,7 +262,7 @@ def dwconv2d(
     Equal to ``F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])``. ``x`` is (N, C, H, W)
     in NCHW or channels_last layout (the output keeps it); ``weight`` is (C, 1, kh, kw) with any
     kh, kw >= 1; ``padding`` is "same" (odd kernel sizes), "valid", an int or (ph, pw).
-    ``backend`` is "auto", "torch", "reference", "triton" or "cuda"; the environment variable
+    ``backend`` is "auto", "torch", "reference", "triton", "fft" or "cuda"; the environment variable
     ``REPLK_OPS_BACKEND`` overrides "auto". Under ``torch.autocast`` the op runs in the autocast
     dtype, like ``nn.Conv2d``.
     """
@@ -328,7 +334,8 @@ def _prepare_call(x, weight, bias, padding, backend) -> Tuple[Callable, bool]:
         if fwd.name == "torch" and native_ok:
             return native, choice.final
 
-        return (lambda x, w, b: _fwd_on(fwd, x, w, b, ph, pw)), choice.final
+        fwd_inference = fwd.runner.fwd_inference
+        return (lambda x, w, b: in_layout(fwd_inference(x, w, b, ph, pw), memory_format_of(x))), choice.final
 
     def planned_step(passes):
         return lambda x, w, b: _EagerDWConv2d.apply(x, w, b, ph, pw, passes)

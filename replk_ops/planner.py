@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
-from . import _extension, catalog
+from . import _extension, catalog, fft_plan
 from ._checks import env_switch, output_size
 from ._layout import CHANNELS_LAST, NCHW, layout_name
 from .catalog import PASSES, Implementation, check_backend_name
@@ -286,6 +286,8 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
         why = impl.rejection(problem, pass_name)
         if why is None and requested == "auto" and problem.device_type not in impl.auto_devices:
             why = f"available, but \"auto\" does not pick it for {problem.device_type} tensors"
+        elif why is None and requested == "auto" and impl.auto_rejection is not None:
+            why = impl.auto_rejection(problem)
         elif why is None and requested not in ("auto", impl.backend):
             why = f"available; backend {requested!r} was requested"
         reasons[impl.name] = why
@@ -307,9 +309,13 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
     if len(names) == 1:
         return choice(names[0], "the only candidate")
     if problem.device_type == "cpu":
-        rule = _cpu_rule(problem, pass_name, names)
+        # where fft can win, a measurement against it decides (without PyTorch's naive NCHW loop)
+        rule = _cpu_rule(problem, pass_name, names) if "fft" not in names else None
         if rule is not None:
             return choice(rule[0], f"by rule: {rule[1]}")
+        names = fft_plan.cpu_candidates(problem, pass_name, names, ONEDNN_NCHW_MAX_SIDE)
+        reasons.update((name, "PyTorch's NCHW path is a naive loop for this kernel") for name in reasons
+                       if reasons[name] is None and name not in names)
     remembered = _MEASURED.get(problem.kind(pass_name))
     if remembered is not None and remembered.chosen in names:
         return choice(remembered.chosen, str(remembered), remembered)
@@ -471,6 +477,9 @@ def _step_measurable(problem: Problem, choices: Dict[str, PassChoice]) -> bool:
     native = catalog.by_name("torch")
     if problem.device_type not in native.auto_devices or any(native.rejection(problem, p) for p in PASSES):
         return False
+    if problem.device_type == "cpu" and all(fft_plan.torch_is_naive_loop(problem, p, ONEDNN_NCHW_MAX_SIDE)
+                                            for p in PASSES):
+        return False  # PyTorch's own step is its naive loop throughout: seconds, and never faster
     mixed = any(c.implementation is not native for c in choices.values())
     measured = all(c.measurement is not None or c.implementation is native for c in choices.values())
     return mixed and measured

@@ -1,0 +1,125 @@
+"""The fft backend: every pass as pointwise products of 2-D real FFTs (``torch.fft``: pocketfft on
+CPU, cuFFT on CUDA).
+
+A direct depthwise conv costs 2 * kh * kw FLOPs per output; the transforms cost about the same per
+pixel whatever the kernel, so from a few hundred taps on they win (docs/design.md, "FFT"). The
+transform sizes and the crop are in ``replk_ops.fft_math``.
+
+- forward: ``irfft2(rfft2(x) * G)`` cropped, G the spectrum of the flipped kernel;
+- input gradient: ``irfft2(rfft2(dy) * conj(G))`` cropped;
+- weight gradient: ``irfft2(sum_n conj(rfft2(dy_n)) * rfft2(x_n))`` at the kernel's taps;
+- ``backward`` computes both gradients with one transform of dy and of the kernel.
+
+float16 and bfloat16 are computed in float32 and rounded once. A call with a NaN or Inf in its
+inputs runs on the ``reference`` backend instead: in a transform one NaN would spread over its
+whole channel, while a convolution keeps it to the outputs it reaches.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import fft_math
+from .base import Backend
+from .reference import ReferenceBackend
+from .spectrum_cache import SpectrumCache
+
+_DIRECT = ReferenceBackend()
+
+
+def _compute(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _all_finite(*tensors) -> bool:
+    # a sum is non-finite if any element is (or, rarely, if it overflows: then the direct route
+    # runs, which is merely slower)
+    return all(bool(torch.isfinite(t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)))
+               for t in tensors if t is not None)
+
+
+def _planes(t: torch.Tensor) -> torch.Tensor:
+    # pocketfft is fastest on contiguous rows; a channels_last or strided input is copied once
+    return _compute(t).contiguous()
+
+
+class FFTBackend(Backend):
+    def __init__(self):
+        self.cache = SpectrumCache()
+
+    def unavailable_reason(self, problem) -> Optional[str]:
+        if problem.deterministic and problem.device_type == "cuda":
+            return "cuFFT is not documented as deterministic, and deterministic algorithms are on"
+        return None
+
+    def fwd(self, x, weight, bias, ph, pw):
+        return self._fwd(x, weight, bias, ph, pw, cached=False)
+
+    def fwd_inference(self, x, weight, bias, ph, pw):
+        return self._fwd(x, weight, bias, ph, pw, cached=True)
+
+    def _fwd(self, x, weight, bias, ph, pw, cached):
+        if x.numel() == 0 or not _all_finite(x, weight, bias):
+            return _DIRECT.fwd(x, weight, bias, ph, pw)
+        n, c, h, w = x.shape
+        kh, kw = weight.shape[2], weight.shape[3]
+        s = fft_math.transform_shape(h, w, kh, kw, ph, pw)
+        ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+        xc = _planes(x)
+        if cached:
+            g = self.cache.get(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
+        else:
+            g = None
+        out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device)
+        for cs in fft_math.channel_chunks(n, c, s):
+            gs = g[cs] if g is not None else fft_math.kernel_spectrum(_compute(weight[cs]), s, ph, pw)
+            spec = fft_math.spectrum(xc[:, cs], s).mul_(gs)
+            out[:, cs] = fft_math.crop_inverse(spec, s, (ho, wo))
+        if bias is not None:
+            out += _compute(bias).view(1, c, 1, 1)
+        return out.to(x.dtype)
+
+    def bwd_input(self, grad_out, weight, ph, pw):
+        return self._backward(grad_out, None, weight, ph, pw, need_input=True, need_weight=False)[0]
+
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+        # only the kernel's shape is read when the input gradient is not wanted
+        dummy = torch.empty((x.shape[1], 1, kh, kw), dtype=x.dtype, device="meta")
+        _, dw, db = self._backward(grad_out, x, dummy, ph, pw, need_input=False, need_weight=True)
+        return dw, db
+
+    def backward(self, grad_out, x, weight, ph, pw):
+        return self._backward(grad_out, x, weight, ph, pw, need_input=True, need_weight=True)
+
+    def _backward(self, grad_out, x, weight, ph, pw, need_input, need_weight):
+        """(dx or None, dw or None, db or None): the spectrum of dy is computed once for both
+        gradients (``weight`` may be a meta tensor when only the weight gradient is wanted)."""
+        kh, kw = weight.shape[2], weight.shape[3]
+        n, c, ho, wo = grad_out.shape
+        h, w = ho - 2 * ph + kh - 1, wo - 2 * pw + kw - 1
+        finite = _all_finite(grad_out, x, weight if need_input else None)
+        if grad_out.numel() == 0 or not finite:
+            dx = _DIRECT.bwd_input(grad_out, weight, ph, pw) if need_input else None
+            dw, db = _DIRECT.bwd_weight(grad_out, x, kh, kw, ph, pw) if need_weight else (None, None)
+            return dx, dw, db
+        s = fft_math.transform_shape(h, w, kh, kw, ph, pw)
+        dyc = _planes(grad_out)
+        xc = _planes(x) if need_weight else None
+        dx = torch.empty((n, c, h, w), dtype=dyc.dtype, device=grad_out.device) if need_input else None
+        dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
+        for cs in fft_math.channel_chunks(n, c, s):
+            dy_spec = fft_math.spectrum(dyc[:, cs], s)
+            if need_weight:
+                corr = (fft_math.spectrum(xc[:, cs], s) * dy_spec.conj()).sum(dim=0)
+                dw[cs, 0] = fft_math.weight_from_correlation(corr, s, kh, kw, ph, pw)
+            if need_input:
+                g = fft_math.kernel_spectrum(_compute(weight[cs]), s, ph, pw)
+                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g.conj()), s, (h, w))
+        if need_input:
+            dx = dx.to(grad_out.dtype)
+        db = None
+        if need_weight:
+            db = grad_out.sum(dim=(0, 2, 3), dtype=dyc.dtype).to(x.dtype)
+            dw = dw.to(x.dtype)
+        return dx, dw, db

@@ -1,0 +1,90 @@
+"""The three passes of a depthwise conv as products of 2-D real FFTs (``torch.fft``).
+
+Along one axis (the other is the same), with input length H, kernel k, padding p and output
+length Ho = H + 2p - k + 1, the forward is ``y[o] = sum_n x[n] g[o - n]`` with ``g[d] = w[p - d]``
+for d in [p - k + 1, p]. A circular convolution of size s gives the same ``y[o]`` for every o in
+[0, Ho) as long as no shifted copy of g's support reaches a difference ``o - n`` that occurs,
+which holds for ``s >= max(H + p, Ho + k - 1 - p)`` (and s >= H, Ho, k so that each signal fits).
+That is less than the linear size H + k - 1 wherever p < k - 1 ("same" padding: H + k // 2), and
+the output is the first Ho entries: the wrap-around lands only outside the crop. The input and
+weight gradients are the matching correlations, with the same differences and so the same s.
+See docs/design.md, "FFT".
+"""
+from __future__ import annotations
+
+import functools
+from typing import Tuple
+
+import torch
+
+# Channels transformed at once are bounded so that a call's complex spectra stay near this size.
+CHUNK_BYTES = 64 << 20
+
+
+@functools.lru_cache(maxsize=None)
+def smooth_size(n: int) -> int:
+    """The least 2,3,5-smooth integer >= n (pocketfft and cuFFT are fastest on these)."""
+    best = 1
+    while best < n:
+        best *= 2
+    p5 = 1
+    while p5 < 2 * n:
+        p35 = p5
+        while p35 < 2 * n:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def axis_size(length: int, k: int, p: int) -> int:
+    """The transform length along one axis (see the module's docstring): even, since pocketfft's
+    real transforms of odd lengths take about twice as long per point (81: 3.9 ns, 90: 2.0 ns)."""
+    out = length + 2 * p - k + 1
+    least = max(length + p, out + k - 1 - p, length, out, k, 1)
+    return 2 * smooth_size((least + 1) // 2)
+
+
+def transform_shape(h: int, w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
+    return axis_size(h, kh, ph), axis_size(w, kw, pw)
+
+
+def kernel_spectrum(weight: torch.Tensor, s: Tuple[int, int], ph: int, pw: int) -> torch.Tensor:
+    """rfft2 of g (the flipped kernel, tap (i, j) at ((p - i) mod s)): (C, sh, sw // 2 + 1)."""
+    kh, kw = weight.shape[-2], weight.shape[-1]
+    flipped = weight.reshape(weight.shape[0], kh, kw).flip(-2, -1)
+    placed = torch.zeros(weight.shape[0], s[0], s[1], dtype=weight.dtype, device=weight.device)
+    placed[:, :kh, :kw] = flipped
+    # flipped tap t sits at t - (k - 1 - p): a roll by p - k + 1 (modulo s)
+    placed = torch.roll(placed, shifts=(ph - kh + 1, pw - kw + 1), dims=(-2, -1))
+    return torch.fft.rfft2(placed)
+
+
+def spectrum(t: torch.Tensor, s: Tuple[int, int]) -> torch.Tensor:
+    """rfft2 of each (n, c) plane of ``t``, zero-padded at the end to ``s``."""
+    return torch.fft.rfft2(t, s=s)
+
+
+def crop_inverse(spec: torch.Tensor, s: Tuple[int, int], hw: Tuple[int, int]) -> torch.Tensor:
+    """The first hw of irfft2(spec): the column transforms first, so that the row transforms run
+    only on the rows kept (about 20% less work than irfft2 and a crop)."""
+    rows = torch.fft.ifft(spec, dim=-2)[..., :hw[0], :]
+    return torch.fft.irfft(rows, n=s[1], dim=-1)[..., :hw[1]]
+
+
+def weight_from_correlation(spec: torch.Tensor, s: Tuple[int, int], kh: int, kw: int, ph: int,
+                            pw: int) -> torch.Tensor:
+    """The taps of dw from the spectrum of ``r[e] = sum_o dy[o] x[o + e]``: tap i is r[i - p]."""
+    r = torch.fft.irfft2(spec, s=s)
+    r = torch.roll(r, shifts=(ph, pw), dims=(-2, -1))
+    return r[..., :kh, :kw]
+
+
+def channel_chunks(n: int, c: int, s: Tuple[int, int]):
+    """Slices over channels whose spectra (N planes each, complex64/128) stay near CHUNK_BYTES."""
+    per_channel = max(1, n) * s[0] * (s[1] // 2 + 1) * 16
+    step = max(1, CHUNK_BYTES // per_channel)
+    return [slice(start, min(start + step, c)) for start in range(0, c, step)]

@@ -1,0 +1,47 @@
+"""Where "auto" considers the fft implementation, and which CPU candidates it is measured against.
+
+A direct conv costs 2 taps per output pixel and tap; the transforms cost about the same per pixel
+for any kernel. Below ``MIN_TAPS`` taps that reach the map the direct routes always won when
+measured (docs/design.md, "FFT"), so "auto" does not spend a measurement on fft there. Above it,
+on CPU, a measurement between the direct routes and fft decides (``cpu_candidates``).
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+# Measured on CPU (one thread; benchmarks/results/*_cpu_fft): at 1x128x56x56 fft's forward and
+# backward are slower than the best direct route up to 13x13 and win from 15x15 on; 11x11 = 121.
+MIN_TAPS = 121
+
+
+def reach_taps(problem) -> int:
+    """Taps of the kernel that can touch the map: a kernel wider than the map reaches at most the
+    map's own width of input pixels from any output."""
+    return min(problem.kh, problem.height) * min(problem.kw, problem.width)
+
+
+def auto_rejection(problem) -> Optional[str]:
+    taps = reach_taps(problem)
+    if taps < MIN_TAPS:
+        return (f"available, but \"auto\" leaves it to kernels reaching at least {MIN_TAPS} taps of the map "
+                f"(got {taps}): below that a direct conv costs less than the transforms")
+    return None
+
+
+def torch_is_naive_loop(problem, pass_name: str, naive_side: int) -> bool:
+    """Whether PyTorch's own CPU call for this pass is its naive NCHW loop (see the planner's
+    ONEDNN_NCHW_MAX_SIDE): it is then far too slow to be worth timing."""
+    if problem.layout != "nchw":
+        return False
+    if pass_name == "fwd":
+        return problem.kw > naive_side
+    return min(problem.kh, problem.kw) > naive_side
+
+
+def cpu_candidates(problem, pass_name: str, names: List[str], naive_side: int) -> List[str]:
+    """The CPU candidates timed against each other when fft is one of them."""
+    if "fft" not in names:
+        return names
+    if "torch" in names and "reference" in names and torch_is_naive_loop(problem, pass_name, naive_side):
+        return [name for name in names if name != "torch"]
+    return names
