@@ -72,7 +72,7 @@ class FFTBackend(Backend):
         else:
             g = None
         out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device)
-        for cs in fft_math.channel_chunks(n, c, s):
+        for cs in fft_math.channel_chunks(n, c, s, xc.dtype):
             gs = g[cs] if g is not None else fft_math.kernel_spectrum(_compute(weight[cs]), s, ph, pw)
             spec = fft_math.spectrum(xc[:, cs], s).mul_(gs)
             out[:, cs] = fft_math.crop_inverse(spec, s, (ho, wo))
@@ -108,7 +108,7 @@ class FFTBackend(Backend):
         xc = _planes(x) if need_weight else None
         dx = torch.empty((n, c, h, w), dtype=dyc.dtype, device=grad_out.device) if need_input else None
         dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
-        for cs in fft_math.channel_chunks(n, c, s):
+        for cs in fft_math.channel_chunks(n, c, s, dyc.dtype):
             dy_spec = fft_math.spectrum(dyc[:, cs], s)
             if need_weight:
                 corr = (fft_math.spectrum(xc[:, cs], s) * dy_spec.conj()).sum(dim=0)

@@ -77,7 +77,7 @@ def default_candidates(device: torch.device) -> List[Candidate]:
              replk_candidate("auto", channels_last=True)]
     if device.type == "cuda":
         runnable = catalog.available_backends(device)
-        found += [replk_candidate(name) for name in ("cuda", "triton") if name in runnable]
+        found += [replk_candidate(name) for name in ("cuda", "triton", "fft") if name in runnable]
     return found
 
 

@@ -58,6 +58,12 @@ def _paper() -> List[Shape]:
             for k in (3, 7, 13, 17, 21, 27, 29, 31)]
 
 
+# Kernels large enough that the fft implementation is the point: SLaK's merged 51x51 (and a 61x61
+# at 64x64), PeLK's 101x101, at the batch sizes given (not the default ones)
+VERY_LARGE = [Shape(1, 96, 56, 56, 51, 51, "slak merged 51x51"), Shape(2, 128, 64, 64, 61, 61, "61x61"),
+              Shape(1, 64, 56, 56, 101, 101, "pelk 101x101"), Shape(1, 64, 64, 64, 101, 101, "pelk 101x101")]
+
+
 def default_batches(device_type: str) -> List[int]:
     """A training batch and batch 1; CPU runs use a small training batch so the default stays quick."""
     return [64, 1] if device_type == "cuda" else [4, 1]
@@ -76,6 +82,8 @@ def preset(name: str, device_type: str) -> List[Shape]:
         return _stages(name, batches)
     if name == "slak":
         return _slak(batches)
+    if name == "verylarge":
+        return list(VERY_LARGE)
     if name == "paper":
         shapes = _paper()
         if device_type != "cuda":  # the paper's full setting takes minutes a row on a CPU
@@ -90,6 +98,7 @@ PRESETS: Dict[str, str] = {
     "replknet_xl": "RepLKNet-XL stage shapes",
     "slak": "SLaK-T decomposed (k, 5) and (5, k) kernels and the k x k they replace",
     "unireplknet": "UniRepLKNet-S 13x13 stage shapes",
+    "verylarge": "SLaK merged 51x51, 61x61 and PeLK 101x101 kernels (where fft wins)",
     "paper": "RepLKNet paper Table 1: 24 layers of (64, 384, R, R), k from 3 to 31",
 }
 
