@@ -61,16 +61,26 @@ def _wrapped(k: int, shift: int, size: int, device) -> torch.Tensor:
     return (torch.arange(k, device=device) + shift) % size
 
 
+def _segments(k: int, shift: int, size: int):
+    """(source slice, destination slice) pairs that put entry t of k at (t + shift) mod size: a
+    rotation is at most two contiguous pieces."""
+    start = shift % size
+    first = min(k, size - start)
+    pieces = [(slice(0, first), slice(start, start + first))]
+    if first < k:
+        pieces.append((slice(first, k), slice(0, k - first)))
+    return pieces
+
+
 def kernel_spectrum(weight: torch.Tensor, s: Tuple[int, int], ph: int, pw: int) -> torch.Tensor:
     """rfft2 of g (the flipped kernel, tap (i, j) at ((p - i) mod s)): (C, sh, sw // 2 + 1)."""
     c, kh, kw = weight.shape[0], weight.shape[-2], weight.shape[-1]
     flipped = weight.reshape(c, kh, kw).flip(-2, -1)
     placed = weight.new_zeros((c, s[0], s[1]))
-    # flipped tap t sits at t - (k - 1 - p) (modulo s); indexing places it there without the
-    # full-size copies of a roll
-    rows = _wrapped(kh, ph - kh + 1, s[0], weight.device)
-    cols = _wrapped(kw, pw - kw + 1, s[1], weight.device)
-    placed[:, rows[:, None], cols[None, :]] = flipped
+    # flipped tap t sits at t - (k - 1 - p) (modulo s): up to four block copies, not a full-size roll
+    for src_r, dst_r in _segments(kh, ph - kh + 1, s[0]):
+        for src_c, dst_c in _segments(kw, pw - kw + 1, s[1]):
+            placed[:, dst_r, dst_c] = flipped[:, src_r, src_c]
     return torch.fft.rfft2(placed)
 
 

@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from .. import fft_math
+from .._layout import memory_format_of
 from .base import Backend
 from .reference import ReferenceBackend
 from .spectrum_cache import SpectrumCache
@@ -71,7 +72,8 @@ class FFTBackend(Backend):
             g = self.cache.get(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
         else:
             g = None
-        out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device)
+        # written chunk by chunk in the caller's layout (the ops then have nothing to copy)
+        out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device, memory_format=memory_format_of(x))
         for cs in fft_math.channel_chunks(n, c, s, xc.dtype):
             gs = g[cs] if g is not None else fft_math.kernel_spectrum(_compute(weight[cs]), s, ph, pw)
             spec = fft_math.spectrum(xc[:, cs], s).mul_(gs)
@@ -106,16 +108,20 @@ class FFTBackend(Backend):
         s = fft_math.transform_shape(h, w, kh, kw, ph, pw)
         dyc = _planes(grad_out)
         xc = _planes(x) if need_weight else None
-        dx = torch.empty((n, c, h, w), dtype=dyc.dtype, device=grad_out.device) if need_input else None
+        dx = torch.empty((n, c, h, w), dtype=dyc.dtype, device=grad_out.device,
+                         memory_format=memory_format_of(grad_out)) if need_input else None
         dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
         for cs in fft_math.channel_chunks(n, c, s, dyc.dtype):
             dy_spec = fft_math.spectrum(dyc[:, cs], s)
             if need_weight:
-                corr = (fft_math.spectrum(xc[:, cs], s) * dy_spec.conj()).sum(dim=0)
+                # conj(X) * DY summed over the batch, conjugated once: conj(DY) * X without a copy
+                # of DY's spectrum. Conjugates are physical throughout: with a lazily conjugated
+                # operand, mul_ gave wrong results under AOT tracing (opcheck)
+                corr = fft_math.spectrum(xc[:, cs], s).conj_physical_().mul_(dy_spec).sum(dim=0).conj_physical_()
                 dw[cs, 0] = fft_math.weight_from_correlation(corr, s, kh, kw, ph, pw)
             if need_input:
                 g = fft_math.kernel_spectrum(_compute(weight[cs]), s, ph, pw)
-                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g.conj()), s, (h, w))
+                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g.conj_physical_()), s, (h, w))
         if need_input:
             dx = dx.to(grad_out.dtype)
         db = None
