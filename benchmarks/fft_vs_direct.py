@@ -11,14 +11,14 @@ order alternating), the ratio per round (above 1: fft is faster), min and median
 - what ``backend="auto"`` picks there (after its first-call measurements);
 - the crossover: each pass of fft against the faster of the direct routes ("torch", "reference")
   for square kernels 7 to 21 at 1x128x56x56 (the planner's ``fft_plan.MIN_TAPS``);
-- peak memory of one fwd+bwd: the rise of the peak resident set size of a fresh process.
+- peak memory of one fwd+bwd: the peak resident set (reset before the step) over the resident set
+  before it, in a fresh process (Linux).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -174,10 +174,19 @@ def _peak_child(backend, shape_text, layout):
     # one channel first: libraries, oneDNN primitives and FFT plans load outside the measurement
     x1, w1 = x[:, :1].detach().clone().requires_grad_(), wt[:1].detach().clone().requires_grad_()
     replk_ops.dwconv2d(x1, w1, None, (kh // 2, kw // 2), backend=backend).backward(dy[:, :1].clone())
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as handle:  # resets the peak resident set (VmHWM)
+        handle.write("5")
+    before = _status_kib("VmRSS")
     replk_ops.dwconv2d(x, wt, None, (kh // 2, kw // 2), backend=backend).backward(dy)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rise_mib": (after - before) / 1024}))
+    print(json.dumps({"peak_rise_mib": (_status_kib("VmHWM") - before) / 1024}))
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def memory_rows(shapes):

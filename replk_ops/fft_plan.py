@@ -3,15 +3,18 @@
 A direct conv costs 2 taps per output pixel and tap; the transforms cost about the same per pixel
 for any kernel. Below ``MIN_TAPS`` taps that reach the map the direct routes always won when
 measured (docs/design.md, "FFT"), so "auto" does not spend a measurement on fft there. Above it,
-on CPU, a measurement between the direct routes and fft decides (``cpu_candidates``).
+on CPU, a measurement between the direct routes and fft decides the forward (``cpu_candidates``),
+and from ``BACKWARD_MIN_TAPS`` on a rule gives both backward passes to fft (``cpu_rule``).
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 # Measured on CPU (one thread; benchmarks/results/*_cpu_fft): at 1x128x56x56 fft's forward and
 # backward are slower than the best direct route up to 13x13 and win from 15x15 on; 11x11 = 121.
 MIN_TAPS = 121
+# ... and each backward pass alone is faster with fft from 15x15 on, in both layouts.
+BACKWARD_MIN_TAPS = 225
 
 
 def reach_taps(problem) -> int:
@@ -25,6 +28,16 @@ def auto_rejection(problem) -> Optional[str]:
     if taps < MIN_TAPS:
         return (f"available, but \"auto\" leaves it to kernels reaching at least {MIN_TAPS} taps of the map "
                 f"(got {taps}): below that a direct conv costs less than the transforms")
+    return None
+
+
+def cpu_rule(problem, pass_name: str, names: List[str]) -> Optional[Tuple[str, str]]:
+    """On CPU the backward passes go to fft by rule from BACKWARD_MIN_TAPS on: there it beat every
+    direct route in each backward pass alone, and the two share the transform of the output
+    gradient and the forward's kernel spectrum, which timing each pass alone does not see."""
+    if pass_name != "fwd" and "fft" in names and reach_taps(problem) >= BACKWARD_MIN_TAPS:
+        return "fft", (f"a kernel reaching at least {BACKWARD_MIN_TAPS} taps of the map: fft's backward beats "
+                       "the direct routes, and its two passes share their transforms")
     return None
 
 

@@ -334,8 +334,7 @@ def _prepare_call(x, weight, bias, padding, backend) -> Tuple[Callable, bool]:
         if fwd.name == "torch" and native_ok:
             return native, choice.final
 
-        fwd_inference = fwd.runner.fwd_inference
-        return (lambda x, w, b: in_layout(fwd_inference(x, w, b, ph, pw), memory_format_of(x))), choice.final
+        return (lambda x, w, b: _fwd_on(fwd, x, w, b, ph, pw)), choice.final
 
     def planned_step(passes):
         return lambda x, w, b: _EagerDWConv2d.apply(x, w, b, ph, pw, passes)

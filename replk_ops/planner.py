@@ -309,8 +309,11 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
     if len(names) == 1:
         return choice(names[0], "the only candidate")
     if problem.device_type == "cpu":
-        # where fft can win, a measurement against it decides (without PyTorch's naive NCHW loop)
-        rule = _cpu_rule(problem, pass_name, names) if "fft" not in names else None
+        # where fft can win, its own rule or a measurement against it decides (fft_plan.py)
+        if "fft" in names:
+            rule = fft_plan.cpu_rule(problem, pass_name, names)
+        else:
+            rule = _cpu_rule(problem, pass_name, names)
         if rule is not None:
             return choice(rule[0], f"by rule: {rule[1]}")
         names = fft_plan.cpu_candidates(problem, pass_name, names, ONEDNN_NCHW_MAX_SIDE)

@@ -363,17 +363,30 @@ def test_auto_leaves_kernels_wider_than_the_map_by_the_taps_that_reach_it():
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_auto_measures_fft_against_the_direct_routes_for_large_kernels(layout):
+def test_auto_measures_the_forward_and_rules_the_backward_for_large_kernels(layout):
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     x = torch.randn(1, 4, 40, 40).contiguous(memory_format=fmt)
     plan = replk_ops.explain(x, torch.randn(4, 1, 31, 31))
-    for name, choice in plan.choices.items():
-        assert "times" in choice.how and "fft" in choice.how
-        torch_why = dict(choice.rejected).get("torch", "")
-        if layout == "nchw":  # PyTorch's naive NCHW loop is not worth timing
-            assert "naive loop" in torch_why
-        elif name == "fwd":  # channels_last: PyTorch's call is oneDNN, a candidate
-            assert "torch" in choice.how
+    fwd = plan.choices["fwd"]
+    assert "times" in fwd.how and "fft" in fwd.how
+    torch_why = dict(fwd.rejected).get("torch", "")
+    if layout == "nchw":  # PyTorch's naive NCHW loop is not worth timing
+        assert "naive loop" in torch_why
+    else:  # channels_last: PyTorch's call is oneDNN, a candidate
+        assert "torch" in fwd.how
+    for name in ("bwd_input", "bwd_weight"):
+        choice = plan.choices[name]
+        assert choice.implementation.name == "fft" and choice.how.startswith("by rule")
+        assert f"at least {fft_plan.BACKWARD_MIN_TAPS} taps" in choice.how
+
+
+def test_auto_measures_the_backward_between_the_two_thresholds():
+    # 13x13 = 169 taps: fft is a candidate, but below BACKWARD_MIN_TAPS it must win a measurement
+    assert fft_plan.MIN_TAPS <= 169 < fft_plan.BACKWARD_MIN_TAPS
+    plan = replk_ops.explain(torch.randn(1, 4, 40, 40).contiguous(memory_format=torch.channels_last),
+                             torch.randn(4, 1, 13, 13))
+    for name in ("bwd_input", "bwd_weight"):
+        assert "times" in plan.choices[name].how and "fft" in plan.choices[name].how
 
 
 @pytest.mark.gpu

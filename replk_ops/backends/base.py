@@ -33,11 +33,6 @@ class Backend:
         grad_weight, grad_bias = self.bwd_weight(grad_out, x, weight.shape[2], weight.shape[3], ph, pw)
         return self.bwd_input(grad_out, weight, ph, pw), grad_weight, grad_bias
 
-    def fwd_inference(self, x, weight, bias: Optional[torch.Tensor], ph: int, pw: int) -> torch.Tensor:
-        """The forward of a call autograd does not record (a backend may keep what it derives from
-        the weight between such calls: the fft backend keeps the kernel's spectrum)."""
-        return self.fwd(x, weight, bias, ph, pw)
-
 
 class NoTF32:
     """cuDNN convolutions in true fp32 (PyTorch allows TF32 for them by default) while active;

@@ -8,7 +8,9 @@ transform sizes and the crop are in ``replk_ops.fft_math``.
 - forward: ``irfft2(rfft2(x) * G)`` cropped, G the spectrum of the flipped kernel;
 - input gradient: ``irfft2(rfft2(dy) * conj(G))`` cropped;
 - weight gradient: ``irfft2(sum_n conj(rfft2(dy_n)) * rfft2(x_n))`` at the kernel's taps;
-- ``backward`` computes both gradients with one transform of dy and of the kernel.
+- ``backward`` computes both gradients with one transform of dy, and takes the kernel's spectrum
+  from the forward where the weight has not changed since (``spectrum_cache``); inference calls
+  keep it from call to call.
 
 float16 and bfloat16 are computed in float32 and rounded once. A call with a NaN or Inf in its
 inputs runs on the ``reference`` backend instead: in a transform one NaN would spread over its
@@ -55,12 +57,6 @@ class FFTBackend(Backend):
         return None
 
     def fwd(self, x, weight, bias, ph, pw):
-        return self._fwd(x, weight, bias, ph, pw, cached=False)
-
-    def fwd_inference(self, x, weight, bias, ph, pw):
-        return self._fwd(x, weight, bias, ph, pw, cached=True)
-
-    def _fwd(self, x, weight, bias, ph, pw, cached):
         if x.numel() == 0 or not _all_finite(x, weight, bias):
             return _DIRECT.fwd(x, weight, bias, ph, pw)
         n, c, h, w = x.shape
@@ -68,15 +64,12 @@ class FFTBackend(Backend):
         s = fft_math.transform_shape(h, w, kh, kw, ph, pw)
         ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
         xc = _planes(x)
-        if cached:
-            g = self.cache.get(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
-        else:
-            g = None
+        # kept for the next inference call, or for this step's backward (which takes it out)
+        g = self.cache.get(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
         # written chunk by chunk in the caller's layout (the ops then have nothing to copy)
         out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device, memory_format=memory_format_of(x))
         for cs in fft_math.channel_chunks(n, c, s, xc.dtype):
-            gs = g[cs] if g is not None else fft_math.kernel_spectrum(_compute(weight[cs]), s, ph, pw)
-            spec = fft_math.spectrum(xc[:, cs], s).mul_(gs)
+            spec = fft_math.spectrum(xc[:, cs], s).mul_(g[cs])
             out[:, cs] = fft_math.crop_inverse(spec, s, (ho, wo))
         if bias is not None:
             out += _compute(bias).view(1, c, 1, 1)
@@ -111,6 +104,9 @@ class FFTBackend(Backend):
         dx = torch.empty((n, c, h, w), dtype=dyc.dtype, device=grad_out.device,
                          memory_format=memory_format_of(grad_out)) if need_input else None
         dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
+        g = None
+        if need_input:  # the forward's, where the weight has not changed since
+            g = self.cache.take(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
         for cs in fft_math.channel_chunks(n, c, s, dyc.dtype):
             dy_spec = fft_math.spectrum(dyc[:, cs], s)
             if need_weight:
@@ -120,8 +116,7 @@ class FFTBackend(Backend):
                 corr = fft_math.spectrum(xc[:, cs], s).conj_physical_().mul_(dy_spec).sum(dim=0).conj_physical_()
                 dw[cs, 0] = fft_math.weight_from_correlation(corr, s, kh, kw, ph, pw)
             if need_input:
-                g = fft_math.kernel_spectrum(_compute(weight[cs]), s, ph, pw)
-                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g.conj_physical_()), s, (h, w))
+                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g[cs].conj_physical()), s, (h, w))
         if need_input:
             dx = dx.to(grad_out.dtype)
         db = None

@@ -1,4 +1,5 @@
-"""Kernel spectra kept between inference calls, so an eval-mode layer transforms only its input.
+"""Kernel spectra kept between calls: an eval-mode layer transforms only its input, and a training
+step's backward reuses its forward's.
 
 One entry per weight tensor, at most ``MAX_ENTRIES`` overall (least recently used dropped first),
 each dropped when its weight is freed (a weakref callback), so nothing outlives its weight and a
@@ -44,12 +45,36 @@ class SpectrumCache:
         with self._lock:
             self._entries.clear()
 
-    def get(self, weight: torch.Tensor, s, ph: int, pw: int, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        key = (tuple(s), ph, pw, weight.dtype, weight.device, tuple(weight.shape), tuple(weight.stride()))
-        ident = id(weight)
-        entry = self._entries.get(ident)
+    def _valid(self, weight: torch.Tensor, key: Tuple):
+        entry = self._entries.get(id(weight))
         if (entry is not None and entry.ref() is weight and entry.key == key and entry.data_ptr == weight.data_ptr()
                 and entry.version == weight._version and torch.equal(entry.values, weight.detach())):
+            return entry
+        return None
+
+    @staticmethod
+    def _key(weight: torch.Tensor, s, ph: int, pw: int) -> Tuple:
+        return (tuple(s), ph, pw, weight.dtype, weight.device, tuple(weight.shape), tuple(weight.stride()))
+
+    def take(self, weight: torch.Tensor, s, ph: int, pw: int, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The spectrum if an entry is valid, removing the entry (a training step's backward: the
+        optimizer changes the weight next); else ``compute()``, not kept."""
+        entry = self._valid(weight, self._key(weight, s, ph, pw))
+        if entry is None:
+            self.misses += 1
+            return compute()
+        with self._lock:
+            if self._entries.get(id(weight)) is entry:
+                del self._entries[id(weight)]
+        self.hits += 1
+        return entry.spectrum
+
+    def get(self, weight: torch.Tensor, s, ph: int, pw: int, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The spectrum if an entry is valid, else ``compute()``, kept for later calls."""
+        key = self._key(weight, s, ph, pw)
+        ident = id(weight)
+        entry = self._valid(weight, key)
+        if entry is not None:
             with self._lock:
                 if ident in self._entries:
                     self._entries.move_to_end(ident)
