@@ -9,8 +9,8 @@ order alternating), the ratio per round (above 1: fft is faster), min and median
 - eval-mode inference (torch.no_grad, the kernel's spectrum cached);
 - fp32 error of fft's output and both gradients against float64, relative to the largest magnitude;
 - what ``backend="auto"`` picks there (after its first-call measurements);
-- the crossover: each pass of fft against the faster of the direct routes ("torch", "reference")
-  for square kernels 7 to 21 at 1x128x56x56 (the planner's ``fft_plan.MIN_TAPS``);
+- the crossover: each pass of fft (and its shared backward) against the fastest direct route
+  ("torch", "reference") for square kernels 7 to 31 at 1x128x56x56 (``fft_plan``'s thresholds);
 - peak memory of one fwd+bwd: the peak resident set (reset before the step) over the resident set
   before it, in a fresh process (Linux).
 """
@@ -135,7 +135,7 @@ def auto_rows(shapes):
     return rows
 
 
-def crossover_rows(kernels=(7, 9, 11, 13, 15, 17, 21), n=1, c=128, hw=56):
+def crossover_rows(kernels=(7, 9, 11, 13, 15, 17, 21, 25, 27, 31), n=1, c=128, hw=56):
     rows = []
     for k in kernels:
         x = torch.randn(n, c, hw, hw)
@@ -145,6 +145,7 @@ def crossover_rows(kernels=(7, 9, 11, 13, 15, 17, 21), n=1, c=128, hw=56):
         best = {}
         for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
             xl, dyl = x.contiguous(memory_format=fmt), dy.contiguous(memory_format=fmt)
+            per_pass = {}
             for pass_name in ("fwd", "bwd_input", "bwd_weight"):
                 fns = {}
                 for name in ("torch", "reference", "fft"):
@@ -154,9 +155,12 @@ def crossover_rows(kernels=(7, 9, 11, 13, 15, 17, 21), n=1, c=128, hw=56):
                     fns[name] = {"fwd": lambda r=r: r.fwd(xl, w, None, p, p),
                                  "bwd_input": lambda r=r: r.bwd_input(dyl, w, p, p),
                                  "bwd_weight": lambda r=r: r.bwd_weight(dyl, xl, k, k, p, p)}[pass_name]
+                if pass_name == "bwd_weight":  # and fft's shared backward (the kernel's spectrum recomputed)
+                    fns["fft both"] = lambda r=by_name("fft").runner: r.backward(dyl, xl, w, p, p)
                 times = {name: statistics.median(t) for name, t in interleaved(fns, rounds=5).items()}
-                direct = min(v for name, v in times.items() if name != "fft")
-                best[(layout, pass_name)] = direct / times["fft"]
+                per_pass[pass_name] = min(v for name, v in times.items() if not name.startswith("fft"))
+                best[(layout, pass_name)] = per_pass[pass_name] / times["fft"]
+            best[(layout, "backward")] = (per_pass["bwd_input"] + per_pass["bwd_weight"]) / times["fft both"]
         rows.append(dict(k=k, taps=k * k, **{f"{lay} {pas}": r for (lay, pas), r in best.items()}))
         print(f"k{k:<3} ({k * k:3d} taps) fft speedup over the best direct route: " +
               ", ".join(f"{lay} {pas} {r:.2f}x" for (lay, pas), r in best.items()), flush=True)
@@ -213,6 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--skip-crossover", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--only-crossover", action="store_true")
     parser.add_argument("--peak-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_child:
@@ -220,6 +225,9 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    if args.only_crossover:
+        crossover_rows()
+        return 0
     shapes = [Shape(1, 128, 56, 56, 31, 31, "replknet31b stage 1")] + preset("verylarge", "cpu")
     result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     print("== speed (LargeKernelDWConv2d, backend reference vs fft) ==")

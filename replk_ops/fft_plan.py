@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-# Measured on CPU (one thread; benchmarks/results/*_cpu_fft): at 1x128x56x56 fft's forward and
-# backward are slower than the best direct route up to 13x13 and win from 15x15 on; 11x11 = 121.
+# Measured on CPU (one thread, 1x128x56x56, benchmarks/fft_vs_direct.py, crossover): below 11x11
+# no pass of fft beat the fastest direct route (9x9: at best 0.85x, its weight gradient); from
+# 11x11 its weight gradient alone can (1.08x NCHW), so from 121 taps a measurement decides.
 MIN_TAPS = 121
-# ... and each backward pass alone is faster with fft from 15x15 on, in both layouts.
-BACKWARD_MIN_TAPS = 225
+# fft's shared backward (both gradients, dy transformed once) against the best direct pair: 1.05x
+# (channels_last) and 1.63x (NCHW) at 17x17, 1.14x and 1.93x at 21x21, 2.0x and 3.3x at 31x31.
+# From 21x21 a rule gives it both backward passes; timing each pass alone would not see the
+# sharing (fft's input gradient alone loses up to 31x31 in channels_last).
+BACKWARD_MIN_TAPS = 441
 
 
 def reach_taps(problem) -> int:
@@ -32,12 +36,11 @@ def auto_rejection(problem) -> Optional[str]:
 
 
 def cpu_rule(problem, pass_name: str, names: List[str]) -> Optional[Tuple[str, str]]:
-    """On CPU the backward passes go to fft by rule from BACKWARD_MIN_TAPS on: there it beat every
-    direct route in each backward pass alone, and the two share the transform of the output
-    gradient and the forward's kernel spectrum, which timing each pass alone does not see."""
+    """On CPU the backward passes go to fft by rule from BACKWARD_MIN_TAPS on: there its shared
+    backward beat the fastest direct pair in both layouts."""
     if pass_name != "fwd" and "fft" in names and reach_taps(problem) >= BACKWARD_MIN_TAPS:
-        return "fft", (f"a kernel reaching at least {BACKWARD_MIN_TAPS} taps of the map: fft's backward beats "
-                       "the direct routes, and its two passes share their transforms")
+        return "fft", (f"a kernel reaching at least {BACKWARD_MIN_TAPS} taps of the map: fft's backward (both "
+                       "passes sharing their transforms) beats the direct routes")
     return None
 
 
