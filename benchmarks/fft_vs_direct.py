@@ -116,7 +116,8 @@ def error_rows(shapes):
                 for what, got, want in (("output", y, y64), ("grad x", xf.grad, xr.grad),
                                         ("grad weight", wf.grad, wr.grad))}
         rows.append(dict(shape=str(shape), **errs))
-        print(f"{str(shape):<22} ({c} channels) fp32 error / max |float64|: " + ", ".join(f"{k} {v:.2e}" for k, v in errs.items()))
+        print(f"{str(shape):<22} ({c} channels) fp32 error / max |float64|: "
+              + ", ".join(f"{k} {v:.2e}" for k, v in errs.items()))
     return rows
 
 
@@ -206,7 +207,8 @@ def memory_rows(shapes):
             act = shape.n * shape.c * shape.h * shape.w * 4 / 2 ** 20
             rows.append(dict(shape=str(shape), layout=layout, activation_mib=act, **rise,
                              ratio=rise["fft"] / max(rise["reference"], 1e-9)))
-            print(f"{str(shape):<22} {layout:<13} peak RSS rise of one fwd+bwd: reference {rise['reference']:6.1f} MiB, "
+            print(f"{str(shape):<22} {layout:<13} peak RSS rise of one fwd+bwd: "
+                  f"reference {rise['reference']:6.1f} MiB, "
                   f"fft {rise['fft']:6.1f} MiB ({rise['fft'] / max(rise['reference'], 1e-9):.2f}x; input "
                   f"{act:.1f} MiB)", flush=True)
     return rows

@@ -1,7 +1,6 @@
 """The fft backend: every pass against float64 F.conv2d, NaN/Inf, the registered ops (opcheck,
-gradcheck, compile), the kernel-spectrum cache, deterministic mode and the planner's rules."""
-import gc
-
+gradcheck, compile), deterministic mode and the planner's rules (its kernel-spectrum cache:
+test_fft_cache.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -106,19 +105,15 @@ def test_chunks_over_channels_give_the_same_result(monkeypatch):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("n", [1, 7, 16, 81, 97, 121, 250])
-def test_smooth_size(n):
+@pytest.mark.parametrize("n", [1, 7, 16, 41, 81, 97, 121, 250])
+def test_smooth_size_is_the_least_with_the_allowed_factors(n):
     s = fft_math.smooth_size(n)
-    m = s
-    for p in (2, 3, 5):
-        while m % p == 0:
-            m //= p
-    assert s >= n and m == 1
-    assert all(not _smooth(v) for v in range(n, s))
+    assert s >= n and _smooth(s)
+    assert not any(_smooth(v) for v in range(n, s))
 
 
 def _smooth(v):
-    for p in (2, 3, 5):
+    for p in fft_math.PRIMES:
         while v % p == 0:
             v //= p
     return v == 1
@@ -217,102 +212,6 @@ def test_autocast_runs_in_bfloat16_like_conv2d():
     assert ours.dtype == theirs.dtype == torch.bfloat16
     assert max_rel_error(ours, conv64(x.bfloat16(), w.bfloat16(), None, (4, 4))) <= \
         2 * max(max_rel_error(theirs, conv64(x.bfloat16(), w.bfloat16(), None, (4, 4))), 2 ** -8)
-
-
-# --- the kernel-spectrum cache of inference calls ---------------------------------------------------
-
-def _module(k=9, c=3):
-    conv = torch.nn.Conv2d(c, c, k, padding=k // 2, groups=c)
-    fast = replk_ops.LargeKernelDWConv2d.from_conv2d(conv, backend="fft").eval()
-    return conv.eval(), fast
-
-
-def _check(conv, fast, x):
-    with torch.no_grad():
-        torch.testing.assert_close(fast(x), conv(x), rtol=1e-4, atol=1e-4)
-
-
-def test_cache_hits_on_repeated_inference_calls():
-    conv, fast = _module()
-    x = torch.randn(2, 3, 14, 14)
-    hits = FFT.cache.hits
-    for _ in range(3):
-        _check(conv, fast, x)
-    assert FFT.cache.hits == hits + 2
-
-
-@pytest.mark.parametrize("edit", ["in_place", "through_data", "load_state_dict", "assign_data", "to_double",
-                                  "train_eval_step", "parameter_replaced"])
-def test_cache_follows_every_weight_change(edit):
-    conv, fast = _module()
-    x = torch.randn(1, 3, 14, 14)
-    _check(conv, fast, x)  # fills the cache
-    if edit == "in_place":
-        with torch.no_grad():
-            fast.weight.mul_(-2)
-    elif edit == "through_data":  # bypasses the version counter
-        fast.weight.data.mul_(-2)
-    elif edit == "load_state_dict":
-        other = torch.nn.Conv2d(3, 3, 9, padding=4, groups=3)
-        fast.load_state_dict(other.state_dict())
-    elif edit == "assign_data":
-        fast.weight.data = torch.randn_like(fast.weight)
-    elif edit == "to_double":
-        fast.double()
-        conv.double()
-        x = x.double()
-    elif edit == "train_eval_step":
-        fast.train()
-        opt = torch.optim.SGD(fast.parameters(), lr=0.5)
-        fast(torch.randn(1, 3, 14, 14)).square().sum().backward()
-        opt.step()
-        fast.eval()
-    elif edit == "parameter_replaced":
-        fast.weight = torch.nn.Parameter(torch.randn_like(fast.weight))
-    conv.weight, conv.bias = fast.weight, fast.bias  # the plain conv follows the same parameters
-    _check(conv, fast, x)
-
-
-def test_cache_follows_structural_reparam(planner_env):
-    from replk_ops import models
-    from conv_testing import randomize_bn
-
-    planner_env("REPLK_OPS_BACKEND", "fft")
-    block = models.ReparamLargeKernelConv(4, 4, kernel_size=13, stride=1, groups=4, small_kernel=5).eval()
-    randomize_bn(block)
-    x = torch.randn(1, 4, 16, 16)
-    with torch.no_grad():
-        before = block(x)
-        block(x)  # served from the cache
-        block.merge_kernel()
-        after = block(x)
-        assert replk_ops.explain(x, block.lkb_reparam.weight).backend == "fft"
-    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
-
-
-def test_cache_is_bounded_and_drops_freed_weights():
-    cache = FFT.cache
-    cache.clear()
-    x = torch.randn(1, 2, 10, 10)
-    weights = [torch.randn(2, 1, 7, 7) for _ in range(cache.max_entries + 5)]
-    with torch.no_grad():
-        for w in weights:
-            replk_ops.dwconv2d(x, w, backend="fft")
-    assert len(cache) == cache.max_entries
-    del weights, w
-    gc.collect()
-    assert len(cache) == 0
-
-
-def test_cache_keeps_one_entry_per_weight_across_shapes():
-    cache = FFT.cache
-    cache.clear()
-    w = torch.randn(2, 1, 7, 7)
-    with torch.no_grad():
-        for size in (10, 12, 14, 20):
-            out = replk_ops.dwconv2d(torch.randn(1, 2, size, size), w, backend="fft")
-            assert out.shape[-1] == size
-    assert len(cache) == 1
 
 
 # --- determinism ---------------------------------------------------------------------------------
