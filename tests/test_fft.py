@@ -309,3 +309,20 @@ def test_cuda_deterministic_mode_leaves_fft_out_of_auto():
         assert "deterministic" in dict(plan.choices["fwd"].rejected)["fft"]
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_capture_runs_and_matches():
+    x = torch.randn(1, 4, 40, 40, device="cuda")
+    w = torch.randn(4, 1, 31, 31, device="cuda") / 31
+    with torch.no_grad():
+        eager = replk_ops.dwconv2d(x, w, backend="fft")
+        side = torch.cuda.Stream()
+        with torch.cuda.stream(side):
+            replk_ops.dwconv2d(x, w, backend="fft")  # warm-up outside the graph
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = replk_ops.dwconv2d(x, w, backend="fft")
+        graph.replay()
+    torch.testing.assert_close(captured, eager, rtol=1e-4, atol=1e-4)

@@ -37,7 +37,10 @@ def _compute(t: torch.Tensor) -> torch.Tensor:
 
 def _all_finite(*tensors) -> bool:
     # a sum is non-finite if any element is (or, rarely, if it overflows: then the direct route
-    # runs, which is merely slower)
+    # runs, which is merely slower). Reading it back cannot happen while a CUDA graph is captured:
+    # then the direct route runs.
+    if any(t is not None and t.is_cuda for t in tensors) and torch.cuda.is_current_stream_capturing():
+        return False
     return all(bool(torch.isfinite(t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)))
                for t in tensors if t is not None)
 
