@@ -200,24 +200,24 @@ def test_concurrent_first_calls_measure_once(monkeypatch):
     assert len(calls) == 2 and len({r.implementation.name for r in results}) == 1
 
 
-def test_cpu_timing_takes_turns_and_drops_clear_losers():
-    """The real timer: candidates alternate round by round; a candidate 4x slower than the best
-    stops running; one that raises is left out."""
-    order = []
+def test_cpu_timing_takes_turns_and_drops_clear_losers(monkeypatch):
+    """The real timer on a fake clock (so a busy machine cannot change the outcome): candidates
+    alternate round by round; a candidate 4x slower than the best stops running; one that raises
+    is left out."""
+    order, now = [], [0.0]
+    monkeypatch.setattr(measure, "_clock", lambda: now[0])
 
     def spin(name, seconds):
         def run():
             order.append(name)
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
-                pass
+            now[0] += seconds
         return run
 
     def broken():
         raise RuntimeError("no kernel")
 
     times = measure._time_cpu({"fast": spin("fast", 1e-4), "slow": spin("slow", 2e-3), "broken": broken})
-    assert set(times) == {"fast", "slow"} and times["fast"] < times["slow"]
+    assert times == {"fast": pytest.approx(0.1), "slow": pytest.approx(2.0)}  # milliseconds
     assert order[:4] == ["fast", "slow", "fast", "slow"]     # warm-up, then turns
     assert order.count("slow") == 2 and order.count("fast") >= measure.CPU_MIN_ROUNDS
 
