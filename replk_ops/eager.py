@@ -101,9 +101,9 @@ def dwconv2d(
     ``x`` is (N, C, H, W) in NCHW or channels_last layout (the output keeps it); ``weight`` is
     (C, 1, kh, kw) with any kh, kw >= 1; ``padding`` is "same" (odd spans (k - 1) * dilation + 1),
     "valid", an int or (ph, pw); ``dilation`` is an int or (dh, dw), each >= 1.
-    ``backend`` is "auto", "torch", "direct", "triton" or "cuda" ("reference" is the old name of "direct"); the environment variable
-    ``REPLK_OPS_BACKEND`` overrides "auto". Under ``torch.autocast`` the op runs in the autocast
-    dtype, like ``nn.Conv2d``.
+    ``backend`` is "auto", "torch", "direct", "fft", "triton" or "cuda" ("reference" is the old
+    name of "direct"); the environment variable ``REPLK_OPS_BACKEND`` overrides "auto". Under
+    ``torch.autocast`` the op runs in the autocast dtype, like ``nn.Conv2d``.
     """
     if records_standard_conv(x):  # tracers and exporters record the standard conv (_tracing.py)
         check_backend_name(backend)
