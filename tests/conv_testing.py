@@ -104,3 +104,18 @@ def randomize_bn(model) -> None:
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
+
+
+def assert_compiled_matches_eager(conv, x) -> None:
+    """``torch.compile(conv, fullgraph=True)`` gives eager's output and gradients (x, weight, bias)."""
+    torch._dynamo.reset()
+    eager = conv(x)
+    eager.sum().backward()
+    grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
+    x.grad = None
+    conv.zero_grad()
+    out = torch.compile(conv, fullgraph=True)(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, eager)
+    for got, want in zip((x.grad, conv.weight.grad, conv.bias.grad), grads):
+        torch.testing.assert_close(got, want)

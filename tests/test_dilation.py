@@ -12,7 +12,10 @@ from replk_ops.backends.space_to_batch import SpaceToBatch
 from replk_ops.backends.torch_native import TorchNativeBackend
 from replk_ops.models import DilatedReparamBlock
 from replk_ops.problem import Problem
-from conv_testing import assert_close_to_reference, conv64, grads64, make_input, randomize_bn, torch_same_dtype
+from conv_testing import (
+    assert_close_to_reference, assert_compiled_matches_eager, conv64, grads64, make_input, randomize_bn,
+    torch_same_dtype,
+)
 
 OPS = torch.ops.replk_ops
 
@@ -174,19 +177,8 @@ def test_opcheck_with_dilation(index):
 
 
 def test_compile_fullgraph_matches_eager():
-    torch._dynamo.reset()
     conv = replk_ops.LargeKernelDWConv2d(4, 3, dilation=(3, 2))
-    x = torch.randn(2, 4, 12, 11, requires_grad=True)
-    eager = conv(x)
-    eager.sum().backward()
-    grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
-    x.grad = None
-    conv.zero_grad()
-    out = torch.compile(conv, fullgraph=True)(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    for got, want in zip((x.grad, conv.weight.grad, conv.bias.grad), grads):
-        torch.testing.assert_close(got, want)
+    assert_compiled_matches_eager(conv, torch.randn(2, 4, 12, 11, requires_grad=True))
 
 
 def _convolutions(graph_module):

@@ -10,7 +10,8 @@ from replk_ops import catalog, fft_math, fft_plan
 from replk_ops._checks import padding_pair
 from replk_ops.planner import Problem
 from conv_testing import (
-    assert_close_to_reference, conv64, grads64, make_input, max_rel_error, torch_same_dtype,
+    assert_close_to_reference, assert_compiled_matches_eager, conv64, grads64, make_input, max_rel_error,
+    torch_same_dtype,
 )
 
 OPS = torch.ops.replk_ops
@@ -189,19 +190,8 @@ def test_gradcheck_and_gradgradcheck_float64():
 
 
 def test_compile_fullgraph_matches_eager():
-    torch._dynamo.reset()
     conv = replk_ops.LargeKernelDWConv2d(3, 15, backend="fft")
-    x = torch.randn(2, 3, 12, 11, requires_grad=True)
-    eager = conv(x)
-    eager.sum().backward()
-    grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
-    x.grad = None
-    conv.zero_grad()
-    out = torch.compile(conv, fullgraph=True)(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    for got, want in zip((x.grad, conv.weight.grad, conv.bias.grad), grads):
-        torch.testing.assert_close(got, want)
+    assert_compiled_matches_eager(conv, torch.randn(2, 3, 12, 11, requires_grad=True))
 
 
 def test_autocast_runs_in_bfloat16_like_conv2d():

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import replk_ops
-from conv_testing import max_rel_error
+from conv_testing import assert_compiled_matches_eager, max_rel_error
 
 OPS = torch.ops.replk_ops
 
@@ -33,20 +33,8 @@ def test_opcheck(index):
 
 
 def test_compile_fullgraph_matches_eager():
-    torch._dynamo.reset()
     conv = replk_ops.LargeKernelDWConv2d(4, 9)
-    x = torch.randn(2, 4, 12, 11, requires_grad=True)
-    eager = conv(x)
-    eager.sum().backward()
-    grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
-    x.grad = None
-    conv.zero_grad()
-    compiled = torch.compile(conv, fullgraph=True)
-    out = compiled(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, eager)
-    for got, want in zip((x.grad, conv.weight.grad, conv.bias.grad), grads):
-        torch.testing.assert_close(got, want)
+    assert_compiled_matches_eager(conv, torch.randn(2, 4, 12, 11, requires_grad=True))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16])
