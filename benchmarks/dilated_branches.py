@@ -21,18 +21,18 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import statistics
 import sys
-import time
 from typing import Callable, Dict
 
 import torch
 from torch import nn
 
 import replk_ops
+from replk_ops.bench.timing import interleaved_samples
 
 ROUNDS = 9
-MIN_SAMPLE_S = 0.05
 UNIREPLKNET_13 = ((5, 1), (7, 2), (3, 3), (3, 4), (3, 5))
 
 
@@ -52,25 +52,13 @@ class Branches(nn.Module):
         return out
 
 
-def _seconds(fn: Callable[[], object], reps: int) -> float:
-    start = time.thread_time()
-    for _ in range(reps):
-        fn()
-    return (time.thread_time() - start) / reps
-
-
 def interleaved(variants: Dict[str, Callable[[], object]], rounds: int = ROUNDS) -> Dict[str, list]:
-    """Thread CPU seconds per call of each variant, one sample per round, in turns."""
+    """Thread CPU seconds per call of each variant, one sample per round, in turns (the bench's
+    interleaved sampling, exactly ``rounds`` rounds)."""
     for fn in variants.values():
-        fn()
-        fn()  # the first calls plan (and measure) and build oneDNN primitives
-    reps = max(1, int(MIN_SAMPLE_S / max(max(_seconds(fn, 1) for fn in variants.values()), 1e-6)))
-    names = list(variants)
-    samples = {name: [] for name in names}
-    for i in range(rounds):
-        for name in (names if i % 2 == 0 else names[::-1]):
-            samples[name].append(_seconds(variants[name], reps))
-    return samples
+        fn()  # the first call plans (and measures) and builds oneDNN primitives
+    samples = interleaved_samples(variants, budget_s=0.0, wall_cap_s=math.inf, min_samples=rounds)
+    return {name: [ms / 1e3 for ms in values] for name, values in samples.items()}
 
 
 def ratio(samples, slow: str, fast: str) -> float:

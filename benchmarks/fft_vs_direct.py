@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -27,27 +28,19 @@ import torch
 import torch.nn.functional as F
 
 import replk_ops
-from replk_ops.bench.overhead import thread_seconds_per_call
+from replk_ops.bench.timing import interleaved_samples
 from replk_ops.bench.shapes import Shape, preset
 from replk_ops.catalog import by_name
 
 ROUNDS = 7
-MIN_SAMPLE_S = 0.05
 ERROR_CHANNELS = 8
 
 
 def interleaved(fns, rounds=ROUNDS):
-    """{name: [seconds per call, one per round]}, the variants taking turns (order alternating)."""
-    for fn in fns.values():
-        fn()
-    once = max(thread_seconds_per_call(fn, 1) for fn in fns.values())
-    reps = max(1, int(MIN_SAMPLE_S / max(once, 1e-6)))
-    times = {name: [] for name in fns}
-    for i in range(rounds):
-        order = list(fns.items()) if i % 2 == 0 else list(fns.items())[::-1]
-        for name, fn in order:
-            times[name].append(thread_seconds_per_call(fn, reps))
-    return times
+    """{name: [seconds per call, one per round]}: the bench's interleaved sampling, exactly
+    ``rounds`` rounds (no wall-clock cap: the direct route at 61x61 takes seconds a call)."""
+    samples = interleaved_samples(fns, budget_s=0.0, wall_cap_s=math.inf, min_samples=rounds)
+    return {name: [ms / 1e3 for ms in values] for name, values in samples.items()}
 
 
 def ratio_stats(times, slow="direct", fast="fft"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable, Dict, Mapping, NamedTuple, Sequence
+from typing import Callable, Dict, List, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -62,12 +62,13 @@ def _per_call(fn: Callable, calls: int, clock: Callable[[], float]) -> float:
     return (clock() - start) / calls
 
 
-def time_interleaved(fns: Mapping[str, Callable], budget_s: float, clock: Callable[[], float] = time.thread_time,
-                     wall_cap_s: float = WALL_CAP_S, min_samples: int = MIN_SAMPLES) -> Dict[str, Timing]:
-    """name -> Timing of each of ``fns``, timed in turns: one warm-up call each (first-call
-    allocations, oneDNN primitives, the planner's measurement), then rounds in which every variant
-    gives one sample, until each has spent ``budget_s`` of ``clock`` over at least ``min_samples``
-    rounds, or ``wall_cap_s`` of wall time has passed (then fewer samples, which the row says)."""
+def interleaved_samples(fns: Mapping[str, Callable], budget_s: float, clock: Callable[[], float] = time.thread_time,
+                        wall_cap_s: float = WALL_CAP_S, min_samples: int = MIN_SAMPLES) -> Dict[str, List[float]]:
+    """name -> milliseconds per call of each of ``fns``, one sample per round, timed in turns: one
+    warm-up call each (first-call allocations, oneDNN primitives, the planner's measurement), then
+    rounds in which every variant gives one sample, until each has spent ``budget_s`` of ``clock``
+    over at least ``min_samples`` rounds, or ``wall_cap_s`` of wall time has passed (then fewer
+    samples). Round i starts with variant i, so no variant always runs first."""
     names = list(fns)
     wall_start = time.perf_counter()
     calls = {}
@@ -85,7 +86,14 @@ def time_interleaved(fns: Mapping[str, Callable], budget_s: float, clock: Callab
         enough = i + 1 >= min_samples and min(spent.values()) >= budget_s
         if enough or time.perf_counter() - wall_start >= wall_cap_s:
             break
-    return {name: summarize(samples[name]) for name in names}
+    return samples
+
+
+def time_interleaved(fns: Mapping[str, Callable], budget_s: float, clock: Callable[[], float] = time.thread_time,
+                     wall_cap_s: float = WALL_CAP_S, min_samples: int = MIN_SAMPLES) -> Dict[str, Timing]:
+    """name -> Timing of each of ``fns``, sampled by ``interleaved_samples``."""
+    samples = interleaved_samples(fns, budget_s, clock, wall_cap_s, min_samples)
+    return {name: summarize(values) for name, values in samples.items()}
 
 
 def time_cpu(fn: Callable, min_run_time: float, clock: Callable[[], float] = time.thread_time,
