@@ -13,8 +13,8 @@ from replk_ops.backends.torch_native import TorchNativeBackend
 from replk_ops.models import DilatedReparamBlock
 from replk_ops.problem import Problem
 from conv_testing import (
-    assert_close_to_reference, assert_compiled_matches_eager, conv64, grads64, make_input, randomize_bn,
-    torch_same_dtype,
+    assert_close_to_reference, assert_compiled_matches_eager, conv64, grads64, make_input, needs_fx_functional,
+    randomize_bn, torch_same_dtype,
 )
 
 OPS = torch.ops.replk_ops
@@ -216,6 +216,11 @@ def test_jit_trace_and_fx_record_conv2d_with_the_dilation():
     torch.testing.assert_close(traced(x2), model(x2))
     gm = torch.fx.symbolic_trace(model)
     torch.testing.assert_close(gm(x2), model(x2))
+
+
+@needs_fx_functional
+def test_fx_records_the_functional_op_with_the_dilation():
+    x = torch.randn(1, 4, 12, 12)
     functional = torch.fx.symbolic_trace(lambda a, w: replk_ops.dwconv2d(a, w, None, "same", 4))
     (node,) = [n for n in functional.graph.nodes if n.target is F.conv2d or n.target is torch.conv2d]
     assert node.args[5] == (4, 4)
@@ -256,7 +261,8 @@ def test_convert_counts_the_span_and_revert_restores_dilated_convs():
 def _grads(model, x):
     x = x.detach().clone().requires_grad_()
     out = model(x)
-    out.backward(torch.randn_like(out, generator=torch.Generator().manual_seed(1)))
+    # torch.randn, not randn_like: torch 2.4's randn_like takes no generator
+    out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(1)))
     return out, x.grad, {name: p.grad.clone() for name, p in model.named_parameters()}
 
 

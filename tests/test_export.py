@@ -19,7 +19,7 @@ from torch import nn
 
 import replk_ops
 from replk_ops import models
-from conv_testing import randomize_bn
+from conv_testing import needs_fx_functional, randomize_bn
 from replk_ops.export import decompositions, onnx_translations, standard_program
 
 RTOL = 1e-4
@@ -243,9 +243,7 @@ def test_fx_tracer_can_keep_the_fast_convs_as_leaves():
         _assert_matches(traced(x), ref, "FX with LargeKernelDWConv2d leaves")
 
 
-@pytest.mark.skipif(tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 5),
-                    reason=f"torch {torch.__version__}'s FX cannot record F.conv2d with a traced group count "
-                           "(modules holding LargeKernelDWConv2d trace there)")
+@needs_fx_functional
 def test_fx_traces_the_functional_op():
     def f(x, w, b):
         return replk_ops.dwconv2d(x, w, b, padding="same").relu()
