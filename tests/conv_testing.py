@@ -122,6 +122,12 @@ def assert_compiled_matches_eager(conv, x) -> None:
         torch.testing.assert_close(got, want)
 
 
+# Every subprocess a test starts (a compile, a bench run, an install, a README block) has this limit:
+# a hang guard, not a speed limit. Beside other jobs on 2 cores the CUDA kernels' host emulation
+# took over 10 minutes to compile (about one on a quiet machine).
+HANG_GUARD_S = 3600
+
+
 # torch 2.4's FX cannot record F.conv2d with a traced group count (modules holding
 # LargeKernelDWConv2d trace there): the tests of the functional op under FX skip
 FX_TRACES_FUNCTIONAL_OP = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 5)

@@ -16,6 +16,8 @@ from typing import List, Optional
 
 import torch
 
+from conv_testing import HANG_GUARD_S
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATION = os.path.join(ROOT, "tests", "host_emulation")
 SOURCE = os.path.join(EMULATION, "kernels_on_cpu.cpp")
@@ -37,7 +39,7 @@ def cuda_include_dirs() -> Optional[List[str]]:
     if nvcc is None:
         return None
     probe = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=HANG_GUARD_S)
     found = re.findall(r'INCLUDES="((?:[^"\\]|\\.)*)"', probe.stdout + probe.stderr)
     dirs = [flag[2:] for line in found for flag in line.split() if flag.startswith("-I")]
     return [d for d in dirs if os.path.isfile(os.path.join(d, "cuda_runtime.h"))] or None
@@ -53,7 +55,7 @@ def _compile(source: str, output: str, *flags: str) -> None:
         handle.writelines(f'#include "{path}"\n' for path in sorted(glob.glob(KERNEL_SOURCES)))
     command = [os.environ.get("CXX", "c++"), "-std=c++20", "-pthread", "-Wall", "-Wno-unknown-pragmas", *flags,
                f"-I{out_dir}", *(f"-I{d}" for d in includes), source, "-o", output]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S)
     if done.returncode != 0:
         raise RuntimeError(f"building {os.path.basename(source)} failed:\n{' '.join(command)}\n{done.stderr[-4000:]}")
 
@@ -96,7 +98,7 @@ def race_check(out_dir: str) -> subprocess.CompletedProcess:
     runs it."""
     program = os.path.join(out_dir, "race_check")
     _compile(RACE_CHECK, program, "-O1", "-g", "-fsanitize=thread,alignment", "-fno-sanitize-recover=alignment")
-    return subprocess.run([program], capture_output=True, text=True, timeout=600)
+    return subprocess.run([program], capture_output=True, text=True, timeout=HANG_GUARD_S)
 
 
 def _i64(values) -> ctypes.Array:

@@ -19,11 +19,11 @@ from replk_ops.bench.report import bound_cell, detail_cell, spread_cell, write_p
 from replk_ops.bench.runner import Row, flops, run
 from replk_ops.bench.shapes import PRESETS, Shape, parse_shape, preset, with_batches
 from replk_ops.bench.timing import MIN_SAMPLES, time_cpu, time_interleaved
+from conv_testing import HANG_GUARD_S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--shape", "1,3,10,9,7,7", "--passes", "fwd", "--budget", "0.01", "--no-overhead"]
 # A guard against a hung subprocess, not a speed limit: a busy machine may take minutes.
-HANG_GUARD_S = 900
 
 PEAKS = Peaks("test", 1.0, None, None, 0.01, "test")
 SHAPE = Shape(2, 4, 9, 8, 5, 5, "tiny")

@@ -16,6 +16,7 @@ import torch
 import replk_ops
 from replk_ops import _extension, _probe, catalog
 from replk_ops.planner import Problem
+from conv_testing import HANG_GUARD_S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_probe_op = pytest.mark.skipif(
@@ -133,7 +134,7 @@ def test_the_build_probes_what_it_built_and_records_it_beside_it(tmp_path, capsy
 
 def test_import_in_a_fresh_process_prints_no_warning():
     done = subprocess.run([sys.executable, "-c", "import replk_ops"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
     if _extension.STATUS.shadowed or _extension.STATUS.unsafe:
         pytest.skip(f"this machine has something to warn about: {_extension.STATUS.reason}")

@@ -19,7 +19,7 @@ from torch import nn
 
 import replk_ops
 from replk_ops import models
-from conv_testing import needs_fx_functional, randomize_bn
+from conv_testing import HANG_GUARD_S, needs_fx_functional, randomize_bn
 from replk_ops.export import decompositions, onnx_translations, standard_program
 
 RTOL = 1e-4
@@ -370,7 +370,7 @@ print("standard artifact ok", rel)
 def _load_without_replk_ops(tmp_path, load_fast: str, load_standard: str) -> str:
     script = tmp_path / "load.py"
     script.write_text(_WITHOUT_REPLK_OPS.format(load_fast=load_fast, load_standard=load_standard))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=HANG_GUARD_S,
                           cwd=str(tmp_path))
     print(done.stdout)  # shown with -rA
     assert done.returncode == 0 and "standard artifact ok" in done.stdout, done.stdout + done.stderr[-3000:]

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from replk_ops import _extension
+from conv_testing import HANG_GUARD_S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +53,7 @@ def _run_setup(tmp_path, **env):
     if "REPLK_OPS_SKIP_CUDA_BUILD" not in env:
         environment.pop("REPLK_OPS_SKIP_CUDA_BUILD", None)
     result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=project, env=environment,
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr
     info = project / "replk_ops" / "_build_info.json"
     return result.stderr, json.loads(info.read_text()) if info.exists() else {}
@@ -208,6 +209,6 @@ def test_cpp_sources_compile_against_this_torch():
     sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
     assert sources
     for source in sources:
-        done = subprocess.run([cxx, *flags, source], capture_output=True, text=True, timeout=600)
+        done = subprocess.run([cxx, *flags, source], capture_output=True, text=True, timeout=HANG_GUARD_S)
         where = f"{os.path.basename(source)} against torch {torch.__version__}"
         assert done.returncode == 0, f"{where}:\n{done.stderr[-3000:]}"

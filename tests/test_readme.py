@@ -9,12 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conv_testing import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 # a fenced block, also indented inside a list item: (indent, language, body)
 FENCE = re.compile(r"^([ \t]*)```(\w*)[ \t]*\n(.*?)^\1```[ \t]*$", re.M | re.S)
-BLOCK_TIMEOUT_S = 900  # a hang guard, not a speed limit: a busy machine may take minutes
 
 
 def blocks(language: str):
@@ -49,7 +49,7 @@ def test_the_readme_has_python_blocks():
 def test_python_block_runs_as_written(tmp_path, line, code):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=BLOCK_TIMEOUT_S)
+                          timeout=HANG_GUARD_S)
     assert done.returncode == 0, f"README.md:{line} failed:\n{done.stderr[-3000:]}"
 
 

@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("triton")
 from triton.compiler import ASTSource  # noqa: E402
+from conv_testing import HANG_GUARD_S  # noqa: E402
 
 # The report compiles through Triton's ahead-of-time API, whose arguments changed after triton
 # 3.0 (the kernels themselves run on 3.0; only this check of their compiled code needs the newer API).
@@ -24,7 +25,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_isa_report
 def _report(directory: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, str(SCRIPT), "--json"], capture_output=True, text=True, env=env,
-                          timeout=600)
+                          timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     Path(directory, "rows.json").write_text(done.stdout.strip().splitlines()[-1])
 
