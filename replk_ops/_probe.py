@@ -113,10 +113,10 @@ def recorded(library: str, info: dict) -> Optional[str]:
     return entry["result"]
 
 
-def probe_and_record(library: str, info_path: str) -> tuple:
+def probe_and_record(library: str, info_path: str, timeout: float = TIMEOUT_S) -> tuple:
     """(outcome, None) after probing ``library`` and recording the outcome in ``info_path``, or
     (outcome, why it could not be recorded). A timeout is not recorded: the next import retries."""
-    result = run(library)
+    result = run(library, timeout)
     if result.startswith("not run: the child process took"):
         return result, "timed out"
     try:

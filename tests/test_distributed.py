@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import replk_ops
-from conv_testing import tiny_replknet
+from conv_testing import HANG_GUARD_S, tiny_replknet
 
 try:
     # torch >= 2.6. The experimental fully_shard of torch 2.4 and 2.5 initializes CUDA even on a CPU
@@ -26,7 +26,7 @@ except ImportError:
     fully_shard = None
 
 WORLD = 2
-JOIN_TIMEOUT_S = 600
+JOIN_TIMEOUT_S = HANG_GUARD_S  # a hang guard: beside other jobs the compiled run took over 10 minutes
 needs_distributed = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
 

@@ -49,7 +49,7 @@ def test_the_probe_op_raises_a_runtime_error_in_process():
 def test_the_child_process_probe_records_that_exceptions_raise(tmp_path):
     info_path = tmp_path / "_build_info.json"
     info_path.write_text(json.dumps({"compiler_mismatch": "built with GCC 12 (c++) vs torch's GCC 13"}))
-    result, unrecorded = _probe.probe_and_record(_library(), str(info_path))
+    result, unrecorded = _probe.probe_and_record(_library(), str(info_path), timeout=HANG_GUARD_S)
     assert (result, unrecorded) == (_probe.RAISES, None)
     info = json.loads(info_path.read_text())
     assert info["compiler_mismatch"] == "built with GCC 12 (c++) vs torch's GCC 13"  # kept

@@ -9,7 +9,7 @@ from torch import nn
 
 import replk_ops
 from replk_ops import models
-from conv_testing import randomize_bn
+from conv_testing import max_rel_error, randomize_bn
 from replk_ops.models import merge_dilated_branches
 
 # the published checkpoints' keys and shapes (see tests/data/README.md)
@@ -86,7 +86,9 @@ def test_training_step_changes_weights_and_matches_conv2d(name):
     F.cross_entropy(reference(x), target).backward()
     lk = model.stages[0].blocks[0].large_kernel.lkb_origin.conv
     lk_ref = reference.stages[0].blocks[0].large_kernel.lkb_origin.conv
-    torch.testing.assert_close(lk.weight.grad, lk_ref.weight.grad, rtol=1e-3, atol=1e-5)
+    # relative to the gradient's largest magnitude: "auto" may pick fft, whose error is spread evenly
+    # (a near-zero tap is off by about 1e-7 of the largest, not by 1e-3 of itself)
+    assert max_rel_error(lk.weight.grad, lk_ref.weight.grad) < 1e-4
     before = lk.weight.detach().clone()
     optimizer.step()
     assert not torch.equal(before, lk.weight)
