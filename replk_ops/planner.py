@@ -100,7 +100,8 @@ class Plan:
     def __str__(self) -> str:
         p = self.problem
         batch = (f"batches under {SMALL_BATCH}" if p.small_batch else f"batches of {SMALL_BATCH} or more")
-        head = (f"replk_ops: {p.channels} channels of {p.height}x{p.width} ({p.device}, {catalog.DTYPE_NAMES[p.dtype]}, "
+        dtype = catalog.DTYPE_NAMES[p.dtype]
+        head = (f"replk_ops: {p.channels} channels of {p.height}x{p.width} ({p.device}, {dtype}, "
                 f"{LAYOUT_WORDS[p.layout]}), {p.kernel_words()}, padding ({p.ph}, {p.pw}), planned for {batch}"
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
