@@ -1,6 +1,8 @@
-"""Builds replk_ops, with the CUDA extension replk_ops._C when a CUDA toolkit and a CUDA-enabled
-torch are present (set REPLK_OPS_SKIP_CUDA_BUILD=1 to skip it). Use
-``pip install --no-build-isolation .`` so the extension is built against the torch that runs it."""
+"""Builds replk_ops, with its compiled CPU kernels replk_ops._cpu (a C++ compiler is enough; set
+REPLK_OPS_SKIP_CPU_BUILD=1 to skip them) and the CUDA extension replk_ops._C when a CUDA toolkit and
+a CUDA-enabled torch are present (set REPLK_OPS_SKIP_CUDA_BUILD=1 to skip it). Either may fail to
+build without failing the install: the package falls back and says why. Use
+``pip install --no-build-isolation .`` so the extensions are built against the torch that runs them."""
 import glob
 import importlib.util
 import json
@@ -54,7 +56,45 @@ def skip_extension(reason: str):
     """Install without the extension, saying why here and later in the import and replk_ops.explain."""
     say(f"{reason}: installing without the CUDA extension")
     record(skipped=reason)
-    return [], {}
+    return []
+
+
+CPU_EXTENSION = "replk_ops._cpu"
+CPU_SOURCES = [os.path.join("csrc", "cpu", "dwconv_cpu.cpp")]
+
+
+def skip_cpu_extension(reason: str):
+    say(f"{reason}: installing without the compiled CPU kernels")
+    record(cpu_skipped=reason)
+    return []
+
+
+def cpu_extension_modules():
+    """replk_ops._cpu: plain C++ against torch's headers, no CUDA toolkit needed."""
+    if os.environ.get("REPLK_OPS_SKIP_CPU_BUILD") == "1":
+        return skip_cpu_extension("REPLK_OPS_SKIP_CPU_BUILD=1 was set at install time")
+    try:
+        from torch.utils.cpp_extension import CppExtension
+    except ImportError as exc:
+        return skip_cpu_extension(f"torch was not importable in the build environment ({exc})")
+    # -Wno-psabi: the kernels pass 32-byte vectors between inlined helpers, which GCC notes for
+    # the baseline (non-AVX) copy although no such value crosses a call
+    return [CppExtension(name=CPU_EXTENSION, sources=CPU_SOURCES, extra_compile_args={"cxx": ["-O3", "-Wno-psabi"]})]
+
+
+def extension_modules():
+    """(ext_modules, cmdclass): the CPU kernels and the CUDA extension, each where it can be built."""
+    try:
+        os.remove(BUILD_INFO)
+    except OSError:
+        pass
+    cuda_modules = cuda_extension_modules()  # first: it sets CUDA_HOME, which torch reads at import
+    modules = cpu_extension_modules() + cuda_modules
+    if not modules:
+        return [], {}
+    from torch.utils.cpp_extension import BuildExtension
+
+    return modules, {"build_ext": probing(BuildExtension.with_options(use_ninja=True))}
 
 
 def toolkit_version(cuda_home: str):
@@ -147,12 +187,8 @@ def check_compiler(torch) -> None:
     compiler_mismatch(f"{chosen}; no GCC {wanted} found", have, wanted)
 
 
-def extension_modules():
-    """(ext_modules, cmdclass), empty when the extension cannot or should not be built."""
-    try:
-        os.remove(BUILD_INFO)
-    except OSError:
-        pass
+def cuda_extension_modules():
+    """[replk_ops._C], empty when it cannot or should not be built (recorded: skip_extension)."""
     if os.environ.get("REPLK_OPS_SKIP_CUDA_BUILD") == "1":
         return skip_extension("REPLK_OPS_SKIP_CUDA_BUILD=1 was set at install time")
     cuda_home = find_cuda_home()
@@ -161,7 +197,7 @@ def extension_modules():
     os.environ["CUDA_HOME"] = cuda_home  # read by torch.utils.cpp_extension at import
     try:
         import torch
-        from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+        from torch.utils.cpp_extension import CUDAExtension
     except ImportError as exc:
         return skip_extension(f"torch was not importable in the build environment ({exc}); install with "
                               "`pip install --no-build-isolation .` with torch installed")
@@ -185,6 +221,7 @@ def extension_modules():
         f"MAX_JOBS={os.environ['MAX_JOBS']}")
     sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True)) + sorted(
         glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
+    sources = [source for source in sources if source not in CPU_SOURCES]
     define = [("REPLK_OPS_CUDA_ARCHS", f'"{archs}"')]
     ext = CUDAExtension(
         name="replk_ops._C",
@@ -196,19 +233,29 @@ def extension_modules():
             "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr"],
         },
     )
-    return [ext], {"build_ext": probing(BuildExtension.with_options(use_ninja=True))}
+    return [ext]
 
 
 def probing(build_ext):
-    """``build_ext`` that, once the extension is built, checks in a child process that a C++
+    """``build_ext`` that, once the CUDA extension is built, checks in a child process that a C++
     exception thrown inside it raises (replk_ops/_probe.py) and records the outcome beside it,
-    where the wheel and the import pick it up."""
+    where the wheel and the import pick it up; and that installs without the CPU kernels, saying
+    why, when they fail to compile (an unusual compiler)."""
     class ProbingBuildExt(build_ext):
+        def build_extension(self, ext):
+            if ext.name != CPU_EXTENSION:
+                return super().build_extension(ext)
+            try:
+                return super().build_extension(ext)
+            except Exception as exc:  # any compiler failure: the package runs without them
+                skip_cpu_extension(f"the compiled CPU kernels failed to build ({type(exc).__name__}: {exc})")
+                return None
+
         def run(self):
             super().run()
             for ext in self.extensions:
                 library = self.get_ext_fullpath(ext.name)
-                if os.path.isfile(library):
+                if ext.name != CPU_EXTENSION and os.path.isfile(library):
                     report_probe(library)
 
     return ProbingBuildExt

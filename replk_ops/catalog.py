@@ -16,10 +16,11 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 
-from . import fft_plan
+from . import cpu_rules, fft_plan
 from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
 from .backends import cuda, triton
 from .backends.base import Backend
+from .backends.cpp import CppBackend
 from .backends.direct import DirectBackend
 from .backends.fft import FFTBackend
 from .backends.space_to_batch import SpaceToBatch
@@ -90,6 +91,10 @@ _BACKEND_ENTRIES = (
         "direct", "direct", DirectBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu",),
         description="every pass as a float32 forward convolution, on CPU through channels_last (oneDNN)"),
     Implementation(
+        "cpp", "cpp", CppBackend(), ("cpu",), SUPPORTED_DTYPES, ("cpu",), auto_rule=cpu_rules.cpp_auto_rejection,
+        description="compiled C++ loops over zero-padded planes (replk_ops._cpu), any dilation: the CPU route for "
+                    "dilated and small kernels"),
+    Implementation(
         "triton", "triton", SpaceToBatch(triton.TritonBackend()), ("cpu", "cuda"), TRITON_DTYPES, ("cuda",),
         max_kernel=TRITON_MAX_KERNEL, space_to_batch=True,
         description="Triton tensor-core kernels (CPU tensors only through the Triton interpreter, for tests)"),
@@ -149,8 +154,8 @@ def _cuda_entries() -> Tuple[Implementation, ...]:
 def implementations() -> Tuple[Implementation, ...]:
     """Every implementation, in "auto"'s priority order where nothing else decides: the compiled
     kernels first, then Triton, then PyTorch's own paths, then fft."""
-    torch_entry, direct_entry, triton_entry, fft_entry = _BACKEND_ENTRIES
-    return _cuda_entries() + (triton_entry, torch_entry, direct_entry, fft_entry)
+    torch_entry, direct_entry, cpp_entry, triton_entry, fft_entry = _BACKEND_ENTRIES
+    return _cuda_entries() + (triton_entry, torch_entry, direct_entry, cpp_entry, fft_entry)
 
 
 def by_name(name: str, pass_name: str = "fwd") -> Implementation:

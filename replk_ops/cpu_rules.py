@@ -7,11 +7,15 @@ compares, and the fixed priority where nothing may be timed (docs/design.md, "Pl
   direct route (channels_last) runs. A channels_last fp32 forward is PyTorch's own oneDNN call.
 - Where fft can win (``fft_plan``): its backward rule, else a timing against the direct routes
   with PyTorch's naive NCHW loop left out.
-- Dilated: PyTorch's dilated depthwise backward is a slow loop on CPU: the direct backend's passes
-  took 2 to 20 times less at every UniRepLKNet and LSKNet shape measured, so both backward passes
-  run there. PyTorch's own forward is the same oneDNN call as direct's while oneDNN keeps its fast
-  path (padding up to ``ONEDNN_DILATED_MAX_PAD``); beyond, direct pads the input first. Timing these
-  on a busy machine sent some of them back to PyTorch's slow backward, hence a rule.
+- Dilated: every pass runs on the compiled CPU kernels (``cpp``) where they were built: 1.5 to 3
+  times faster than the best oneDNN route at UniRepLKNet's branch shapes, and PyTorch's dilated
+  backward is a slow loop. Without them, both backward passes run on ``direct`` (2 to 20 times
+  faster than PyTorch's), and the forward on PyTorch's own call while oneDNN keeps its fast path
+  (padding up to ``ONEDNN_DILATED_MAX_PAD``), else on ``direct``, which pads the input first. Timing
+  these on a busy machine sent some of them back to PyTorch's slow backward, hence a rule.
+- Undilated: ``cpp`` joins the timed candidates for kernels up to ``CPP_MAX_UNDILATED_SIDE``; beyond,
+  oneDNN's routes are faster (its loops run over the whole padded plane, which a kernel as large as
+  the map mostly is).
 """
 from __future__ import annotations
 
@@ -27,7 +31,18 @@ from .problem import Problem
 # 1x256x14x14 k15: 3.4 ms NCHW against 0.18 ms through channels_last; 1x96x56x56 5x51: 52 ms
 # against 3.6 ms, while 51x5 takes 2.2 ms either way.
 ONEDNN_NCHW_MAX_SIDE = 13
+# 1x96x56x56 7x7: cpp's weight gradient 1.8 ms against direct's 3.6 ms; 1x512x14x14 27x27: 24 ms
+# against 17 ms, and its forward 23 ms against 6.3 ms.
+CPP_MAX_UNDILATED_SIDE = 7
 Rule = Optional[Tuple[str, str]]  # (implementation name, why), or None: no rule applies
+
+
+def cpp_auto_rejection(problem: Problem) -> Optional[str]:
+    """Why "auto" leaves a problem the compiled CPU kernels can run to the others, or None."""
+    if not problem.dilated and max(problem.kh, problem.kw) > CPP_MAX_UNDILATED_SIDE:
+        return (f"available, but \"auto\" leaves undilated kernels over {CPP_MAX_UNDILATED_SIDE} wide to the "
+                "oneDNN and fft routes, faster there")
+    return None
 
 
 def torch_is_naive_loop(problem: Problem, pass_name: str) -> bool:
@@ -43,6 +58,8 @@ def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
     """The rule that settles this CPU choice among ``names``, if one does."""
     if "fft" in names:
         return fft_plan.cpu_rule(problem, pass_name, names)
+    if problem.dilated and "cpp" in names:
+        return "cpp", "dilated: the compiled CPU kernels beat oneDNN's routes, and PyTorch's dilated backward is a slow loop"
     if not {"torch", "direct"} <= set(names):
         return None
     if problem.dilated:
@@ -85,4 +102,4 @@ def fallback(problem: Problem, names: List[str]) -> str:
     return "direct" if "direct" in names else names[0]
 
 
-__all__ = ["ONEDNN_NCHW_MAX_SIDE", "torch_is_naive_loop", "rule", "candidates", "fallback"]
+__all__ = ["ONEDNN_NCHW_MAX_SIDE", "CPP_MAX_UNDILATED_SIDE", "cpp_auto_rejection", "torch_is_naive_loop", "rule", "candidates", "fallback"]

@@ -33,6 +33,7 @@ from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
 from .catalog import PASSES, Implementation, check_backend_name
 from .problem import SMALL_BATCH, Problem
+from .backends import cpp as cpp_backend
 
 BACKEND_ENV = "REPLK_OPS_BACKEND"
 AUTOTUNE_ENV = "REPLK_OPS_AUTOTUNE"
@@ -108,6 +109,8 @@ class Plan:
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
         if _extension.STATUS.note():  # the extension's build: compiler, whether its exceptions raise
             lines.append(f"  note: {_extension.STATUS.note()}")
+        if p.device_type == "cpu":
+            lines.append(f"  note: {cpp_backend.note()}")
         return "\n".join(lines)
 
 

@@ -134,3 +134,12 @@ FX_TRACES_FUNCTIONAL_OP = tuple(int(v) for v in torch.__version__.split(".")[:2]
 needs_fx_functional = pytest.mark.skipif(
     not FX_TRACES_FUNCTIONAL_OP, reason=f"torch {torch.__version__}'s FX cannot record F.conv2d with a traced group "
                                         "count (modules holding LargeKernelDWConv2d trace there)")
+
+
+# The compiled CPU kernels (replk_ops._cpu) are built by every install with a C++ compiler; where one
+# was not, their tests skip with the reason (and .ci/run fails if a compiler was there).
+from replk_ops.backends import cpp as _cpp  # noqa: E402
+
+needs_cpp = pytest.mark.skipif(_cpp.UNAVAILABLE is not None, reason=str(_cpp.UNAVAILABLE))
+# The CPU implementations every correctness matrix runs
+CPU_BACKENDS = ["direct", "torch", pytest.param("cpp", marks=needs_cpp)]

@@ -13,6 +13,7 @@ from replk_ops.backends.torch_native import TorchNativeBackend
 from replk_ops.models import DilatedReparamBlock
 from replk_ops.problem import Problem
 from conv_testing import (
+    CPU_BACKENDS, needs_cpp,
     assert_close_to_reference, assert_compiled_matches_eager, conv64, grads64, make_input, needs_fx_functional,
     randomize_bn, torch_same_dtype,
 )
@@ -71,7 +72,7 @@ def _train_step(x, weight, bias, padding, dilation, backend, grad_out):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("backend", ["direct", "torch"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_every_pass_against_float64(case, layout, dtype, backend):
     x, weight, bias, grad_out, pad, dil = _tensors(case, dtype, layout)
     y, dx, dw, db = _train_step(x, weight, bias, case[6], case[7], backend, grad_out)
@@ -87,7 +88,9 @@ def test_auto_and_each_registered_op_against_float64(case, layout):
     _check_all(_train_step(x, weight, bias, case[6], case[7], "auto", grad_out), x, weight, bias, grad_out, pad, dil,
                torch.float32)
     kh, kw = weight.shape[2:]
-    for backend in ("direct", "torch"):
+    for backend in catalog.available_backends("cpu"):
+        if backend in ("triton", "fft"):  # the interpreter (its own tests); fft runs undilated kernels only
+            continue
         y = OPS.dwconv2d_fwd(x, weight, bias, *pad, backend, *dil)
         dx = OPS.dwconv2d_bwd_input(grad_out, weight, *pad, backend, *dil)
         dw, db = OPS.dwconv2d_bwd_weight(grad_out, x, kh, kw, *pad, backend, *dil)
@@ -144,7 +147,7 @@ def test_auto_never_picks_space_to_batch_on_cuda_and_explain_names_the_dilation(
     assert plan.problem.kind("fwd") != plan.problem._replace(dh=1, dw=1).kind("fwd")
 
 
-@pytest.mark.parametrize("backend", ["direct", "torch"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_gradcheck_and_gradgradcheck_float64(backend):
     x = torch.randn(1, 2, 8, 7, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 1, 3, 2, dtype=torch.float64, requires_grad=True)
@@ -353,14 +356,32 @@ def test_bench_shapes_take_a_dilation():
         parse_shape("1,2,9,9,3,3,4,5")
 
 
-def test_dilated_cpu_plan_is_a_rule():
-    def plan(padding, dtype=torch.float32):
-        x, w = torch.randn(1, 4, 30, 30, dtype=dtype), torch.randn(4, 1, 7, 7, dtype=dtype)
-        return {name: c for name, c in replk_ops.explain(x, w, padding, dilation=3).choices.items()}
+def _dilated_plan(padding, dtype=torch.float32):
+    x, w = torch.randn(1, 4, 30, 30, dtype=dtype), torch.randn(4, 1, 7, 7, dtype=dtype)
+    return dict(replk_ops.explain(x, w, padding, dilation=3).choices)
 
-    small, large = plan(6), plan(9)
-    assert small["fwd"].implementation.name == "torch" and large["fwd"].implementation.name == "direct"
-    for choices in (small, large):
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
+def test_dilated_cpu_plan_is_the_compiled_kernels_by_rule(dtype):
+    for padding in (0, 9):
+        choices = _dilated_plan(padding, dtype)
+        assert {c.implementation.name for c in choices.values()} == {"cpp"}
         assert all(c.how.startswith("by rule") for c in choices.values())
-        assert choices["bwd_input"].implementation.name == choices["bwd_weight"].implementation.name == "direct"
-    assert not plan(9, torch.bfloat16)["fwd"].how.startswith("by rule")  # half precision: measured
+
+
+def test_dilated_cpu_plan_without_the_compiled_kernels_is_a_rule(monkeypatch):
+    from replk_ops.backends import cpp
+    from replk_ops.backends.direct import ONEDNN_DILATED_MAX_PAD
+
+    monkeypatch.setattr(cpp, "UNAVAILABLE", "not built (test)")
+    replk_ops.planner.reset()
+    try:
+        small, large = _dilated_plan(min(ONEDNN_DILATED_MAX_PAD, 6)), _dilated_plan(9)
+        assert small["fwd"].implementation.name == "torch" and large["fwd"].implementation.name == "direct"
+        for choices in (small, large):
+            assert all(c.how.startswith("by rule") for c in choices.values())
+            assert choices["bwd_input"].implementation.name == choices["bwd_weight"].implementation.name == "direct"
+        assert not _dilated_plan(9, torch.bfloat16)["fwd"].how.startswith("by rule")  # half precision: measured
+    finally:
+        replk_ops.planner.reset()

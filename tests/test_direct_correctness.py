@@ -1,11 +1,12 @@
-"""The CPU implementations (the direct route and PyTorch's own path, both candidates of
-"auto") and "auto" itself, against float64 F.conv2d."""
+"""The CPU implementations (the direct route, PyTorch's own path and the compiled CPU kernels, all
+candidates of "auto") and "auto" itself, against float64 F.conv2d."""
 import pytest
 import torch
 
 import replk_ops
 from replk_ops._checks import padding_pair
 from conv_testing import (
+    CPU_BACKENDS,
     assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,
 )
 
@@ -44,7 +45,7 @@ def _run(x, weight, bias, padding, backend, grad_out):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-p{c[6]}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64],
                          ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("backend", ["direct", "torch"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_output_and_gradients(case, layout, dtype, backend):
     n, c, h, w, kh, kw, padding = case
     x = make_input(n, c, h, w, dtype, layout=layout)
@@ -127,7 +128,7 @@ def test_auto_matches_float64(case, layout):
         assert_close_to_reference(got, want, torch.float32, None, what)
 
 
-@pytest.mark.parametrize("backend", ["direct", "torch"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_gradcheck_float64(backend):
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 1, 5, 3, dtype=torch.float64, requires_grad=True)
@@ -137,7 +138,7 @@ def test_gradcheck_float64(backend):
     )
 
 
-@pytest.mark.parametrize("backend", ["direct", "torch"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_gradgradcheck_float64(backend):
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 1, 3, 5, dtype=torch.float64, requires_grad=True)

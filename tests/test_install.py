@@ -50,8 +50,9 @@ def _run_setup(tmp_path, **env):
     shutil.copy(os.path.join(ROOT, "setup.py"), project / "setup.py")
     shutil.copy(os.path.join(ROOT, "replk_ops", "_probe.py"), project / "replk_ops" / "_probe.py")  # setup.py loads it
     environment = dict(os.environ, **env)
-    if "REPLK_OPS_SKIP_CUDA_BUILD" not in env:
-        environment.pop("REPLK_OPS_SKIP_CUDA_BUILD", None)
+    for switch in ("REPLK_OPS_SKIP_CUDA_BUILD", "REPLK_OPS_SKIP_CPU_BUILD"):
+        if switch not in env:
+            environment.pop(switch, None)
     result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=project, env=environment,
                             capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr
@@ -75,6 +76,24 @@ def test_toolkit_of_another_cuda_major_installs_without_the_extension(tmp_path):
 def test_skip_switch_is_recorded(tmp_path):
     stderr, info = _run_setup(tmp_path, REPLK_OPS_SKIP_CUDA_BUILD="1")
     assert info == {"skipped": "REPLK_OPS_SKIP_CUDA_BUILD=1 was set at install time"}
+
+
+def test_cpu_kernels_skip_switch_is_recorded_and_explained(tmp_path, monkeypatch):
+    stderr, info = _run_setup(tmp_path, REPLK_OPS_SKIP_CUDA_BUILD="1", REPLK_OPS_SKIP_CPU_BUILD="1")
+    assert info["cpu_skipped"] == "REPLK_OPS_SKIP_CPU_BUILD=1 was set at install time"
+    assert "installing without the compiled CPU kernels" in stderr
+    # what the import says then: the recorded reason, where the module is missing
+    from replk_ops.backends import cpp
+
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named '{name}'")
+
+    monkeypatch.setattr(cpp.importlib, "import_module", missing)
+    monkeypatch.setattr(cpp, "build_info", lambda: info)
+    module, why = cpp._load()
+    assert module is None
+    assert why == "the compiled CPU kernels replk_ops._cpu were not built: REPLK_OPS_SKIP_CPU_BUILD=1 was set at " \
+                  "install time"
 
 
 def _fake_gcc(path, major: int) -> str:

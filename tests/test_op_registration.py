@@ -68,7 +68,7 @@ def test_explain_on_cpu():
     report = replk_ops.explain(x, w)
     # NCHW with a 31x31 kernel: PyTorch's own NCHW path is a naive loop, so a rule settles it
     assert report.backend == "direct"
-    assert set(report.reasons) == {"torch", "direct", "triton", "fft", "cuda"}
+    assert set(report.reasons) == {"torch", "direct", "cpp", "triton", "fft", "cuda"}
     assert "CUDA tensors only" in report.reasons["cuda"]
     assert "by rule" in report.reasons["direct"]
     assert set(report.choices) == {"fwd", "bwd_input", "bwd_weight"}

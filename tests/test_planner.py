@@ -19,7 +19,7 @@ def _fresh():
     replk_ops.reset()
 
 
-def problem(layout="nchw", k=(7, 7), dtype=torch.float32, small_batch=True, hw=(16, 16), deterministic=False):
+def problem(layout="nchw", k=(9, 9), dtype=torch.float32, small_batch=True, hw=(16, 16), deterministic=False):
     return Problem("cpu", dtype, layout, small_batch, 4, hw[0], hw[1], k[0], k[1], k[0] // 2, k[1] // 2,
                    deterministic)
 
@@ -118,7 +118,7 @@ def test_explain_never_measures_and_then_shows_the_measurement(timed):
     calls = timed({"torch": 2.0, "direct": 1.0})
     # a half-precision channels_last forward: no rule settles it
     x = torch.randn(1, 4, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(4, 1, 7, 7, dtype=torch.bfloat16)
+    w = torch.randn(4, 1, 9, 9, dtype=torch.bfloat16)
     before = replk_ops.explain(x, w)
     assert "until the first fwd call of this kind times torch, direct" in str(before)
     assert calls == []
@@ -160,10 +160,10 @@ def test_all_torch_plan_is_nn_conv2d_itself(timed):
     """Where PyTorch's own path wins every pass, the call is F.conv2d with PyTorch's backward."""
     timed({"torch": 1.0, "direct": 2.0})
     x = torch.randn(2, 4, 16, 16, requires_grad=True)
-    w = torch.randn(4, 1, 7, 7, requires_grad=True)
+    w = torch.randn(4, 1, 9, 9, requires_grad=True)
     y = replk_ops.dwconv2d(x, w)
     assert "Convolution" in type(y.grad_fn).__name__
-    torch.testing.assert_close(y, F.conv2d(x, w, padding=3, groups=4))
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=4, groups=4))
 
 
 def test_mixed_plan_runs_the_planned_passes(timed):

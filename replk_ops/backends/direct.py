@@ -36,10 +36,21 @@ from .._checks import span
 from .base import Backend, NoTF32
 
 CL = torch.channels_last
-# Measured on 1x80x28x28 (one thread): oneDNN's dilated depthwise conv with its own padding is as fast
-# as on a padded copy up to padding 6 and 2 to 12 times slower from 7 on (every kernel 3 to 9,
-# dilation 2 to 7); the weight gradient's strided conv keeps its own padding fast up to stride 3.
-ONEDNN_DILATED_MAX_PAD = 6
+# oneDNN's dilated depthwise conv keeps its fast path with its own padding only up to a width its
+# CPU kernel's register blocking covers, which depends on the instruction set. Measured on
+# 1x80x28x28, one thread, every kernel 3 to 7 and dilation 2 to 6: with AVX-512 it is as fast as on a
+# padded copy up to padding 6, with AVX2 up to 4, and 2 to 12 times slower beyond. Elsewhere
+# (unmeasured) the padding is always applied first: that costs at most a copy of the input.
+_ONEDNN_MAX_PAD_BY_CAPABILITY = {"AVX512": 6, "AVX2": 4}
+
+
+def _cpu_capability() -> str:
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return get() if get is not None else "DEFAULT"
+
+
+ONEDNN_DILATED_MAX_PAD = _ONEDNN_MAX_PAD_BY_CAPABILITY.get(_cpu_capability(), 0)
+# The weight gradient's strided conv keeps its own padding fast up to stride 3 (both instruction sets).
 ONEDNN_STRIDED_MAX_STRIDE = 3
 
 
@@ -75,6 +86,19 @@ def _dilated_conv(t, weight, bias, ph, pw, dilation):
     return F.conv2d(t, weight, bias, 1, (ph, pw), dilation, t.shape[1])
 
 
+def input_grad_as_forward(grad_out, kh, kw, ph, pw, dilation):
+    """(dy, qh, qw): the input gradient is the forward conv of dy with the kernel rotated 180 degrees
+    and padding (qh, qw) = span - 1 - p; where that is negative (padding wider than the kernel's
+    span), dy is cropped instead of padded."""
+    qh, qw = span(kh, dilation[0]) - 1 - ph, span(kw, dilation[1]) - 1 - pw
+    dy = grad_out
+    if qh < 0:
+        dy = dy[:, :, -qh: dy.shape[2] + qh]
+    if qw < 0:
+        dy = dy[:, :, :, -qw: dy.shape[3] + qw]
+    return dy, max(qh, 0), max(qw, 0)
+
+
 class DirectBackend(Backend):
     def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
         out = _dilated_conv(_in_compute_dtype(x), _in_compute_dtype(weight), _in_compute_dtype(bias), ph, pw,
@@ -82,18 +106,9 @@ class DirectBackend(Backend):
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def bwd_input(self, grad_out, weight, ph, pw, dilation=(1, 1)):
-        kh, kw = weight.shape[2], weight.shape[3]
-        # dx is the correlation of dy with the rotated kernel and padding span - 1 - p; where that is
-        # negative (padding wider than the kernel's span), crop dy instead of padding it.
-        qh, qw = span(kh, dilation[0]) - 1 - ph, span(kw, dilation[1]) - 1 - pw
-        dy = grad_out
-        if qh < 0:
-            dy = dy[:, :, -qh: dy.shape[2] + qh]
-        if qw < 0:
-            dy = dy[:, :, :, -qw: dy.shape[3] + qw]
+        dy, qh, qw = input_grad_as_forward(grad_out, weight.shape[2], weight.shape[3], ph, pw, dilation)
         cdt = _compute_dtype(grad_out.dtype)
-        dx = _dilated_conv(_in_compute_dtype(dy), weight.to(cdt).flip(2, 3), None, max(qh, 0), max(qw, 0),
-                           tuple(dilation))
+        dx = _dilated_conv(_in_compute_dtype(dy), weight.to(cdt).flip(2, 3), None, qh, qw, tuple(dilation))
         return dx.to(grad_out.dtype)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):

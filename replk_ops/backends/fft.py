@@ -64,7 +64,7 @@ class FFTBackend(Backend):
 
     def unavailable_reason(self, problem) -> Optional[str]:
         if problem.dilated:
-            return "undilated kernels only (a dilated call runs on the direct routes)"
+            return "undilated kernels only (a dilated call runs on the other routes)"
         if problem.deterministic and problem.device_type == "cuda":
             return "cuFFT is not documented as deterministic, and deterministic algorithms are on"
         return None

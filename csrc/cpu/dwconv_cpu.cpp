@@ -1,0 +1,177 @@
+// replk_ops._cpu: depthwise conv2d passes (stride 1, any padding >= 0, any dilation) on CPU, for
+// NCHW-contiguous float32 / float64 tensors that Python has already checked and allocated
+// (replk_ops/backends/cpp.py). Built without nvcc; no function here throws: a call it cannot take
+// returns false.
+//
+// Why it exists (docs/design.md, "Dilation"): at the small maps of UniRepLKNet's dilated branches
+// (14x14 to 56x56) oneDNN spends most of each call outside the multiply-adds (layout reorders, its
+// padding limits), so a plain loop over padded planes is 1.5 to 3 times faster there. Each plane is
+// copied once into a zero-bordered buffer of row stride W + 2 * pw (see dwconv_cpu_kernels.h), which
+// also makes every tap one contiguous loop.
+#include <torch/extension.h>
+#include <torch/version.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#define REPLK_ISA baseline
+#define REPLK_ISA_ATTR
+#include "dwconv_cpu_kernels.h"
+#undef REPLK_ISA
+#undef REPLK_ISA_ATTR
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define REPLK_HAVE_AVX2_BUILD 1
+#define REPLK_ISA avx2
+#define REPLK_ISA_ATTR __attribute__((target("avx2,fma")))
+#include "dwconv_cpu_kernels.h"
+#undef REPLK_ISA
+#undef REPLK_ISA_ATTR
+#endif
+
+namespace {
+
+bool use_avx2() {
+#ifdef REPLK_HAVE_AVX2_BUILD
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+template <typename T>
+void forward_wide(const T* xpad, const T* w, const int64_t* shift, int64_t taps, T bias, T* out, int64_t n) {
+#ifdef REPLK_HAVE_AVX2_BUILD
+  if (use_avx2()) return avx2::forward_wide<T>(xpad, w, shift, taps, bias, out, n);
+#endif
+  baseline::forward_wide<T>(xpad, w, shift, taps, bias, out, n);
+}
+
+template <typename T>
+T dot(const T* a, const T* b, int64_t n) {
+#ifdef REPLK_HAVE_AVX2_BUILD
+  if (use_avx2()) return avx2::dot<T>(a, b, n);
+#endif
+  return baseline::dot<T>(a, b, n);
+}
+
+struct Geometry {
+  int64_t n, c, h, w, kh, kw, ph, pw, dh, dw, hp, wp, ho, wo;
+  Geometry(int64_t n_, int64_t c_, int64_t h_, int64_t w_, int64_t kh_, int64_t kw_, int64_t ph_, int64_t pw_,
+           int64_t dh_, int64_t dw_)
+      : n(n_), c(c_), h(h_), w(w_), kh(kh_), kw(kw_), ph(ph_), pw(pw_), dh(dh_), dw(dw_), hp(h_ + 2 * ph_),
+        wp(w_ + 2 * pw_), ho(h_ + 2 * ph_ - (kh_ - 1) * dh_), wo(w_ + 2 * pw_ - (kw_ - 1) * dw_) {}
+  // output elements of the wide plane that are computed: the last row needs only wo of them
+  int64_t wide_count() const { return (ho - 1) * wp + wo; }
+  std::vector<int64_t> shifts() const {
+    std::vector<int64_t> s(kh * kw);
+    for (int64_t i = 0; i < kh; ++i)
+      for (int64_t j = 0; j < kw; ++j) s[i * kw + j] = i * dh * wp + j * dw;
+    return s;
+  }
+  // planes per parallel task: at least ~64K multiply-adds each, so small calls stay on one thread
+  int64_t grain(int64_t per_plane) const { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, per_plane)); }
+};
+
+// Copies plane ``src`` (h x w) into the interior of ``wide`` (hp x wp, borders already zero).
+template <typename T>
+void fill_interior(const T* src, T* wide, const Geometry& g) {
+  for (int64_t r = 0; r < g.h; ++r) std::memcpy(wide + (r + g.ph) * g.wp + g.pw, src + r * g.w, sizeof(T) * g.w);
+}
+
+template <typename T>
+void forward_impl(const T* x, const T* w, const T* bias, T* out, const Geometry& g) {
+  const std::vector<int64_t> shift = g.shifts();
+  const int64_t taps = g.kh * g.kw, count = g.wide_count();
+  at::parallel_for(0, g.n * g.c, g.grain(g.ho * g.wo * taps), [&](int64_t begin, int64_t end) {
+    std::vector<T> wide(g.hp * g.wp, T(0)), result(count);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t ch = plane % g.c;
+      fill_interior(x + plane * g.h * g.w, wide.data(), g);
+      forward_wide<T>(wide.data(), w + ch * taps, shift.data(), taps, bias ? bias[ch] : T(0), result.data(), count);
+      T* dst = out + plane * g.ho * g.wo;
+      for (int64_t r = 0; r < g.ho; ++r) std::memcpy(dst + r * g.wo, result.data() + r * g.wp, sizeof(T) * g.wo);
+    }
+  });
+}
+
+template <typename T>
+void weight_grad_impl(const T* dy, const T* x, T* grad_weight, const Geometry& g) {
+  const std::vector<int64_t> shift = g.shifts();
+  const int64_t taps = g.kh * g.kw, count = g.wide_count();
+  at::parallel_for(0, g.c, g.grain(g.n * g.ho * g.wo * taps), [&](int64_t begin, int64_t end) {
+    // dy in the wide layout; its columns wo..wp-1 stay zero, so the dot products skip them
+    std::vector<T> wide(g.hp * g.wp, T(0)), dy_wide(g.ho * g.wp, T(0));
+    std::vector<double> sums(taps);  // the batch sum in double: N can be large
+    for (int64_t ch = begin; ch < end; ++ch) {
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (int64_t b = 0; b < g.n; ++b) {
+        const int64_t plane = b * g.c + ch;
+        fill_interior(x + plane * g.h * g.w, wide.data(), g);
+        const T* src = dy + plane * g.ho * g.wo;
+        for (int64_t r = 0; r < g.ho; ++r) std::memcpy(dy_wide.data() + r * g.wp, src + r * g.wo, sizeof(T) * g.wo);
+        for (int64_t t = 0; t < taps; ++t) sums[t] += dot<T>(dy_wide.data(), wide.data() + shift[t], count);
+      }
+      for (int64_t t = 0; t < taps; ++t) grad_weight[ch * taps + t] = static_cast<T>(sums[t]);
+    }
+  });
+}
+
+Geometry geometry_of(const at::Tensor& x, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  return Geometry(x.size(0), x.size(1), x.size(2), x.size(3), kh, kw, ph, pw, dh, dw);
+}
+
+// out = depthwise conv of x (N, C, H, W) with weight (C, 1, kh, kw) and bias (C,) or an empty tensor.
+bool forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& out, int64_t ph,
+             int64_t pw, int64_t dh, int64_t dw) {
+  const Geometry g = geometry_of(x, weight.size(2), weight.size(3), ph, pw, dh, dw);
+  const bool has_bias = bias.numel() > 0;
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      forward_impl<float>(static_cast<const float*>(x.data_ptr()), static_cast<const float*>(weight.data_ptr()),
+                          has_bias ? static_cast<const float*>(bias.data_ptr()) : nullptr,
+                          static_cast<float*>(out.data_ptr()), g);
+      return true;
+    case at::kDouble:
+      forward_impl<double>(static_cast<const double*>(x.data_ptr()), static_cast<const double*>(weight.data_ptr()),
+                           has_bias ? static_cast<const double*>(bias.data_ptr()) : nullptr,
+                           static_cast<double*>(out.data_ptr()), g);
+      return true;
+    default:
+      return false;
+  }
+}
+
+// grad_weight (C, 1, kh, kw) of the forward with this padding and dilation, from dy (N, C, Ho, Wo).
+bool weight_grad(const at::Tensor& dy, const at::Tensor& x, at::Tensor& grad_weight, int64_t ph, int64_t pw,
+                 int64_t dh, int64_t dw) {
+  const Geometry g = geometry_of(x, grad_weight.size(2), grad_weight.size(3), ph, pw, dh, dw);
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      weight_grad_impl<float>(static_cast<const float*>(dy.data_ptr()), static_cast<const float*>(x.data_ptr()),
+                              static_cast<float*>(grad_weight.data_ptr()), g);
+      return true;
+    case at::kDouble:
+      weight_grad_impl<double>(static_cast<const double*>(dy.data_ptr()), static_cast<const double*>(x.data_ptr()),
+                               static_cast<double*>(grad_weight.data_ptr()), g);
+      return true;
+    default:
+      return false;
+  }
+}
+
+const char* instruction_set() { return use_avx2() ? "avx2+fma" : "baseline"; }
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "replk_ops' compiled CPU kernels for depthwise conv2d (dilated or not)";
+  m.def("forward", &forward, "depthwise conv2d forward into out; false if the dtype is not float32/float64");
+  m.def("weight_grad", &weight_grad, "depthwise conv2d weight gradient into grad_weight");
+  m.def("instruction_set", &instruction_set, "the instruction set the kernels run with on this CPU");
+  m.def("build_torch_version", []() { return std::string(TORCH_VERSION); }, "the torch these kernels were built against");
+}

@@ -1,0 +1,102 @@
+"""The compiled CPU kernels (``replk_ops._cpu``, csrc/cpu): every pass as plain C++ loops over
+zero-padded planes, any dilation, NCHW.
+
+At the small maps where dilated depthwise convs live (UniRepLKNet's branches, 14x14 to 56x56),
+oneDNN spends most of a call outside its multiply-adds and leaves its fast path once the padding
+passes a width set by the instruction set (``direct.ONEDNN_DILATED_MAX_PAD``); these loops pad each
+plane once into a buffer and run every tap as one contiguous loop (docs/design.md, "Dilation").
+They need no CUDA toolkit, only a C++ compiler at install time; where they were not built, the
+package runs the other backends and ``explain`` says why.
+
+float16 and bfloat16 are computed in float32 and rounded once at the end, like ``direct``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+import torch
+
+from .._checks import output_size
+from .._extension import build_info
+from .direct import input_grad_as_forward
+from .base import Backend
+
+_EMPTY = torch.empty(0)
+
+
+def _load():
+    """(module, None) or (None, why it is not there). A build against another torch release is not
+    used: its ABI may differ in ways the import does not catch."""
+    try:
+        module = importlib.import_module("replk_ops._cpu")
+        built_with = module.build_torch_version()
+        if built_with.split("+")[0] != torch.__version__.split("+")[0]:
+            return None, (f"the compiled CPU kernels replk_ops._cpu were built against torch {built_with}, but torch "
+                          f"{torch.__version__} is running; reinstall with `pip install --no-build-isolation -e .`")
+        return module, None
+    except ImportError as exc:
+        skipped = build_info().get("cpu_skipped")
+        if skipped:
+            return None, f"the compiled CPU kernels replk_ops._cpu were not built: {skipped}"
+        return None, (f"the compiled CPU kernels replk_ops._cpu did not load ({exc}); reinstall with "
+                      "`pip install --no-build-isolation -e .` to build them against this torch")
+    except Exception as exc:  # a stale or foreign build: the package must import regardless
+        return None, (f"the compiled CPU kernels replk_ops._cpu are unusable ({type(exc).__name__}: {exc}); "
+                      "reinstall with `pip install --no-build-isolation -e .`")
+
+
+_MODULE, UNAVAILABLE = _load()
+
+
+def instruction_set() -> Optional[str]:
+    """What the kernels run with on this CPU ("avx2+fma", "baseline"), None without them."""
+    return _MODULE.instruction_set() if _MODULE is not None else None
+
+
+def note() -> str:
+    """One line for explain on CPU: whether the compiled CPU kernels are there, and how they run."""
+    if _MODULE is None or UNAVAILABLE is not None:
+        return str(UNAVAILABLE)
+    return f"the compiled CPU kernels replk_ops._cpu run with {instruction_set()} on this CPU"
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _prepared(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.to(dtype).contiguous()
+
+
+def _forward(x, weight, bias, ph, pw, dilation) -> torch.Tensor:
+    """The conv in the compute dtype, NCHW-contiguous."""
+    cdt = _compute_dtype(x.dtype)
+    n, c, h, w = x.shape
+    out = torch.empty((n, c) + output_size(h, w, weight.shape[2], weight.shape[3], ph, pw, dilation), dtype=cdt)
+    if out.numel():
+        _MODULE.forward(_prepared(x, cdt), _prepared(weight, cdt), _EMPTY if bias is None else _prepared(bias, cdt),
+                        out, ph, pw, dilation[0], dilation[1])
+    return out
+
+
+class CppBackend(Backend):
+    def unavailable_reason(self, problem) -> Optional[str]:
+        return UNAVAILABLE
+
+    def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
+        return _forward(x, weight, bias, ph, pw, tuple(dilation)).to(x.dtype)
+
+    def bwd_input(self, grad_out, weight, ph, pw, dilation=(1, 1)):
+        dy, qh, qw = input_grad_as_forward(grad_out, weight.shape[2], weight.shape[3], ph, pw, dilation)
+        return _forward(dy, weight.flip(2, 3), None, qh, qw, tuple(dilation)).to(grad_out.dtype)
+
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):
+        cdt = _compute_dtype(x.dtype)
+        c = x.shape[1]
+        grad_bias = grad_out.sum(dim=(0, 2, 3), dtype=cdt)
+        grad_weight = torch.zeros((c, 1, kh, kw), dtype=cdt)
+        if grad_out.numel() and x.numel():
+            _MODULE.weight_grad(_prepared(grad_out, cdt), _prepared(x, cdt), grad_weight, ph, pw, dilation[0],
+                                dilation[1])
+        return grad_weight.to(x.dtype), grad_bias.to(x.dtype)
