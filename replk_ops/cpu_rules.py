@@ -13,7 +13,8 @@ compares, and the fixed priority where nothing may be timed (docs/design.md, "Pl
   faster than PyTorch's), and the forward on PyTorch's own call while oneDNN keeps its fast path
   (padding up to ``ONEDNN_DILATED_MAX_PAD``), else on ``direct``, which pads the input first. Timing
   these on a busy machine sent some of them back to PyTorch's slow backward, hence a rule.
-- Undilated: ``cpp`` joins the timed candidates for kernels up to ``CPP_MAX_UNDILATED_SIDE``; beyond,
+- Undilated: ``cpp`` runs NCHW forwards up to ``CPP_NCHW_FORWARD_MAX_SIDE`` by rule and joins the
+  timed candidates for kernels up to ``CPP_MAX_UNDILATED_SIDE``; beyond,
   oneDNN's routes are faster (its loops run over the whole padded plane, which a kernel as large as
   the map mostly is).
 """
@@ -34,6 +35,10 @@ ONEDNN_NCHW_MAX_SIDE = 13
 # 1x96x56x56 7x7: cpp's weight gradient 1.8 ms against direct's 3.6 ms; 1x512x14x14 27x27: 24 ms
 # against 17 ms, and its forward 23 ms against 6.3 ms.
 CPP_MAX_UNDILATED_SIDE = 7
+# NCHW forward, cpp against PyTorch's own oneDNN call with other work between calls (cold caches):
+# 3x3 and 5x5 1.0 to 3.0 times faster at every map and batch measured (7x7 to 112x112, batch 1 to
+# 32); 7x7 0.4 to 2.8 times, so that is left to PyTorch's call.
+CPP_NCHW_FORWARD_MAX_SIDE = 5
 Rule = Optional[Tuple[str, str]]  # (implementation name, why), or None: no rule applies
 
 
@@ -68,6 +73,9 @@ def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
         return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
     if problem.layout == NCHW and pass_name == "fwd":
+        if "cpp" in names and max(problem.kh, problem.kw) <= CPP_NCHW_FORWARD_MAX_SIDE:
+            return "cpp", (f"NCHW with a kernel at most {CPP_NCHW_FORWARD_MAX_SIDE} wide: the compiled CPU kernels "
+                           "beat PyTorch's oneDNN call")
         # measured: 51x5 and 49x5 reach oneDNN's NCHW kernel, 5x51 and 15x15 a naive loop
         if problem.kw <= ONEDNN_NCHW_MAX_SIDE:
             return "torch", f"NCHW with a kernel at most {ONEDNN_NCHW_MAX_SIDE} wide: PyTorch reaches oneDNN"
@@ -102,4 +110,4 @@ def fallback(problem: Problem, names: List[str]) -> str:
     return "direct" if "direct" in names else names[0]
 
 
-__all__ = ["ONEDNN_NCHW_MAX_SIDE", "CPP_MAX_UNDILATED_SIDE", "cpp_auto_rejection", "torch_is_naive_loop", "rule", "candidates", "fallback"]
+__all__ = ["ONEDNN_NCHW_MAX_SIDE", "CPP_MAX_UNDILATED_SIDE", "CPP_NCHW_FORWARD_MAX_SIDE", "cpp_auto_rejection", "torch_is_naive_loop", "rule", "candidates", "fallback"]

@@ -61,6 +61,34 @@ def test_every_element_written_and_close_to_float64(shape, dtype, threads):
         assert ((got.double() - expected).abs().max() / scale).item() < tolerance
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("channels", [3, 8, 21])  # under, at and past a vector of channels
+@pytest.mark.parametrize("threads", [1, 2])
+def test_channels_last_kernels_write_every_element_and_match_float64(shape, channels, threads):
+    module = _module()
+    n, _, h, w, kh, kw, ph, pw, dh, dw = shape
+    cl = torch.channels_last
+    x = torch.randn(n, channels, h, w).contiguous(memory_format=cl)
+    weight, bias = torch.randn(channels, 1, kh, kw), torch.randn(channels)
+    out = torch.full((n, channels) + output_size(h, w, kh, kw, ph, pw, (dh, dw)), float("nan")).contiguous(
+        memory_format=cl)
+    grad_out = torch.randn(out.shape).contiguous(memory_format=cl)
+    taps = torch.full((kh * kw, channels), float("nan"))
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert module.forward_nhwc(x, weight.reshape(channels, -1).t().contiguous(), bias, out, kh, kw, ph, pw, dh, dw)
+        assert module.weight_grad_nhwc(grad_out, x, taps, kh, kw, ph, pw, dh, dw)
+    finally:
+        torch.set_num_threads(saved)
+    want = conv64(x, weight, bias, (ph, pw), (dh, dw))
+    _, want_weight, _ = grads64(x, weight, bias, (ph, pw), grad_out, (dh, dw))
+    for got, expected in ((out, want), (taps.t().reshape(channels, 1, kh, kw), want_weight)):
+        assert not got.isnan().any()
+        scale = expected.abs().max().clamp_min(1.0)
+        assert ((got.double() - expected).abs().max() / scale).item() < 2e-5
+
+
 def test_other_dtypes_are_refused_without_writing():
     module = _module()
     x = torch.randn(1, 2, 5, 5, dtype=torch.float16)

@@ -59,6 +59,23 @@ T dot(const T* a, const T* b, int64_t n) {
   return baseline::dot<T>(a, b, n);
 }
 
+template <typename T>
+void forward_row_nhwc(const T* xrow, const T* w, const int64_t* shift, int64_t taps, const T* bias, T* out, int64_t wo,
+                      int64_t c) {
+#ifdef REPLK_HAVE_AVX2_BUILD
+  if (use_avx2()) return avx2::forward_row_nhwc<T>(xrow, w, shift, taps, bias, out, wo, c);
+#endif
+  baseline::forward_row_nhwc<T>(xrow, w, shift, taps, bias, out, wo, c);
+}
+
+template <typename T>
+void accumulate_row_nhwc(const T* dy, const T* x, T* acc, int64_t wo, int64_t c) {
+#ifdef REPLK_HAVE_AVX2_BUILD
+  if (use_avx2()) return avx2::accumulate_row_nhwc<T>(dy, x, acc, wo, c);
+#endif
+  baseline::accumulate_row_nhwc<T>(dy, x, acc, wo, c);
+}
+
 struct Geometry {
   int64_t n, c, h, w, kh, kw, ph, pw, dh, dw, hp, wp, ho, wo;
   Geometry(int64_t n_, int64_t c_, int64_t h_, int64_t w_, int64_t kh_, int64_t kw_, int64_t ph_, int64_t pw_,
@@ -121,6 +138,60 @@ void weight_grad_impl(const T* dy, const T* x, T* grad_weight, const Geometry& g
   });
 }
 
+// channels_last: image ``b`` of x (N, H, W, C in memory) into the interior of ``image`` (hp, wp, C;
+// borders already zero).
+template <typename T>
+void fill_image(const T* x, int64_t b, T* image, const Geometry& g) {
+  const T* src = x + b * g.h * g.w * g.c;
+  for (int64_t r = 0; r < g.h; ++r)
+    std::memcpy(image + ((r + g.ph) * g.wp + g.pw) * g.c, src + r * g.w * g.c, sizeof(T) * g.w * g.c);
+}
+
+std::vector<int64_t> shifts_nhwc(const Geometry& g) {
+  std::vector<int64_t> s = g.shifts();
+  for (int64_t& v : s) v *= g.c;
+  return s;
+}
+
+// x, out: channels_last (N, H, W, C in memory); w: tap-major (kh * kw, C).
+template <typename T>
+void forward_nhwc_impl(const T* x, const T* w, const T* bias, T* out, const Geometry& g) {
+  const std::vector<int64_t> shift = shifts_nhwc(g);
+  const int64_t taps = g.kh * g.kw;
+  std::vector<T> image(g.hp * g.wp * g.c, T(0));
+  for (int64_t b = 0; b < g.n; ++b) {
+    fill_image(x, b, image.data(), g);
+    at::parallel_for(0, g.ho, g.grain(g.wo * g.c * taps), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        forward_row_nhwc<T>(image.data() + r * g.wp * g.c, w, shift.data(), taps, bias,
+                            out + ((b * g.ho + r) * g.wo) * g.c, g.wo, g.c);
+    });
+  }
+}
+
+// dy, x: channels_last; grad_weight: tap-major (kh * kw, C).
+template <typename T>
+void weight_grad_nhwc_impl(const T* dy, const T* x, T* grad_weight, const Geometry& g) {
+  const std::vector<int64_t> shift = shifts_nhwc(g);
+  const int64_t taps = g.kh * g.kw;
+  std::vector<T> image(g.hp * g.wp * g.c, T(0));
+  std::vector<double> sums(taps * g.c, 0.0);  // the batch sum in double
+  for (int64_t b = 0; b < g.n; ++b) {
+    fill_image(x, b, image.data(), g);
+    at::parallel_for(0, taps, g.grain(g.ho * g.wo * g.c), [&](int64_t begin, int64_t end) {
+      std::vector<T> acc(g.c);
+      for (int64_t t = begin; t < end; ++t) {
+        std::fill(acc.begin(), acc.end(), T(0));
+        for (int64_t r = 0; r < g.ho; ++r)
+          accumulate_row_nhwc<T>(dy + ((b * g.ho + r) * g.wo) * g.c, image.data() + r * g.wp * g.c + shift[t],
+                                 acc.data(), g.wo, g.c);
+        for (int64_t ch = 0; ch < g.c; ++ch) sums[t * g.c + ch] += acc[ch];
+      }
+    });
+  }
+  for (int64_t i = 0; i < taps * g.c; ++i) grad_weight[i] = static_cast<T>(sums[i]);
+}
+
 Geometry geometry_of(const at::Tensor& x, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   return Geometry(x.size(0), x.size(1), x.size(2), x.size(3), kh, kw, ph, pw, dh, dw);
 }
@@ -164,6 +235,46 @@ bool weight_grad(const at::Tensor& dy, const at::Tensor& x, at::Tensor& grad_wei
   }
 }
 
+// The same two passes on channels_last tensors: x, out, dy in channels_last memory; the weight and
+// its gradient tap-major (kh * kw, C), so a channel vector of one tap is contiguous.
+bool forward_nhwc(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias, at::Tensor& out,
+                  int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  const Geometry g = geometry_of(x, kh, kw, ph, pw, dh, dw);
+  const bool has_bias = bias.numel() > 0;
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      forward_nhwc_impl<float>(static_cast<const float*>(x.data_ptr()), static_cast<const float*>(weight_taps.data_ptr()),
+                               has_bias ? static_cast<const float*>(bias.data_ptr()) : nullptr,
+                               static_cast<float*>(out.data_ptr()), g);
+      return true;
+    case at::kDouble:
+      forward_nhwc_impl<double>(static_cast<const double*>(x.data_ptr()),
+                                static_cast<const double*>(weight_taps.data_ptr()),
+                                has_bias ? static_cast<const double*>(bias.data_ptr()) : nullptr,
+                                static_cast<double*>(out.data_ptr()), g);
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool weight_grad_nhwc(const at::Tensor& dy, const at::Tensor& x, at::Tensor& grad_weight_taps, int64_t kh, int64_t kw,
+                      int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  const Geometry g = geometry_of(x, kh, kw, ph, pw, dh, dw);
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      weight_grad_nhwc_impl<float>(static_cast<const float*>(dy.data_ptr()), static_cast<const float*>(x.data_ptr()),
+                                   static_cast<float*>(grad_weight_taps.data_ptr()), g);
+      return true;
+    case at::kDouble:
+      weight_grad_nhwc_impl<double>(static_cast<const double*>(dy.data_ptr()), static_cast<const double*>(x.data_ptr()),
+                                    static_cast<double*>(grad_weight_taps.data_ptr()), g);
+      return true;
+    default:
+      return false;
+  }
+}
+
 const char* instruction_set() { return use_avx2() ? "avx2+fma" : "baseline"; }
 
 }  // namespace
@@ -172,6 +283,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "replk_ops' compiled CPU kernels for depthwise conv2d (dilated or not)";
   m.def("forward", &forward, "depthwise conv2d forward into out; false if the dtype is not float32/float64");
   m.def("weight_grad", &weight_grad, "depthwise conv2d weight gradient into grad_weight");
+  m.def("forward_nhwc", &forward_nhwc, "the forward on channels_last tensors, the weight tap-major (kh * kw, C)");
+  m.def("weight_grad_nhwc", &weight_grad_nhwc, "the weight gradient on channels_last tensors, tap-major");
   m.def("instruction_set", &instruction_set, "the instruction set the kernels run with on this CPU");
   m.def("build_torch_version", []() { return std::string(TORCH_VERSION); }, "the torch these kernels were built against");
 }

@@ -77,4 +77,74 @@ REPLK_ISA_ATTR T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
   return acc;
 }
 
+// channels_last: one output row of the padded image xpad (Hp, Wp, C). out[(ow, c)] = bias[c] +
+// sum_t w[t][c] * xpad[ow * C + shift[t] + c] for ow in [0, wo); four pixels of one channel
+// vector at a time stay in registers across all taps (w is tap-major: taps x C).
+template <typename T>
+REPLK_ISA_ATTR void forward_row_nhwc(const T* __restrict xrow, const T* __restrict w, const int64_t* __restrict shift,
+                                     int64_t taps, const T* __restrict bias, T* __restrict out, int64_t wo, int64_t c) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = Vec<T>::lanes;
+  int64_t ow = 0;
+  for (; ow + 4 <= wo; ow += 4) {
+    int64_t ch = 0;
+    for (; ch + L <= c; ch += L) {
+      V a0 = bias ? load<T>(bias + ch) : V{}, a1 = a0, a2 = a0, a3 = a0;
+      const T* x = xrow + ow * c + ch;
+      for (int64_t t = 0; t < taps; ++t) {
+        const V wt = load<T>(w + t * c + ch);
+        const T* xs = x + shift[t];
+        a0 += wt * load<T>(xs);
+        a1 += wt * load<T>(xs + c);
+        a2 += wt * load<T>(xs + 2 * c);
+        a3 += wt * load<T>(xs + 3 * c);
+      }
+      T* o = out + ow * c + ch;
+      store<T>(o, a0);
+      store<T>(o + c, a1);
+      store<T>(o + 2 * c, a2);
+      store<T>(o + 3 * c, a3);
+    }
+    for (; ch < c; ++ch)
+      for (int64_t u = 0; u < 4; ++u) {
+        T acc = bias ? bias[ch] : T(0);
+        for (int64_t t = 0; t < taps; ++t) acc += w[t * c + ch] * xrow[(ow + u) * c + shift[t] + ch];
+        out[(ow + u) * c + ch] = acc;
+      }
+  }
+  for (; ow < wo; ++ow) {  // the last pixels one at a time, still a vector of channels
+    int64_t ch = 0;
+    for (; ch + L <= c; ch += L) {
+      V a = bias ? load<T>(bias + ch) : V{};
+      const T* x = xrow + ow * c + ch;
+      for (int64_t t = 0; t < taps; ++t) a += load<T>(w + t * c + ch) * load<T>(x + shift[t]);
+      store<T>(out + ow * c + ch, a);
+    }
+    for (; ch < c; ++ch) {
+      T acc = bias ? bias[ch] : T(0);
+      for (int64_t t = 0; t < taps; ++t) acc += w[t * c + ch] * xrow[ow * c + shift[t] + ch];
+      out[ow * c + ch] = acc;
+    }
+  }
+}
+
+// acc[ch] += sum_{ow < wo} dy[ow * C + ch] * x[ow * C + ch]: a weight gradient tap over one row.
+template <typename T>
+REPLK_ISA_ATTR void accumulate_row_nhwc(const T* __restrict dy, const T* __restrict x, T* __restrict acc, int64_t wo,
+                                        int64_t c) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = Vec<T>::lanes;
+  int64_t ch = 0;
+  for (; ch + L <= c; ch += L) {
+    V a = load<T>(acc + ch);
+    for (int64_t ow = 0; ow < wo; ++ow) a += load<T>(dy + ow * c + ch) * load<T>(x + ow * c + ch);
+    store<T>(acc + ch, a);
+  }
+  for (; ch < c; ++ch) {
+    T a = acc[ch];
+    for (int64_t ow = 0; ow < wo; ++ow) a += dy[ow * c + ch] * x[ow * c + ch];
+    acc[ch] = a;
+  }
+}
+
 }  // namespace REPLK_ISA
