@@ -101,7 +101,7 @@ def dwconv2d(
     ``x`` is (N, C, H, W) in NCHW or channels_last layout (the output keeps it); ``weight`` is
     (C, 1, kh, kw) with any kh, kw >= 1; ``padding`` is "same" (odd spans (k - 1) * dilation + 1),
     "valid", an int or (ph, pw); ``dilation`` is an int or (dh, dw), each >= 1.
-    ``backend`` is "auto", "torch", "direct", "fft", "triton" or "cuda" ("reference" is the old
+    ``backend`` is "auto", "torch", "direct", "cpp", "fft", "triton" or "cuda" ("reference" is the old
     name of "direct"); the environment variable ``REPLK_OPS_BACKEND`` overrides "auto". Under
     ``torch.autocast`` the op runs in the autocast dtype, like ``nn.Conv2d``.
     """
