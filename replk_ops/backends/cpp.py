@@ -19,7 +19,7 @@ import torch
 
 from .._checks import output_size
 from .._extension import build_info
-from .direct import input_grad_as_forward
+from .direct import _compute_dtype, input_grad_as_forward
 from .base import Backend
 
 _EMPTY = torch.empty(0)
@@ -57,13 +57,9 @@ def instruction_set() -> Optional[str]:
 
 def note() -> str:
     """One line for explain on CPU: whether the compiled CPU kernels are there, and how they run."""
-    if _MODULE is None or UNAVAILABLE is not None:
+    if UNAVAILABLE is not None:
         return str(UNAVAILABLE)
     return f"the compiled CPU kernels replk_ops._cpu run with {instruction_set()} on this CPU"
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def _prepared(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
