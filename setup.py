@@ -37,19 +37,15 @@ def say(message: str) -> None:
     print(f"replk_ops setup: {message}", file=sys.stderr)
 
 
-def record(**facts) -> None:
-    """Add ``facts`` to the build-info file (created fresh by each build)."""
-    try:
-        with open(BUILD_INFO) as handle:
-            info = json.load(handle)
-    except (OSError, ValueError):
-        info = {}
+def record(path: str = BUILD_INFO, **facts) -> None:
+    """Add ``facts`` to a build-info file (the source tree's is created fresh by each build)."""
+    info = probe.read_info(path)
     info.update(facts)
     try:
-        with open(BUILD_INFO, "w") as handle:
+        with open(path, "w") as handle:
             json.dump(info, handle, indent=1)
     except OSError as exc:  # a read-only tree: the install goes on, explain gives a generic reason
-        say(f"could not record {', '.join(facts)} in {BUILD_INFO}: {exc}")
+        say(f"could not record {', '.join(facts)} in {path}: {exc}")
 
 
 def skip_extension(reason: str):
@@ -92,9 +88,11 @@ def extension_modules():
     modules = cpu_extension_modules() + cuda_modules
     if not modules:
         return [], {}
+    import torch
     from torch.utils.cpp_extension import BuildExtension
 
-    return modules, {"build_ext": probing(BuildExtension.with_options(use_ninja=True))}
+    spare = choose_compiler(torch)
+    return modules, {"build_ext": checking(BuildExtension.with_options(use_ninja=True), spare)}
 
 
 def toolkit_version(cuda_home: str):
@@ -153,38 +151,80 @@ def gcc_major(compiler: str):
         return None
 
 
-def compiler_mismatch(chosen: str, have: int, wanted: int) -> None:
-    """Say it now and record it for explain; the exception probe after the build says whether it matters."""
-    message = f"built with GCC {have} ({chosen}) vs torch's GCC {wanted}"
-    say(f"{message}: the build will check that C++ exceptions thrown in replk_ops._C still raise")
-    record(compiler_mismatch=message)
+RUNTIME_TEST = "#include <string>\nstd::string replk_ops_probe(long n) { return std::to_string(n); }\n"
 
 
-def check_compiler(torch) -> None:
-    """With some compiler pairs, a C++ exception thrown by an extension built with another GCC major
-    version than torch's aborts the process instead of raising (seen: a GCC from /opt against
-    torch's GCC 13 runtime). Pick a matching system compiler when CXX is not set; record a
-    mismatch otherwise (the probe after the build checks the pair actually used)."""
-    wanted = probe.gcc_major(torch.__config__.show())
-    if wanted is None:
-        return
-    chosen = os.environ.get("CXX", "c++")
-    have = gcc_major(chosen)
-    if have is None or have == wanted:
-        return
-    if "CXX" in os.environ:
-        compiler_mismatch(f"CXX={chosen}", have, wanted)
-        return
-    for cxx in (f"g++-{wanted}", "/usr/bin/g++", "g++"):
-        path = shutil.which(cxx)
-        if path and gcc_major(path) == wanted:
-            os.environ["CXX"] = path
-            cc = path.replace("g++", "gcc")
-            if shutil.which(cc):
-                os.environ.setdefault("CC", cc)
-            say(f"using {path} (GCC {wanted}, like torch) instead of {chosen} (GCC {have})")
+def static_runtime(compiler: str):
+    """Why ``compiler`` cannot build the extensions (it links the C++ runtime statically, so the
+    library would carry a second runtime beside torch's: seen to crash in its first number
+    formatting), or None; a tiny shared library tells."""
+    import tempfile
+
+    if sys.platform != "linux":
+        return None  # the test reads ELF files; elsewhere the check after the build still runs
+    with tempfile.TemporaryDirectory() as scratch:
+        library = os.path.join(scratch, "runtime_test.so")
+        try:
+            done = subprocess.run([compiler, "-x", "c++", "-shared", "-fPIC", "-", "-o", library], input=RUNTIME_TEST,
+                                  capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"it does not run ({exc})"
+        if done.returncode != 0 or probe.needed_libraries(library) is None:
+            return f"it cannot build a shared library ({done.stderr.strip()[-200:] or 'it made none'})"
+        return probe.runtime_problem(library)
+
+
+def compiler_candidates(wanted):
+    """The C++ compilers to try, in order: CXX where set, else GCCs of torch's major version
+    ``wanted`` before the others; then the system's (each once)."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else []
+    found = [n for n in (f"g++-{wanted}" if wanted else "", "c++", "/usr/bin/g++", "g++", "clang++") if n]
+    found.sort(key=lambda n: wanted is None or gcc_major(n) != wanted)  # stable: torch's GCC first
+    chosen, seen = [], set()
+    for name in names + found:
+        path = shutil.which(name)
+        if path and os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
+            chosen.append(path)
+    return chosen
+
+
+def use_compiler(path: str) -> None:
+    """Build with ``path`` from now on (torch's tooling and setuptools read CXX; nvcc's host
+    compiler is CC)."""
+    os.environ["CXX"] = path
+    for cxx, cc in (("clang++", "clang"), ("g++", "gcc"), ("c++", "cc")):
+        if os.path.basename(path).startswith(cxx) and shutil.which(path.replace(cxx, cc)):
+            os.environ["CC"] = path.replace(cxx, cc)
             return
-    compiler_mismatch(f"{chosen}; no GCC {wanted} found", have, wanted)
+
+
+def describe_compiler(path: str, wanted, passed_over) -> str:
+    have = gcc_major(path)
+    text = f"with {path}" + (f" (GCC {have}" if have else " (not GCC") + (
+        f"; torch's is GCC {wanted})" if wanted and have != wanted else ")")
+    if passed_over:
+        text += f", not {'; not '.join(passed_over)}"
+    return text
+
+
+def choose_compiler(torch, start: int = 0):
+    """The remaining compiler candidates after picking the first that links the C++ runtime as a
+    shared library (set in the environment and recorded for explain); [] if none does."""
+    wanted = probe.gcc_major(torch.__config__.show())
+    candidates = compiler_candidates(wanted)[start:]
+    passed_over = []
+    for index, path in enumerate(candidates):
+        why = static_runtime(path)
+        if why is None:
+            use_compiler(path)
+            described = describe_compiler(path, wanted, passed_over)
+            say(f"building {described}")
+            record(compiler=described)
+            return candidates[index + 1:]
+        passed_over.append(f"{path}: {why}")
+        say(f"not building with {path}: {why}")
+    return []
 
 
 def cuda_extension_modules():
@@ -212,7 +252,6 @@ def cuda_extension_modules():
             f"the CUDA toolkit at {cuda_home} is CUDA {toolkit[0]}.{toolkit[1]}, but torch {torch.__version__} "
             f"was built with CUDA {torch.version.cuda}; to build replk_ops._C, reinstall with CUDA_HOME set to a "
             f"CUDA {torch_major}.x toolkit, or with a torch built for CUDA {toolkit[0]}")
-    check_compiler(torch)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "visible GPU")
@@ -236,44 +275,94 @@ def cuda_extension_modules():
     return [ext]
 
 
-def probing(build_ext):
-    """``build_ext`` that, once the CUDA extension is built, checks in a child process that a C++
-    exception thrown inside it raises (replk_ops/_probe.py) and records the outcome beside it,
-    where the wheel and the import pick it up; and that installs without the CPU kernels, saying
-    why, when they fail to compile (an unusual compiler)."""
-    class ProbingBuildExt(build_ext):
+KINDS = {CPU_EXTENSION: "_cpu", "replk_ops._C": "_C"}
+
+
+def checking(build_ext, spare):
+    """``build_ext`` that checks each library it built before the package may use it (a child
+    process loads it and calls its ops: replk_ops/_probe.py) and records the verdict beside it.
+    A library that fails is rebuilt with the next compiler of ``spare``; where none is left, or a
+    build fails, the package installs without that module and records why."""
+    class CheckingBuildExt(build_ext):
+        build_only = False  # a rebuild run by the check itself
+
         def build_extension(self, ext):
-            if ext.name != CPU_EXTENSION:
-                return super().build_extension(ext)
             try:
                 return super().build_extension(ext)
-            except Exception as exc:  # any compiler failure: the package runs without them
-                skip_cpu_extension(f"the compiled CPU kernels failed to build ({type(exc).__name__}: {exc})")
+            except Exception as exc:  # any compiler failure: the package runs without this module
+                self.failed = getattr(self, "failed", {})
+                self.failed[ext.name] = f"{type(exc).__name__}: {str(exc).strip()[-300:]}"
                 return None
 
         def run(self):
             super().run()
-            for ext in self.extensions:
-                library = self.get_ext_fullpath(ext.name)
-                if ext.name != CPU_EXTENSION and os.path.isfile(library):
-                    report_probe(library)
+            if not self.build_only:
+                for ext in self.extensions:
+                    self.check(ext)
 
-    return ProbingBuildExt
+        def check(self, ext):
+            import torch
 
+            kind, library = KINDS[ext.name], self.get_ext_fullpath(ext.name)
+            # where the import reads: beside the library, and the source tree's for in-place builds
+            paths = sorted({os.path.join(os.path.dirname(library), "_build_info.json"), BUILD_INFO})
+            wanted = probe.gcc_major(torch.__config__.show())
+            remaining = list(spare)
+            why = getattr(self, "failed", {}).get(ext.name)
+            rejected = False  # a library was built and failed its check (the import then warns)
+            while True:
+                if why is None and os.path.isfile(library):
+                    verdict, unrecorded = probe.check_and_record(kind, library, paths[0], torch.__version__)
+                    for path in paths[1:]:
+                        record(path, **{probe.KEY: probe.read_info(paths[0]).get(probe.KEY, {})})
+                    if unrecorded and not verdict.startswith("not run"):
+                        say(f"could not record the check of {ext.name} ({unrecorded}): the first import checks again")
+                    if probe.usable(verdict):
+                        say(f"{ext.name} checked in a child process: {verdict}")
+                        return
+                    why, rejected = f"checked in a child process, it {verdict}", True
+                why = why or "the build made no library"
+                say(f"{ext.name} is not usable: {why}")
+                if not remaining:
+                    break
+                compiler = remaining.pop(0)
+                problem = static_runtime(compiler)
+                if problem is not None:
+                    say(f"not rebuilding with {compiler}: {problem}")
+                    continue
+                say(f"rebuilding {ext.name} with {compiler}")
+                rejected = False
+                previous = os.environ.get("CXX", "c++")
+                use_compiler(compiler)
+                for path in paths:
+                    record(path, compiler=describe_compiler(compiler, wanted, [f"{previous}, whose {ext.name} {why}"]))
+                why = self.rebuild(ext)
+            try:
+                os.remove(library)
+            except OSError:
+                pass
+            reason = f"no compiler made a usable library (the last: {why})"
+            say(f"{reason}: installing without {ext.name}")
+            for path in paths:
+                kinds = set(probe.read_info(path).get("rejected", [])) | ({kind} if rejected else set())
+                record(path, rejected=sorted(kinds), **{"cpu_skipped" if kind == "_cpu" else "skipped": reason})
 
-def report_probe(library: str) -> None:
-    result, unrecorded = probe.probe_and_record(library, os.path.join(os.path.dirname(library), "_build_info.json"))
-    if unrecorded:
-        say(f"could not record the exception probe's outcome ({unrecorded}): the first import probes again")
-    if probe.failed(result):
-        import torch
+        def rebuild(self, ext):
+            """None once ``ext`` is rebuilt with the compiler now in the environment, else why not."""
+            command = type(self)(self.distribution)  # a fresh command: it sets up its compiler from the environment
+            for setting in ("inplace", "editable_mode"):
+                if hasattr(self, setting):
+                    setattr(command, setting, getattr(self, setting))
+            command.force, command.build_only = True, True
+            command.ensure_finalized()
+            command.extensions = [ext]
+            try:
+                command.run()
+            except Exception as exc:
+                return f"{type(exc).__name__}: {str(exc).strip()[-300:]}"
+            return getattr(command, "failed", {}).get(ext.name)
 
-        gcc = probe.gcc_major(torch.__config__.show()) or "N"
-        say(f"warning: a C++ exception thrown inside {library} {result} instead of raising, so the import will not "
-            f"use the extension (CUDA calls run on the other backends; {probe.CPU_NOTE}); rebuild with the GCC "
-            f"torch was built with (CXX=g++-{gcc} CC=gcc-{gcc})")
-    else:
-        say(f"C++ exceptions thrown inside replk_ops._C: {result}")
+    return CheckingBuildExt
 
 
 if __name__ == "__main__":  # pip's build backend runs this file as __main__; tests import its helpers

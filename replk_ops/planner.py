@@ -107,8 +107,8 @@ class Plan:
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
-        if _extension.STATUS.note():  # the extension's build: compiler, whether its exceptions raise
-            lines.append(f"  note: {_extension.STATUS.note()}")
+        if _extension.note():  # the extension's build: its compiler, what its check in a child process found
+            lines.append(f"  note: {_extension.note()}")
         if p.device_type == "cpu":
             lines.append(f"  note: {cpp_backend.note()}")
         return "\n".join(lines)

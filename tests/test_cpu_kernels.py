@@ -106,7 +106,7 @@ def test_auto_runs_dilated_cpu_calls_on_them_and_explain_names_the_instruction_s
 
 
 def test_without_them_dilated_calls_run_on_direct_and_explain_says_why(monkeypatch):
-    why = "the compiled CPU kernels replk_ops._cpu were not built: REPLK_OPS_SKIP_CPU_BUILD=1 was set at install time"
+    why = "the CPU kernel library replk_ops._cpu was not built: REPLK_OPS_SKIP_CPU_BUILD=1 was set at install time"
     monkeypatch.setattr(cpp, "UNAVAILABLE", why)
     planner.reset()
     try:

@@ -12,13 +12,12 @@ float16 and bfloat16 are computed in float32 and rounded once at the end, like `
 """
 from __future__ import annotations
 
-import importlib
 from typing import Optional
 
 import torch
 
 from .._checks import output_size
-from .._extension import build_info
+from .._compiled import CPU_KERNELS, load, warn_at_import
 from .direct import _compute_dtype, input_grad_as_forward
 from .base import Backend
 
@@ -27,24 +26,10 @@ CL = torch.channels_last
 
 
 def _load():
-    """(module, None) or (None, why it is not there). A build against another torch release is not
-    used: its ABI may differ in ways the import does not catch."""
-    try:
-        module = importlib.import_module("replk_ops._cpu")
-        built_with = module.build_torch_version()
-        if built_with.split("+")[0] != torch.__version__.split("+")[0]:
-            return None, (f"the compiled CPU kernels replk_ops._cpu were built against torch {built_with}, but torch "
-                          f"{torch.__version__} is running; reinstall with `pip install --no-build-isolation -e .`")
-        return module, None
-    except ImportError as exc:
-        skipped = build_info().get("cpu_skipped")
-        if skipped:
-            return None, f"the compiled CPU kernels replk_ops._cpu were not built: {skipped}"
-        return None, (f"the compiled CPU kernels replk_ops._cpu did not load ({exc}); reinstall with "
-                      "`pip install --no-build-isolation -e .` to build them against this torch")
-    except Exception as exc:  # a stale or foreign build: the package must import regardless
-        return None, (f"the compiled CPU kernels replk_ops._cpu are unusable ({type(exc).__name__}: {exc}); "
-                      "reinstall with `pip install --no-build-isolation -e .`")
+    """(module, None) or (None, why it is not there), through the package's one checked loader."""
+    status = load(CPU_KERNELS)
+    warn_at_import(status, shadowed_too=False)  # a shadowing checkout is said once, for replk_ops._C
+    return (status.module, None) if status.loaded else (None, status.reason)
 
 
 _MODULE, UNAVAILABLE = _load()
