@@ -1,89 +1,160 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine (no network) should do: build the extension in place against the
-# installed torch, the GPU tests, compute-sanitizer memcheck and racecheck on a small case, each
-# CUDA forward kernel and the Triton kernels' variants side by side (benchmarks/cuda_algos.py,
-# triton_variants.py), where a batch-1 training step spends its host time (host_overhead.py),
-# hardware counters of the stage-1 kernels (ncu on profile_kernels.py), the default bench with JSON
-# and plot. The step limits add up to about 28 minutes, more than one lent session's device time:
-# GPU_CHECK_STEPS="build cuda_tests ..." runs only the steps named, and several calls may share
-# OUTDIR. At most 8 files go to OUTDIR (the test steps share tests.log; the kernel comparisons and
-# the bench share bench.log).
-# Usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]
+# One short run on a GPU machine (no network needed) that verifies everything and times the cold
+# start; it ends within 9 minutes on an H200 (each step has a time limit; they add up to at most
+# 540 s). In order:
+#   build        the extension in place against the installed torch (MAX_JOBS = the core count;
+#                setup.py checks the library it built), then what the loader and explain report
+#   tests        the GPU test modules in parallel (pytest-xdist), Triton tuning off as in CI
+#   sanitizer    compute-sanitizer memcheck and racecheck on every algo of the extension's table
+#   algos        benchmarks/cuda_algos.py: each CUDA kernel side by side
+#   first_step_* benchmarks/first_step.py: RepLKNet-31B's first training step (bf16 autocast,
+#                batch 64) against a steady one, cold (empty tuning and Triton caches), then warm
+#   model_*      the model bench (--model replknet31b), cold (its own empty caches), then warm
+#   bench_*      the layer bench (fp32 and bf16, batch 64 and 1, every pass), cold, then warm
+# Longer steps run only when named in GPU_CHECK_STEPS: triton_variants, host_overhead, profile
+# (ncu). GPU_CHECK_STEPS="build tests" runs only those; GPU_CHECK_DRY_RUN=1 lists the steps and
+# their limits and runs nothing.
+# Usage: benchmarks/gpu_check.sh [OUTDIR]   (default benchmarks/results/<date>_<gpu>_<commit>/)
+# OUTDIR receives at most 8 files: README.md (what passed, the timings, versions and commit),
+# build.log, tests.log, checks.log, bench.log, bench.json, first_step_cold.json, first_step_warm.json.
 set -uo pipefail
-out=${1:?usage: benchmarks/gpu_check.sh OUTDIR [bench arguments...]}
-shift
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 py=${PYTHON:-python3}
-summary="$out/summary.txt"
-status=0
-step() {  # [LOG=FILE] step NAME SECONDS CMD...: time-limited, appended to OUTDIR/FILE.log (default NAME)
-    local name=$1 limit=$2; shift 2
-    local start=$SECONDS log="$out/${LOG:-$name}.log"
-    echo "== $name" >> "$log"
-    timeout "$limit" "$@" >> "$log" 2>&1
-    local rc=$?
-    echo "== $name: exit $rc in $((SECONDS - start)) s" | tee -a "$summary"
-    tail -n 3 "$log" | sed 's/^/   /' | tee -a "$summary"
-    [ $rc -eq 0 ] || status=1
+cores=$(nproc 2>/dev/null || echo 4)
+
+# name limit(s) log: the default steps, in order (the limits add up to at most 540 s)
+DEFAULT_STEPS="
+build 60 build
+tests 75 tests
+sanitizer 30 checks
+algos 15 checks
+first_step_cold 60 bench
+first_step_warm 15 bench
+model_cold 70 bench
+model_warm 30 bench
+bench_cold 125 bench
+bench_warm 55 bench
+"
+ON_REQUEST_STEPS="
+triton_variants 180 bench
+host_overhead 60 bench
+profile 180 bench
+"
+
+run_step() {  # the command of step $1
+    case $1 in
+    build) MAX_JOBS=$cores $py setup.py build_ext --inplace && $py - <<'PY'
+import torch, replk_ops
+from replk_ops import _extension
+print("replk_ops._C:", _extension.STATUS.reason, _extension.note())
+if torch.cuda.is_available():
+    x = torch.randn(2, 8, 28, 28, device="cuda", dtype=torch.bfloat16)
+    print(replk_ops.explain(x, torch.randn(8, 1, 13, 13, device="cuda", dtype=torch.bfloat16)))
+PY
+    ;;
+    tests) REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs -n "$(( cores < 12 ? cores : 12 ))" \
+        -m "gpu or not slow" tests/test_cuda_ext.py tests/test_gpu_reliability.py tests/test_reliability.py \
+        tests/test_triton.py tests/test_fuzz.py tests/test_fft.py tests/test_dilation.py ;;
+    sanitizer) compute-sanitizer --tool memcheck --error-exitcode 1 $py "$scratch/every_algo.py" &&
+        compute-sanitizer --tool racecheck --error-exitcode 1 $py "$scratch/every_algo.py" ;;
+    algos) $py benchmarks/cuda_algos.py ;;
+    first_step_cold) in_caches "$scratch/first" $py benchmarks/first_step.py --json "$out/first_step_cold.json" ;;
+    first_step_warm) in_caches "$scratch/first" $py benchmarks/first_step.py --json "$out/first_step_warm.json" ;;
+    model_cold|model_warm) in_caches "$scratch/model" $py -m replk_ops.bench --model replknet31b ;;
+    bench_cold) in_caches "$scratch/bench" $py -m replk_ops.bench --passes all --budget 0.02 --no-overhead ;;
+    bench_warm) in_caches "$scratch/bench" $py -m replk_ops.bench --passes all --budget 0.02 --no-overhead \
+        --json "$out/bench.json" ;;
+    triton_variants) $py benchmarks/triton_variants.py ;;
+    host_overhead) $py benchmarks/host_overhead.py ;;
+    profile) ncu --clock-control none -k regex:dwconv --launch-count 11 --section SpeedOfLight --section Occupancy \
+        --section LaunchStats --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+        --section MemoryWorkloadAnalysis_Tables $py benchmarks/profile_kernels.py ;;
+    esac
 }
 
-{ date -u; echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
-  $py -c "import torch, triton, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA', torch.version.cuda, '| triton', triton.__version__)"
-  nvcc --version | tail -n 2; } >> "$summary" 2>&1  # appends: several invocations may share OUTDIR
+in_caches() {  # in_caches DIR CMD...: CMD with the tuning cache and Triton's compile cache in DIR
+    local dir=$1; shift
+    REPLK_OPS_CACHE_DIR="$dir/replk_ops" TRITON_CACHE_DIR="$dir/triton" "$@"
+}
 
-want() { [ -z "${GPU_CHECK_STEPS:-}" ] || [[ " $GPU_CHECK_STEPS " == *" $1 "* ]]; }  # e.g. "build bench"
+selected() {  # the steps to run: name limit log per line
+    if [ -z "${GPU_CHECK_STEPS:-}" ]; then echo "$DEFAULT_STEPS"; return; fi
+    local name
+    for name in $GPU_CHECK_STEPS; do
+        printf '%s\n%s\n' "$DEFAULT_STEPS" "$ON_REQUEST_STEPS" | awk -v n="$name" '$1 == n'
+    done
+}
+for name in ${GPU_CHECK_STEPS:-}; do
+    GPU_CHECK_STEPS=$name selected | grep -q . || { echo "GPU_CHECK_STEPS: no step named $name" >&2; exit 2; }
+done
 
-# setup.py picks a compiler of torch's GCC major version when CC/CXX are not set (see exceptions)
-want build && step build 110 env -u CC -u CXX $py setup.py build_ext --inplace
-# A C++ exception from the extension must reach Python as RuntimeError. If it crashes the process
-# instead, the C++ toolchain is the suspect: rebuild with the system compiler and check again.
-want exceptions && step exceptions 120 bash -c "$py benchmarks/exception_check.py && exit 0
-    echo '-- crashed with the default compiler:'; command -v gcc g++ c++; gcc --version | head -n 1
-    for cc in /usr/bin/gcc /usr/bin/gcc-13 /usr/bin/gcc-12; do [ -x \$cc ] || continue
-        echo '-- rebuilding with' \$cc; cxx=\${cc/gcc/g++}
-        CC=\$cc CXX=\$cxx $py setup.py build_ext --inplace --force > '$out/rebuild.txt' 2>&1 || { tail -n 5 '$out/rebuild.txt'; continue; }
-        $py benchmarks/exception_check.py && exit 0
-    done; exit 1"
-rm -f "$out/rebuild.txt"
-# Test runs touch many shapes: Triton's per-shape autotuning (a few compiles each) is off there;
-# test_every_autotune_config_is_correct checks each tile, and the bench tunes as users do.
-want cuda_tests && LOG=tests step cuda_tests 150 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
-    tests/test_cuda_ext.py tests/test_gpu_reliability.py tests/test_reliability.py
-want triton_tests && LOG=tests step triton_tests 300 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider -rs \
-    --maxfail=20 tests/test_triton.py
-want fuzz && LOG=tests step fuzz 120 env REPLK_OPS_TRITON_AUTOTUNE=0 $py -m pytest -q -p no:cacheprovider tests/test_fuzz.py
-cat > "$out/sanitize_case.py" <<'PY'
-import torch, replk_ops
+if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
+    selected | awk 'NF { print $1, $2 " s", "-> " $3 ".log"; total += $2 } END { print "total", total " s" }'
+    echo "on request (GPU_CHECK_STEPS):"; echo "$ON_REQUEST_STEPS" | awk 'NF { print "  " $1, $2 " s" }'
+    exit 0
+fi
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | sed 's/^NVIDIA //; s/[^A-Za-z0-9]\+/-/g')
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+out=${1:-benchmarks/results/$(date -u +%Y-%m-%d)_${gpu:-gpu}_$commit}
+mkdir -p "$out" && out=$(cd "$out" && pwd)
+scratch=$(mktemp -d) && trap 'rm -rf "$scratch"' EXIT
+cat > "$scratch/every_algo.py" <<'PY'
+# every algo of the extension's table, each dtype it lists, on a small case (for compute-sanitizer)
+import json, torch, replk_ops
 ops = torch.ops.replk_ops_C
-for dtype in (torch.float32, torch.float16, torch.bfloat16):
-    x = torch.randn(2, 8, 20, 40, device="cuda", dtype=dtype)
-    w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
-    b = torch.randn(8, device="cuda", dtype=dtype)
-    for algo in ("direct", "direct_generic", "direct_rows") + (("mma_rows", "mma", "mma_warp") if dtype != torch.float32 else ()):
-        y = ops.fwd(x, w, b, 6, 6, algo)
-        ops.bwd_input(y, w, 6, 6, algo)
-    ops.bwd_weight(y, x, 13, 13, 6, 6, True)
-    ops.bwd_weight(y, x, 13, 13, 6, 6, True, "direct_wide")
-    if dtype != torch.float32:
-        ops.bwd_weight(y, x, 13, 13, 6, 6, True, "mma")
+cc = torch.cuda.get_device_capability()
+for row in json.loads(ops.algo_table()):
+    if row.get("min_cc", 0) > cc[0] * 10 + cc[1]:
+        continue
+    for name in row["dtypes"]:
+        dtype = getattr(torch, name)
+        x = torch.randn(2, 8, 20, 40, device="cuda", dtype=dtype)
+        w = torch.randn(8, 1, 13, 13, device="cuda", dtype=dtype)
+        if row["pass"] == "fwd":
+            ops.fwd(x, w, torch.randn(8, device="cuda", dtype=dtype), 6, 6, row["algo"])
+        elif row["pass"] == "bwd_input":
+            ops.bwd_input(x, w, 6, 6, row["algo"])
+        else:
+            ops.bwd_weight(x, x, 13, 13, 6, 6, True, row["algo"])
+        print(row["pass"], row["algo"], name)
 torch.cuda.synchronize()
 print("ok")
 PY
-want sanitizer && step sanitizer 60 bash -c "compute-sanitizer --tool memcheck --error-exitcode 1 $py $out/sanitize_case.py && \
-    compute-sanitizer --tool racecheck --error-exitcode 1 $py $out/sanitize_case.py"
-rm -f "$out/sanitize_case.py"
-want algos && LOG=bench step algos 90 $py benchmarks/cuda_algos.py
-want triton_variants && LOG=bench step triton_variants 180 $py benchmarks/triton_variants.py
-want host_overhead && LOG=bench step host_overhead 60 $py benchmarks/host_overhead.py
-# Hardware counters of the stage-1 kernels (needs ncu with counter access; the clocks stay as they are)
-want profile && LOG=bench step profile 180 ncu --clock-control none -k regex:dwconv --launch-count 11 \
-    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-    --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
-    $py benchmarks/profile_kernels.py
-want bench && step bench 420 bash -c "$py -m replk_ops.bench --budget 0.05 --json '$out/bench.json' --plot '$out/bench.png' $* &&
-    $py -m replk_ops.bench --model replknet31b"
+
+results=()
+status=0
+while read -r name limit log; do
+    [ -n "$name" ] || continue
+    start=$SECONDS
+    echo "== $name (limit $limit s)" >> "$out/$log.log"
+    ( timeout "$limit" bash -c "$(declare -f run_step in_caches); py='$py' cores=$cores scratch='$scratch' out='$out'; run_step $name" ) \
+        >> "$out/$log.log" 2>&1
+    rc=$?
+    took=$((SECONDS - start))
+    verdict=$([ $rc -eq 0 ] && echo passed || { [ $rc -eq 124 ] && echo "over its limit" || echo "failed (exit $rc)"; })
+    echo "== $name: $verdict in $took s" | tee -a "$out/$log.log"
+    results+=("| $name | $verdict | $took s | $limit s | $log.log |")
+    [ $rc -eq 0 ] || status=1
+done < <(selected)
+
+{
+    echo "# GPU check, $(date -u +%Y-%m-%d), commit $commit"
+    echo
+    echo "Run with \`benchmarks/gpu_check.sh\`${GPU_CHECK_STEPS:+ (GPU_CHECK_STEPS=\"$GPU_CHECK_STEPS\")}."
+    echo "Cold steps start from empty tuning and Triton caches; the warm step after each reuses them."
+    echo
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/- GPU: /'
+    $py -c "import sys, torch, triton; print(f'- python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, triton {triton.__version__}')" 2>&1
+    nvcc --version 2>/dev/null | tail -n 1 | sed 's/^/- nvcc: /'
+    echo
+    echo "| step | result | wall time | limit | log |"
+    echo "| --- | --- | --- | --- | --- |"
+    printf '%s\n' "${results[@]}"
+    echo
+    for f in "$out"/first_step_*.json; do [ -f "$f" ] && echo "- $(basename "$f"): $(tr -d '\n' < "$f")"; done
+    grep -h "passed\|failed" "$out/tests.log" 2>/dev/null | tail -n 1 | sed 's/^/- tests: /'
+} > "$out/README.md"
+cat "$out/README.md"
 exit $status

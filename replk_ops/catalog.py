@@ -158,6 +158,23 @@ def implementations() -> Tuple[Implementation, ...]:
     return _cuda_entries() + (triton_entry, torch_entry, direct_entry, cpp_entry, fft_entry)
 
 
+REPEATS_AN_ALGO = "available; runs one of the algos measured here (the extension's own choice among them)"
+
+
+def without_repeats(problem: Problem, pass_name: str, names: List[str]) -> List[str]:
+    """``names`` without the extension's own choice ("cuda") where every algo it may pick for this
+    pass and dtype is among ``names`` or cannot run the problem: timing it would time one of them
+    again."""
+    if "cuda" not in names:
+        return names
+    pickable = [f"cuda:{row['algo']}" for row in cuda.algo_table()
+                if row["pass"] == pass_name and row["auto"] and DTYPE_NAMES[problem.dtype] in row["dtypes"]]
+    if not pickable or any(name not in names and by_name(name, pass_name).rejection(problem, pass_name) is None
+                           for name in pickable):
+        return names
+    return [name for name in names if name != "cuda"]
+
+
 def by_name(name: str, pass_name: str = "fwd") -> Implementation:
     """The implementation called ``name`` for ``pass_name`` (a CUDA algo's name is unique per pass:
     the forward's "cuda:mma" is not the weight gradient's)."""

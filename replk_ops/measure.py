@@ -51,7 +51,7 @@ def pass_runner(problem: Problem, pass_name: str, impl: Implementation, tensors)
     return lambda: runner.bwd_weight(grad_out, x, problem.kh, problem.kw, ph, pw, dilation)
 
 
-def _time_cuda(run: Callable[[], object]) -> float:
+def time_cuda(run: Callable[[], object]) -> float:
     run()  # warm-up: compiles Triton kernels, sets shared-memory attributes
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
@@ -96,7 +96,7 @@ def time_all(problem: Problem, runs: Dict[str, Callable[[], object]]) -> Dict[st
     times = {}
     for name, run in runs.items():
         try:
-            times[name] = _time_cuda(run)
+            times[name] = time_cuda(run)
         except Exception:  # noqa: BLE001 - a candidate that fails here (a launch or compile error) is
             continue       # simply not chosen; a direct call reports it
     return times

@@ -31,6 +31,7 @@ import torch
 from . import _extension, catalog, cpu_rules, measure
 from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
+from .cache import measurements
 from .catalog import PASSES, Implementation, check_backend_name
 from .problem import SMALL_BATCH, Problem
 from .backends import cpp as cpp_backend
@@ -243,6 +244,8 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
         names = cpu_rules.candidates(problem, pass_name, names)
         reasons.update((name, "PyTorch's NCHW path is a naive loop for this kernel") for name in reasons
                        if reasons[name] is None and name not in names)
+    timed = catalog.without_repeats(problem, pass_name, names)  # each kernel timed once
+    reasons.update((name, catalog.REPEATS_AN_ALGO) for name in names if name not in timed)
     remembered = _MEASURED.get(problem.kind(pass_name))
     if remembered is not None and remembered.chosen in names:
         return choice(remembered.chosen, str(remembered), remembered)
@@ -252,8 +255,8 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
         return choice(fallback, f"by priority: {blocked}", final=blocked in _LASTING_BLOCKS)
     if not measure:
         return choice(fallback, f"by priority until the first {pass_name} call of this kind times "
-                                f"{', '.join(names)}", final=False)
-    measurement = _measure(problem, pass_name, names, batch)
+                                f"{', '.join(timed)}", final=False)
+    measurement = _measure(problem, pass_name, timed, batch)
     if measurement is None:
         return choice(fallback, "by priority: every candidate failed when measured")
     return choice(measurement.chosen, str(measurement), measurement)
@@ -284,6 +287,10 @@ def _measure(problem: Problem, pass_name: str, names: List[str], batch: Optional
         known = _MEASURED.get(key)
         if known is not None:
             return known
+        saved = measurements.recall(problem.device, key, names)  # an earlier process's, on CUDA
+        if saved is not None:
+            _MEASURED[key] = Measurement(*saved)
+            return _MEASURED[key]
         if not batch:
             batch = 1 if problem.small_batch else SMALL_BATCH
         with torch.no_grad():
@@ -294,6 +301,7 @@ def _measure(problem: Problem, pass_name: str, names: List[str], batch: Optional
         if not times:
             return None
         measurement = Measurement(_fastest(times), times)
+        measurements.keep(problem.device, key, names, measurement.chosen, times)
         _MEASURED[key] = measurement
         return measurement
 

@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,12 @@ if not _HAS_GPU:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 # Tests choose backends explicitly; a user's override must not leak into them.
 os.environ.pop("REPLK_OPS_BACKEND", None)
+# Tests measure and tune afresh: each process gets its own empty tuning cache (replk_ops.cache),
+# never the user's.
+_CACHE_DIR = tempfile.mkdtemp(prefix="replk_ops_test_cache_")
+os.environ["REPLK_OPS_CACHE_DIR"] = _CACHE_DIR
+os.environ.pop("REPLK_OPS_CACHE", None)
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 # Under pytest-xdist (the default: addopts in pyproject.toml) each worker process runs one torch
 # thread, so that two workers on two cores do not fight over four threads.
 if "PYTEST_XDIST_WORKER" in os.environ:

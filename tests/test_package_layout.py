@@ -61,3 +61,31 @@ def test_no_import_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+# What makes a script under benchmarks/ a timing script: it times with one of these (the bench's
+# timers, PyTorch's profiler, Triton's do_bench, CUDA events or the wall clock), or its docstring says a
+# profiler times it (a script that only runs kernels for ncu). Static checks live in tools/, tests
+# in tests/.
+TIMERS = {"replk_ops.bench.timing", "replk_ops.bench.overhead", "replk_ops.bench.model_bench", "torch.profiler",
+          "triton.testing"}
+TIMER_CALLS = {("time", "perf_counter"), ("cuda", "Event")}
+
+
+def _times_something(tree: ast.Module) -> bool:
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    calls = {(node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", ""), node.attr)
+             for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    doc = ast.get_docstring(tree) or ""
+    return bool(imported & TIMERS or calls & TIMER_CALLS or "for a profiler" in doc.split("\n\n")[0])
+
+
+@pytest.mark.parametrize("path", sorted(BENCHMARKS.glob("*.py")), ids=lambda p: p.name)
+def test_benchmarks_holds_timing_scripts_only(path):
+    tree = ast.parse(path.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not path.name.startswith("test_") and not path.name.endswith("_test.py") and "pytest" not in imported, \
+        f"{path.name} is a test: it belongs in tests/"
+    assert _times_something(tree), f"{path.name} times nothing: a static check belongs in tools/, a test in tests/"

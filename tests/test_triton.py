@@ -131,28 +131,28 @@ def test_every_autotune_config_is_correct(kw, w, dtype):
     assert width == (2 if w == 70 else 16 // x.element_size())
     # the batch here is small, so ask for the large-batch variants too: the kernel is right for any batch
     assert tuning.tune_class(x) == 2 * width
-    configs = tuning.prune_fwd_configs(tuning.fwd_configs(), {"KW": kw, "x_ptr": x, "TUNE_CLASS": 2 * width + 1})
-    group = [cfg for cfg in configs if not cfg.kwargs["BATCH_ROWS"]]
-    batch = [cfg for cfg in configs if cfg.kwargs["BATCH_ROWS"]]
+    variants = tuning.forward_candidates(kw, dtype, tuning.BATCH_ROWS_MIN)
     fp32 = dtype == torch.float32
-    for rows, tuned in ((tuning.GROUP_ROWS, group), (tuning.BATCH_ROWS, batch)):  # fp32: BM <= 64
-        assert len(tuned) == len([v for v in tuning.FORWARD_VARIANTS if v.rows == rows and (v.bm <= 64 or not fp32)])
-    assert all(cfg.kwargs["ALIGN"] == 1 for cfg in group)
-    assert all(cfg.kwargs["BN"] + kw - 1 + cfg.kwargs["ALIGN"] - 1 <= cfg.kwargs["BK"] for cfg in batch)
+    for rows in (tuning.GROUP_ROWS, tuning.BATCH_ROWS):  # fp32: BM <= 64
+        assert len([v for v in variants if v.rows == rows]) == \
+            len([v for v in tuning.FORWARD_VARIANTS if v.rows == rows and (v.bm <= 64 or not fp32)])
+    configs = [(v.meta(kw, width if v.rows == tuning.BATCH_ROWS else 1), v.warps) for v in variants]
+    assert all(meta["ALIGN"] == 1 for meta, _ in configs if not meta["BATCH_ROWS"])
+    assert all(meta["BN"] + kw - 1 + meta["ALIGN"] - 1 <= meta["BK"] for meta, _ in configs if meta["BATCH_ROWS"])
     if kw == 31:  # a 16-wide strip leaves room for the full vector width
-        assert max(cfg.kwargs["ALIGN"] for cfg in batch) == width
-    assert "N" not in tuning.FWD_KEY
+        assert max(meta["ALIGN"] for meta, _ in configs if meta["BATCH_ROWS"]) == width
     r = fwd.phases(h, dtype)
     assert r == (1 if fp32 else 4)
-    for config in configs:
-        out = _run_variant(x, weight, None, pad, config.kwargs, config.num_warps, r)
-        assert_close_to_reference(out, want, dtype, yard, what=f"config {config.kwargs}, {config.num_warps} warps")
+    for meta, warps in configs:
+        out = _run_variant(x, weight, None, pad, meta, warps, r)
+        assert_close_to_reference(out, want, dtype, yard, what=f"config {meta}, {warps} warps")
 
 
 def test_small_batches_tune_group_rows_only():
-    x = torch.empty(15, 2, 8, 8)
-    configs = tuning.prune_fwd_configs(tuning.fwd_configs(), {"KW": 7, "x_ptr": x, "TUNE_CLASS": tuning.tune_class(x)})
-    assert configs and not any(cfg.kwargs["BATCH_ROWS"] for cfg in configs)
+    for batch in (1, 15):
+        assert tuning.forward_candidates(7, torch.float32, batch)
+        assert all(v.rows == tuning.GROUP_ROWS for v in tuning.forward_shortlist(7, torch.float32, batch, 64))
+        assert not any(v.batch_rows for v in tuning.weight_grad_shortlist(batch))
     assert tuning.tune_class(torch.empty(16, 2, 8, 8)) % 2 == 1
 
 
@@ -268,10 +268,8 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed, batch_rows,
     width = common.vector_width(x)
     assert tuning.tune_class(x, grad_out) == 2 * width and width == (1 if w == 37 else 16 // x.element_size())
     # the batch here is small: ask for the large-batch variants too (the kernel is right for any batch)
-    configs = tuning.prune_bwd_weight_configs(tuning.bwd_weight_configs(), {"KW": kw, "TUNE_CLASS": 2 * width + 1},
-                                              BN=bn, BK=bk)
-    (variant,) = [cfg.kwargs for cfg in configs if cfg.kwargs["BATCH_ROWS"] == batch_rows
-                  and (batch_rows or (cfg.kwargs["TRANSPOSED"] == transposed and cfg.num_warps == 4))]
+    (variant,) = [v.meta(bn, bk, kw, width if v.batch_rows else 1) for v in tuning.WEIGHT_GRAD_VARIANTS
+                  if v.batch_rows == batch_rows and (batch_rows or (v.transposed == transposed and v.warps == 4))]
     # batch rows tune the transposed product only; the other orientation must still be right
     variant = dict(variant, TRANSPOSED=transposed)
     assert variant["DY_ALIGN"] == (width if batch_rows else 1)
@@ -287,10 +285,24 @@ def test_every_weight_gradient_variant_is_correct(dtype, transposed, batch_rows,
                               what=f"grad weight ({variant})")
 
 
-def test_tuning_keys_are_kernel_arguments():
-    """Triton's autotuner silently drops a key that names no argument of the kernel."""
-    for kernel in (fwd.dwconv_fwd_kernel, weight_grad.dwconv_bwd_weight_kernel):
-        assert set(tuning.FWD_KEY) <= set(kernel.arg_names), kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("batch", [1, 4, 16, 64, 256])
+def test_short_lists_stay_within_the_tuning_bound(batch, dtype):
+    """The tuner compiles and times at most MAX_TUNED variants a call, each one the call can run,
+    and never a tile the call cannot fill while a smaller one can."""
+    for kw in (3, 13, 31, 63):
+        for ho in (7, 14, 56):
+            groups = batch * ho // fwd.phases(ho, dtype)
+            listed = tuning.forward_shortlist(kw, dtype, batch, groups)
+            assert 1 <= len(listed) <= tuning.MAX_TUNED
+            assert set(listed) <= set(tuning.forward_candidates(kw, dtype, batch))
+            group_tiles = [v.bm for v in listed if v.rows == tuning.GROUP_ROWS]
+            assert group_tiles and max(group_tiles) <= max(16, triton_next_pow2(groups)), listed
+    assert 1 <= len(tuning.weight_grad_shortlist(batch)) <= tuning.MAX_TUNED
+
+
+def triton_next_pow2(n):
+    return 1 << (n - 1).bit_length()
 
 
 def test_no_triton_tuning_under_determinism_or_graph_capture(monkeypatch):

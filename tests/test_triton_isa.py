@@ -19,7 +19,7 @@ from conv_testing import HANG_GUARD_S  # noqa: E402
 if "constexprs" not in inspect.signature(ASTSource.__init__).parameters:
     pytest.skip("the ISA report compiles through ASTSource(constexprs=...), which triton "
                 f"{__import__('triton').__version__} lacks", allow_module_level=True)
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_isa_report.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "triton_isa_report.py"
 
 
 def _report(directory: str) -> None:

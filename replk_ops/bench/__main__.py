@@ -7,14 +7,15 @@ import time
 
 import torch
 
-from . import candidates as cands
+from . import candidates as cands, cold_start
+from ..catalog import available_backends
 from .overhead import measure_host_overhead, overhead_line
 from .console import progress, say
 from .hardware import peaks_for
 from .report import environment, print_table, write_json, write_plot
 from .runner import run
 from .timing import MIN_SAMPLES, WALL_CAP_S, clock_name
-from .shapes import PRESETS, default_batches, parse_shape, preset, with_batches
+from .shapes import PRESETS, default_batches, model_shapes, parse_shape, preset, with_batches
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_PRESET = "replknet31b"
@@ -132,6 +133,8 @@ def _run_model(args, device, env, budget) -> int:
     from .model_bench import print_rows, run_model
 
     batch = (args.batch or [64 if device.type == "cuda" else 1])[0]
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # the model bench's autocast
+    say(cold_start.start_line(model_shapes(args.model, batch), [dtype], device, _triton_runs(device)))
     model_rows = run_model(args.model, device, batch, args.image_size, budget)
     print_rows(model_rows)
     if args.json:
@@ -141,6 +144,11 @@ def _run_model(args, device, env, budget) -> int:
         Path(args.json).write_text(json.dumps({"environment": env, "arguments": vars(args),
                                                "models": model_rows}, indent=2))
     return 0
+
+
+def _triton_runs(device: torch.device) -> bool:
+    """Whether the bench's rows reach the Triton kernels (which tune on first use)."""
+    return device.type == "cuda" and "triton" in available_backends(device)
 
 
 def run_bench(args) -> int:
@@ -180,6 +188,7 @@ def _run_bench(args, device: torch.device) -> int:
             raise UsageError("--plot: needs matplotlib (pip install matplotlib, or the package's [bench] "
                              "extra)") from None
     candidates = _candidates(args, device)
+    say(cold_start.start_line(shapes, [DTYPES[d] for d in dtype_names], device, _triton_runs(device)))
     with progress(len(shapes) * len(dtype_names) * len(passes)) as tick:
         rows = run(shapes, [DTYPES[d] for d in dtype_names], passes, candidates, device, peaks, args.budget, tick)
     baselines = [c.name for c in candidates if c.is_baseline]

@@ -46,6 +46,11 @@ def _stages(name: str, batches: List[int]) -> List[Shape]:
             for i, (c, hw, k) in enumerate(STAGES[name])]
 
 
+def model_shapes(name: str, batch: int) -> List[Shape]:
+    """The large-kernel layers of a whole model (``--model``), one per stage."""
+    return _stages(name, [batch])
+
+
 def _slak(batches: List[int]) -> List[Shape]:
     shapes = []
     for n in batches:

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import tuning
+from . import tuner, tuning
 from .common import _aligned_input_columns, _dot, flags, interpreting, vector_width
 
 
@@ -229,7 +229,7 @@ def dwconv_bwd_weight_kernel(
 ):
     """Partial weight gradients; grid (strips * SPLITS, cdiv(KH, R), C). Group rows split the
     N * (Ho + R - 1) loop rows into ROWS_PER_SPLIT; batch rows split each image's Ho + R - 1 loop
-    rows SPLITS ways. TUNE_CLASS is not read: it is part of the autotuning key (tuning.tune_class)."""
+    rows SPLITS ways. TUNE_CLASS is not read (the tuner keys on it: weight_grad_tuning); callers pass 0."""
     pid = tl.program_id(0)
     strip = pid // SPLITS
     split = pid % SPLITS
@@ -265,11 +265,10 @@ def weight_columns_block(kw: int) -> int:
     return max(2, triton.next_power_of_2(kw))
 
 
-@functools.lru_cache(maxsize=None)
-def _tuned_bwd_weight_kernel():
-    return triton.autotune(configs=tuning.bwd_weight_configs(), key=tuning.FWD_KEY,
-                           prune_configs_by={"early_config_prune": tuning.prune_bwd_weight_configs})(
-        dwconv_bwd_weight_kernel)
+def weight_grad_tuning(n: int, ho: int, wo: int, kh: int, kw: int, dtype: torch.dtype, width: int):
+    """(key, short list) the tuner times for a weight gradient of n images with an ho x wo output
+    whose tensors allow ``width``-element vectors."""
+    return ("bwd_weight", ho, wo, kh, kw, str(dtype), tuning.tune_class_of(width, n)), tuning.weight_grad_shortlist(n)
 
 
 def bwd_weight(grad_out, x, kh, kw, ph, pw, *, variant=None, workspace=torch.empty):
@@ -302,13 +301,20 @@ def bwd_weight(grad_out, x, kh, kw, ph, pw, *, variant=None, workspace=torch.emp
     args = (grad_out, x, partials, n, c, h, w, ho, wo, kh, kw, ph, pw, rows_per_split, splits,
             *grad_out.stride(), *x.stride())
     meta = dict(R=r, BR=br, BN=bn, BK=bk, KWP=weight_columns_block(kw), UPCAST=upcast, IEEE=ieee)
+    width = min(vector_width(x), vector_width(grad_out))
+
+    def run(chosen, warmup=False):  # warmup: compile only (tuner.compile_all)
+        kwargs = dict(chosen.meta(bn, bk, kw, width if chosen.batch_rows else 1), **meta, num_warps=chosen.warps)
+        if warmup:
+            dwconv_bwd_weight_kernel.warmup(*args, 0, grid=grid, **kwargs)
+        else:  # TUNE_CLASS 0: the tuner keys on it (weight_grad_tuning), the kernel does not read it
+            dwconv_bwd_weight_kernel[grid](*args, 0, **kwargs)
+
     if variant is None and not tuning.fixed_tiles():
         # every variant writes every partial it owns, so timing runs leave nothing behind
-        _tuned_bwd_weight_kernel()[grid](*args, tuning.tune_class(x, grad_out), **meta)
-    else:  # TUNE_CLASS matters to the tuning only
-        variant = variant or tuning.DEFAULT_WEIGHT_GRAD_VARIANT
-        width = min(vector_width(x), vector_width(grad_out)) if variant.batch_rows else 1
-        dwconv_bwd_weight_kernel[grid](*args, 0, **variant.meta(bn, bk, kw, width), **meta, num_warps=variant.warps)
+        key, shortlist = weight_grad_tuning(n, ho, wo, kh, kw, x.dtype, width)
+        variant = tuner.choose(key, shortlist, run, x.device)
+    run(variant or tuning.DEFAULT_WEIGHT_GRAD_VARIANT)
     # a fixed-order sum of the partials: deterministic, whatever the grid
     grad_weight = partials.sum(dim=0).unsqueeze(1).to(x.dtype)
     return grad_weight, grad_bias

@@ -23,15 +23,13 @@ handled through strides (NCHW, channels_last or any view), offsets are 64-bit, a
 accumulation is float32. No `from __future__ import annotations` here: Triton's JIT reads the
 kernels' annotations (tl.constexpr) as objects.
 """
-import functools
-
 import torch
 import triton
 import triton.language as tl
 
 from .._checks import input_size
 from .._layout import memory_format_of
-from . import dense, tuning
+from . import dense, tuner, tuning
 from .common import _aligned_input_columns, _dot, flags, vector_width
 
 
@@ -225,8 +223,8 @@ def dwconv_fwd_kernel(
     CARRY_BANDS: tl.constexpr = False,
 ):
     """The forward; grid (cdiv(N * Ho / R, BM), cdiv(Wo, BN), C) with group rows, or
-    (C * cdiv(Ho, R), cdiv(Wo, BN), cdiv(N, BM)) with BATCH_ROWS. TUNE_CLASS is not read: it is
-    part of the autotuning key (tuning.tune_class)."""
+    (C * cdiv(Ho, R), cdiv(Wo, BN), cdiv(N, BM)) with BATCH_ROWS. TUNE_CLASS is not read (the
+    tuner keys on it: forward_tuning); callers pass 0."""
     if BATCH_ROWS:
         _fwd_batch_rows(x_ptr, w_ptr, b_ptr, y_ptr, N, H, W, Ho, Wo, KH, KW, PH, PW,
                         sxn, sxc, sxh, sxw, syn, syc, syh, syw, HAS_BIAS, R, BM, BN, BK, UPCAST, IEEE, ALIGN)
@@ -255,16 +253,20 @@ def fwd_grid(n: int, c: int, ho: int, wo: int, r: int):
     return grid
 
 
-@functools.lru_cache(maxsize=None)
-def _tuned_fwd_kernel():
-    return triton.autotune(configs=tuning.fwd_configs(), key=tuning.FWD_KEY,
-                           prune_configs_by={"early_config_prune": tuning.prune_fwd_configs})(dwconv_fwd_kernel)
+def forward_tuning(n: int, h: int, w: int, kh: int, kw: int, ho: int, wo: int, dtype: torch.dtype, width: int):
+    """(key, short list) the tuner times for a forward on n images of h x w into ho x wo whose
+    tensors allow ``width``-element vectors; None where nothing is tuned (the dense GEMM)."""
+    if dense.covers_map(h, w, kh, kw):
+        return None
+    shortlist = tuning.forward_shortlist(kw, dtype, n, n * ho // phases(ho, dtype))
+    return ("fwd", ho, wo, kh, kw, str(dtype), tuning.tune_class_of(width, n)), shortlist
 
 
 def planned_variant(x: torch.Tensor, kh: int, kw: int, ho: int, wo: int):
     """The variant `fwd` runs on ``x`` with a kh x kw kernel and an ho x wo output when the call
-    names none: the dense GEMM where the kernel covers the map; None where the autotuner picks
-    among tuning.FORWARD_VARIANTS; else the heuristic one (tuning.fixed_tiles)."""
+    names none: the dense GEMM where the kernel covers the map; None where the tuner picks among
+    a short list of tuning.FORWARD_VARIANTS (forward_tuning); else the heuristic one
+    (tuning.fixed_tiles)."""
     n, _, h, w = x.shape
     if dense.covers_map(h, w, kh, kw):
         return tuning.dense_variant(n, ho * wo)
@@ -298,11 +300,19 @@ def fwd(x, weight, bias, ph, pw, out_hw=None, out=None, *, variant=None):
         return out
     r = phases(ho, x.dtype)
     grid = fwd_grid(n, c, ho, wo, r)
+
+    def run(chosen, warmup=False):  # warmup: compile only (tuner.compile_all)
+        meta = chosen.meta(kw, vector_width(x) if chosen.rows == tuning.BATCH_ROWS else 1)
+        kwargs = dict(R=r, **meta, **flag_args, num_warps=chosen.warps)
+        if warmup:
+            dwconv_fwd_kernel.warmup(*args, 0, grid=grid(meta), **kwargs)
+        else:  # TUNE_CLASS 0: the tuner keys on it (forward_tuning), the kernel does not read it
+            dwconv_fwd_kernel[grid(meta)](*args, 0, **kwargs)
+
     if variant is None:
-        _tuned_fwd_kernel()[grid](*args, tuning.tune_class(x), R=r, **flag_args)
-    else:  # TUNE_CLASS matters to the tuning only
-        meta = variant.meta(kw, vector_width(x) if variant.rows == tuning.BATCH_ROWS else 1)
-        dwconv_fwd_kernel[grid(meta)](*args, 0, R=r, **meta, **flag_args, num_warps=variant.warps)
+        key, shortlist = forward_tuning(n, h, w, kh, kw, ho, wo, x.dtype, vector_width(x))
+        variant = tuner.choose(key, shortlist, run, x.device)
+    run(variant)
     return out
 
 

@@ -1,7 +1,8 @@
-"""The catalogue of Triton variants, and how a call gets one: the autotuner's configs and their
-pruning, the heuristic variant when nothing is tuned, and the meta-parameters a variant gives
-the kernel for a call. The autotuner, the tests and the benchmarks all read FORWARD_VARIANTS and
-WEIGHT_GRAD_VARIANTS: a new variant is its kernel code plus one entry here."""
+"""The catalogue of Triton variants, and how a call gets one: the short list of at most MAX_TUNED
+variants the tuner (tuner.py) compiles and times for a call, the heuristic variant when nothing is
+tuned, and the meta-parameters a variant gives the kernel for a call. The tuner, the tests and the
+benchmarks all read FORWARD_VARIANTS and WEIGHT_GRAD_VARIANTS: a new variant is its kernel code
+plus one entry here."""
 from __future__ import annotations
 
 import dataclasses
@@ -67,11 +68,11 @@ class WeightGradVariant:
 
 
 # Forward variants autotuned on the GPU: group-row tiles (any batch) and batch-row tiles (batch
-# >= BATCH_ROWS_MIN; see fwd.py). The key is the map and kernel size (and, added by Triton, the
-# dtypes) plus TUNE_CLASS: whether the batch reaches BATCH_ROWS_MIN and the widest vector the
-# input's strides allow. Never the batch size itself, so a new batch size re-tunes at most once
-# (when it crosses BATCH_ROWS_MIN). BK must hold BN + kw - 1 input columns (plus ALIGN - 1 for
-# an aligned batch-row tile), so the pruning keeps, for each tile, the smallest BK that does.
+# >= BATCH_ROWS_MIN; see fwd.py). The key is the map and kernel size, the dtype and TUNE_CLASS:
+# whether the batch reaches BATCH_ROWS_MIN and the widest vector the input's strides allow, plus
+# the short list itself (it leaves out tiles a small call cannot fill). Never the batch size
+# itself, so a new batch size re-tunes only where its short list differs. BK must hold BN + kw - 1
+# input columns (plus ALIGN - 1 for an aligned batch-row tile): the smallest BK that does (meta).
 # Group rows use BN = 32 only: with BN = 64 a 31-wide kernel needs BK = 128 and every dtype spills
 # (AOT compiles for sm_80 and sm_90); fp32 (3xTF32) keeps BM <= 64, above which it needs 120+ KiB
 # of shared memory. Batch-row tiles use BN = 16: with BN = 32 they spill on sm_80 on unaligned
@@ -94,7 +95,7 @@ FORWARD_VARIANTS = (
 # Weight-gradient variants tuned on the GPU: both orientations with 4 and 8 warps, and for batches
 # of BATCH_ROWS_MIN and more the batch-row tiles: the transposed product with 8 warps only; the
 # others spill on sm_80 or sm_90 (4 warps up to 208 bytes on unaligned inputs, 8 warps
-# untransposed up to 16 bytes). The key is the forward's: never the batch size.
+# untransposed up to 16 bytes). The key is the forward's, with the weight gradient's short list.
 WEIGHT_GRAD_VARIANTS = (
     WeightGradVariant(transposed=False, warps=4),
     WeightGradVariant(transposed=True, warps=4),
@@ -103,7 +104,6 @@ WEIGHT_GRAD_VARIANTS = (
     WeightGradVariant(transposed=True, warps=8, batch_rows=True),
 )
 BATCH_ROWS_MIN = 16
-FWD_KEY = ["Ho", "Wo", "KH", "KW", "TUNE_CLASS"]
 
 
 def default_forward_variant(groups: int) -> ForwardVariant:
@@ -125,68 +125,70 @@ def dense_variant(n: int, out_pixels: int) -> ForwardVariant:
     return ForwardVariant(DENSE, bm, bn)
 
 
-def fwd_configs():
-    return [triton.Config({"BM": v.bm, "BN": v.bn, "BK": bk, "BATCH_ROWS": v.rows == BATCH_ROWS, "ALIGN": 1,
-                           "CARRY_BANDS": v.carry_bands}, num_warps=v.warps)
-            for v in FORWARD_VARIANTS for bk in BK_CHOICES]
+MAX_TUNED = 4  # variants compiled and timed per kernel and tuning key: what bounds a cold start
 
 
-def bwd_weight_configs():
-    return [triton.Config({"TRANSPOSED": v.transposed, "BATCH_ROWS": v.batch_rows, "ALIGN": 1, "DY_ALIGN": 1},
-                          num_warps=v.warps) for v in WEIGHT_GRAD_VARIANTS]
+def tune_class_of(width: int, batch: int) -> int:
+    """2 * the vector width + whether the batch is large enough for batch-row tiles."""
+    return 2 * width + int(batch >= BATCH_ROWS_MIN)
 
 
 def tune_class(*tensors: torch.Tensor) -> int:
-    """What a tuned variant depends on besides the shapes: 2 * the vector width all ``tensors``
-    allow + whether the batch is large enough for batch-row tiles."""
-    width = min(vector_width(t) for t in tensors)
-    return 2 * width + int(tensors[0].shape[0] >= BATCH_ROWS_MIN)
+    """What a tuned variant depends on besides the shapes (tune_class_of): the widest vector all
+    ``tensors`` allow, and the first one's batch."""
+    return tune_class_of(min(vector_width(t) for t in tensors), tensors[0].shape[0])
 
 
-def _tuning_class(named_args):
-    """(vector width, batch rows allowed) from the call's TUNE_CLASS (see tune_class)."""
-    tune = named_args.get("TUNE_CLASS", 2)
-    return tune // 2, bool(tune % 2)
+def _holds(variant: ForwardVariant, kw: int) -> bool:
+    try:
+        variant.meta(kw)
+    except ValueError:
+        return False
+    return True
 
 
-def _with_alignment(config, **alignment):
-    """``config`` with its alignment meta-parameters replaced (batch-row variants)."""
-    return triton.Config(dict(config.kwargs, **alignment), num_warps=config.num_warps, num_stages=config.num_stages)
+def forward_candidates(kw: int, dtype: torch.dtype, batch: int):
+    """Every forward variant that can serve a kw-wide kernel: BK holds BN + kw - 1 columns, fp32
+    (3xTF32) keeps BM <= 64 (above, it needs 120+ KiB of shared memory), and batch-row tiles only
+    for batches of BATCH_ROWS_MIN and more."""
+    return [v for v in FORWARD_VARIANTS if _holds(v, kw) and not (dtype == torch.float32 and v.bm > 64)
+            and (v.rows == GROUP_ROWS or batch >= BATCH_ROWS_MIN)]
 
 
-def prune_fwd_configs(configs, named_args, **kwargs):
-    kw = named_args["KW"]
-    x = named_args.get("x_ptr")
-    width, batch_rows_ok = _tuning_class(named_args)
-    fp32 = getattr(x, "dtype", None) == torch.float32
-    smallest = {}
-    for config in configs:
-        bm, bn, bk = config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"]
-        batch_rows = config.kwargs.get("BATCH_ROWS", False)
-        key = (batch_rows, bm, bn, config.num_warps)
-        if bk < bn + kw - 1 or (fp32 and bm > 64) or (batch_rows and not batch_rows_ok):
-            continue
-        if key not in smallest or bk < smallest[key].kwargs["BK"]:
-            smallest[key] = config
-    pruned = []
-    for config in smallest.values():
-        if config.kwargs.get("BATCH_ROWS", False):
-            config = _with_alignment(config, ALIGN=aligned(config.kwargs["BN"], config.kwargs["BK"], kw, width))
-        pruned.append(config)
-    return pruned
+def _filled(variants, rows: int):
+    """The variants whose row tile the call fills: a tile of more GEMM rows than the call has only
+    adds idle rows, so it is left out (the smallest tile always stays); largest tiles first."""
+    variants = sorted(variants, key=lambda v: (-v.bm, -v.warps))
+    kept = [v for v in variants if v.bm <= max(16, triton.next_power_of_2(max(rows, 1)))]
+    return kept or variants[-1:]
 
 
-def prune_bwd_weight_configs(configs, named_args, **kwargs):
-    width, batch_rows_ok = _tuning_class(named_args)
-    align = aligned(kwargs["BN"], kwargs["BK"], named_args["KW"], width)
-    pruned = []
-    for config in configs:
-        if config.kwargs["BATCH_ROWS"]:
-            if not batch_rows_ok:
-                continue
-            config = _with_alignment(config, ALIGN=align, DY_ALIGN=width)
-        pruned.append(config)
-    return pruned
+def _interleave(*lists):
+    merged = []
+    for group in zip(*(lst + [None] * (MAX_TUNED - len(lst)) for lst in lists)):
+        merged += [v for v in group if v is not None]
+    return merged
+
+
+def forward_shortlist(kw: int, dtype: torch.dtype, batch: int, groups: int):
+    """At most MAX_TUNED forward variants to tune for a call of ``batch`` images whose group-row
+    GEMM has ``groups`` rows (N * Ho / R): of forward_candidates, those whose tiles the call fills,
+    largest first, taking group rows and batch rows in turn."""
+    candidates = forward_candidates(kw, dtype, batch)
+    group = _filled([v for v in candidates if v.rows == GROUP_ROWS], groups)
+    rows = _filled([v for v in candidates if v.rows == BATCH_ROWS], batch) if batch >= BATCH_ROWS_MIN else []
+    return tuple(_interleave(group, rows)[:MAX_TUNED])
+
+
+# The order the weight gradient's variants are shortlisted in: the batch-row product, then the
+# transposed products (M = BK >= 64, what Hopper's warpgroup MMAs need), then the untransposed ones.
+_WEIGHT_GRAD_ORDER = sorted(WEIGHT_GRAD_VARIANTS, key=lambda v: (not v.batch_rows, not v.transposed, v.warps == 8))
+
+
+def weight_grad_shortlist(batch: int):
+    """At most MAX_TUNED weight-gradient variants to tune: batch rows only for batches of
+    BATCH_ROWS_MIN and more; for those, the untransposed product with 8 warps is the one left out."""
+    return tuple([v for v in _WEIGHT_GRAD_ORDER if batch >= BATCH_ROWS_MIN or not v.batch_rows][:MAX_TUNED])
 
 
 AUTOTUNE_ENV = "REPLK_OPS_TRITON_AUTOTUNE"

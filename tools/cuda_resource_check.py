@@ -6,7 +6,7 @@ and local memory (from ``cuobjdump --dump-resource-usage``), and the instruction
 kernel lacks the instructions its design relies on: HMMA for the tensor-core kernels, FFMA for the
 fp32-accumulating CUDA-core kernels.
 
-Usage: python benchmarks/cuda_resource_check.py [--json PATH] [--so PATH]
+Usage: python tools/cuda_resource_check.py [--json PATH] [--so PATH]
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ instruction mix and resources: tensor-core instructions in the PTX (mma.sync on 
 sm_90), vector global loads (ld.global.v2/v4), and registers, stack, shared and local memory from
 the cubin (cuobjdump, shipped with Triton). The forward kernels are compiled as a run specializes
 them on an aligned contiguous NCHW input: 16-byte aligned pointers, unit column strides.
-Usage: python benchmarks/triton_isa_report.py [--json]. Run it without TRITON_INTERPRET."""
+Usage: python tools/triton_isa_report.py [--json]. Run it without TRITON_INTERPRET."""
 from __future__ import annotations
 
 import os
