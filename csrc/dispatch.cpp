@@ -4,7 +4,6 @@
 #include "dispatch.h"
 
 #include <algorithm>
-#include <sstream>
 
 namespace replk_ops {
 
@@ -91,14 +90,20 @@ std::string check_name_in(Table<Algo<Params>> table, const std::string& name) {
   return "algo: expected one of " + valid + ", got \"" + name + "\"";
 }
 
+// Text (these messages, the table's JSON) is built with std::string appends and std::to_string,
+// never with iostreams: an extension linked with its own static copy of libstdc++ crashed
+// formatting a number through std::ostream (the locale facets it found were not its copy's),
+// and the table came back cut off at its first number.
+std::string capability(int major, int minor) { return std::to_string(major) + "." + std::to_string(minor); }
+
 template <typename Params>
 std::string cannot_run(const Algo<Params>& a, const Params& p, Dtype dtype, const DeviceInfo& d) {
-  std::ostringstream out;
-  out << "algo: \"" << a.name << "\" needs " << dtype_list(a, " or ");
-  if (a.min_cc > 0) out << " on compute capability " << a.min_cc / 10 << "." << a.min_cc % 10 << "+";
-  out << " and tiles that fit in shared memory; got " << dtype_name(dtype) << ", kernel (" << p.kh << ", " << p.kw
-      << "), compute capability " << d.cc_major << "." << d.cc_minor;
-  return out.str();
+  std::string out = std::string("algo: \"") + a.name + "\" needs " + dtype_list(a, " or ");
+  if (a.min_cc > 0) out += " on compute capability " + capability(a.min_cc / 10, a.min_cc % 10) + "+";
+  out += std::string(" and tiles that fit in shared memory; got ") + dtype_name(dtype) + ", kernel (" +
+         std::to_string(p.kh) + ", " + std::to_string(p.kw) + "), compute capability " +
+         capability(d.cc_major, d.cc_minor);
+  return out;
 }
 
 template <typename Params>
@@ -118,27 +123,30 @@ Plan<Params> plan_in(Table<Algo<Params>> table, const Params& p, Dtype dtype, co
   return {nullptr, 0, "no algo takes this problem"};  // not reached: "direct" takes every problem
 }
 
-void append_json_string(std::ostringstream& out, const char* text) {
-  out << '"';
+void append_json_string(std::string& out, const char* text) {
+  out += '"';
   for (const char* c = text; *c; ++c) {
-    if (*c == '"' || *c == '\\') out << '\\';
-    out << *c;
+    if (*c == '"' || *c == '\\') out += '\\';
+    out += *c;
   }
-  out << '"';
+  out += '"';
 }
 
+const char* json_bool(bool value) { return value ? "true" : "false"; }
+
 template <typename Params>
-void append_json(std::ostringstream& out, Table<Algo<Params>> table, const char* pass, bool& first) {
+void append_json(std::string& out, Table<Algo<Params>> table, const char* pass, bool& first) {
   for (const Algo<Params>& a : table) {
-    out << (first ? "" : ",\n ") << "{\"pass\": \"" << pass << "\", \"algo\": ";
+    out += first ? "" : ",\n ";
+    out += std::string("{\"pass\": \"") + pass + "\", \"algo\": ";
     first = false;
     append_json_string(out, a.name);
-    out << ", \"dtypes\": [\"" << dtype_list(a, "\", \"") << "\"], \"min_cc\": " << a.min_cc
-        << ", \"verified_on_gpu\": " << (a.verified_on_gpu ? "true" : "false")
-        << ", \"auto\": " << (a.in_auto ? "true" : "false") << ", \"auto_min_side\": " << a.auto_min_side
-        << ", \"max_kernel\": " << kMaxKernel << ", \"description\": ";
+    out += ", \"dtypes\": [\"" + dtype_list(a, "\", \"") + "\"], \"min_cc\": " + std::to_string(a.min_cc) +
+           ", \"verified_on_gpu\": " + json_bool(a.verified_on_gpu) + ", \"auto\": " + json_bool(a.in_auto) +
+           ", \"auto_min_side\": " + std::to_string(a.auto_min_side) +
+           ", \"max_kernel\": " + std::to_string(kMaxKernel) + ", \"description\": ";
     append_json_string(out, a.description);
-    out << "}";
+    out += "}";
   }
 }
 
@@ -176,14 +184,13 @@ cudaError_t launch(const Plan<BwdWeightParams>& plan, const BwdWeightParams& p, 
 }
 
 std::string algo_table_json() {
-  std::ostringstream out;
+  std::string out = "[";
   bool first = true;
-  out << "[";
   append_json(out, conv_algos(), "fwd", first);
   append_json(out, conv_algos(), "bwd_input", first);
   append_json(out, weight_algos(), "bwd_weight", first);
-  out << "]";
-  return out.str();
+  out += "]";
+  return out;
 }
 
 }  // namespace replk_ops
