@@ -2,7 +2,7 @@
 // exception_probe.
 // They check their arguments with REPLK_CHECK (TORCH_CHECK: a Python RuntimeError, never an
 // abort), set the device guard, run on the current stream and take any workspace from the caching
-// allocator; which kernel runs is dispatch.cpp's choice. The Python layer
+// allocator; which kernel runs is algo_choice.cpp's choice. The Python layer
 // (replk_ops/backends/cuda.py) calls them behind the package's own ops.
 #include <cmath>
 #include <cstdlib>
@@ -16,14 +16,14 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "dispatch.h"
+#include "algo_choice.h"
 
 namespace replk_ops {
 namespace {
 
 // Messages are joined with std::string appends and std::to_string and handed to TORCH_CHECK as one C
 // string, which it copies unformatted: TORCH_CHECK's own joining of several arguments streams
-// them through std::ostringstream, and this library uses no iostreams (see dispatch.cpp).
+// them through std::ostringstream, and this library uses no iostreams (see algo_table.cpp).
 std::string piece(const char* text) { return text; }
 std::string piece(const std::string& text) { return text; }
 std::string piece(int64_t value) { return std::to_string(value); }

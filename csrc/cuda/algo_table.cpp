@@ -1,9 +1,7 @@
-// The algo table and the planner (see dispatch.h). Adding an algo: its kernel header (with
-// launch_<kernel><T> and <kernel>_plan), one kernels/<kernel>_<dtype>.cu per dtype, and here one
-// REPLK_DECLARE line and one table entry.
-#include "dispatch.h"
-
-#include <algorithm>
+// The algo table (see algo_table.h). Adding an algo: its kernel header (with launch_<kernel><T>
+// and <kernel>_plan), one kernels/<kernel>_<dtype>.cu per dtype, and here one REPLK_DECLARE line
+// and one table entry.
+#include "algo_table.h"
 
 namespace replk_ops {
 
@@ -62,22 +60,6 @@ const WeightAlgo kWeightAlgos[] = {
 #undef REPLK_ALL_DTYPES
 #undef REPLK_DTYPE
 
-template <typename Params>
-bool supports(const Algo<Params>& a, Dtype dtype) {
-  return a.by_dtype[dtype].launch != nullptr;
-}
-
-template <typename Params>
-std::string dtype_list(const Algo<Params>& a, const char* separator) {
-  std::string out;
-  for (int t = 0; t < kDtypes; ++t) {
-    if (!supports(a, static_cast<Dtype>(t))) continue;
-    out += out.empty() ? "" : separator;
-    out += dtype_name(static_cast<Dtype>(t));
-  }
-  return out;
-}
-
 // "" when `name` is "auto" or in the table, else the message listing the valid names.
 template <typename Params>
 std::string check_name_in(Table<Algo<Params>> table, const std::string& name) {
@@ -90,39 +72,10 @@ std::string check_name_in(Table<Algo<Params>> table, const std::string& name) {
   return "algo: expected one of " + valid + ", got \"" + name + "\"";
 }
 
-// Text (these messages, the table's JSON) is built with std::string appends and std::to_string,
-// never with iostreams: an extension linked with its own static copy of libstdc++ crashed
-// formatting a number through std::ostream (the locale facets it found were not its copy's),
-// and the table came back cut off at its first number.
-std::string capability(int major, int minor) { return std::to_string(major) + "." + std::to_string(minor); }
-
-template <typename Params>
-std::string cannot_run(const Algo<Params>& a, const Params& p, Dtype dtype, const DeviceInfo& d) {
-  std::string out = std::string("algo: \"") + a.name + "\" needs " + dtype_list(a, " or ");
-  if (a.min_cc > 0) out += " on compute capability " + capability(a.min_cc / 10, a.min_cc % 10) + "+";
-  out += std::string(" and tiles that fit in shared memory; got ") + dtype_name(dtype) + ", kernel (" +
-         std::to_string(p.kh) + ", " + std::to_string(p.kw) + "), compute capability " +
-         capability(d.cc_major, d.cc_minor);
-  return out;
-}
-
-template <typename Params>
-Plan<Params> plan_in(Table<Algo<Params>> table, const Params& p, Dtype dtype, const DeviceInfo& d,
-                     const std::string& name) {
-  std::string unknown = check_name_in(table, name);
-  if (!unknown.empty()) return {nullptr, 0, unknown};
-  const int cc = d.cc_major * 10 + d.cc_minor;
-  const bool automatic = name == "auto";
-  const int64_t side = std::min(p.Ho, p.Wo);
-  for (const Algo<Params>& a : table) {
-    if (automatic ? !a.in_auto || side <= a.auto_min_side : name != a.name) continue;
-    const int splits = supports(a, dtype) && cc >= a.min_cc ? a.by_dtype[dtype].plan(p, d) : -1;
-    if (splits >= 0) return {&a, splits, ""};
-    if (!automatic) return {nullptr, 0, cannot_run(a, p, dtype, d)};
-  }
-  return {nullptr, 0, "no algo takes this problem"};  // not reached: "direct" takes every problem
-}
-
+// The JSON is built with std::string appends and std::to_string, never with iostreams, and so is
+// every message of the extension: one linked with its own static copy of libstdc++ crashed
+// formatting a number through std::ostream (the locale facets it found were not its copy's), and
+// the table came back cut off at its first number.
 void append_json_string(std::string& out, const char* text) {
   out += '"';
   for (const char* c = text; *c; ++c) {
@@ -162,25 +115,6 @@ const char* dtype_name(Dtype dtype) {
 
 std::string check_algo_name(Pass pass, const std::string& name) {
   return pass == Pass::kBwdWeight ? check_name_in(weight_algos(), name) : check_name_in(conv_algos(), name);
-}
-
-Plan<ConvParams> plan_conv(const ConvParams& p, Dtype dtype, const DeviceInfo& d, const std::string& name) {
-  return plan_in(conv_algos(), p, dtype, d, name);
-}
-
-Plan<BwdWeightParams> plan_weight(const BwdWeightParams& p, Dtype dtype, const DeviceInfo& d,
-                                  const std::string& name) {
-  return plan_in(weight_algos(), p, dtype, d, name);
-}
-
-cudaError_t launch(const Plan<ConvParams>& plan, const ConvParams& p, Dtype dtype, const DeviceInfo& d,
-                   cudaStream_t stream) {
-  return plan.algo->by_dtype[dtype].launch(p, d, stream, plan.algo->variant);
-}
-
-cudaError_t launch(const Plan<BwdWeightParams>& plan, const BwdWeightParams& p, Dtype dtype, const DeviceInfo& d,
-                   cudaStream_t stream) {
-  return plan.algo->by_dtype[dtype].launch(p, d, stream, plan.algo->variant);
 }
 
 std::string algo_table_json() {
