@@ -258,14 +258,13 @@ def cuda_extension_modules():
     os.environ.setdefault("MAX_JOBS", max_jobs())
     say(f"building replk_ops._C with {cuda_home} for torch {torch.__version__}, archs {archs}, "
         f"MAX_JOBS={os.environ['MAX_JOBS']}")
-    sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True)) + sorted(
-        glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
-    sources = [source for source in sources if source not in CPU_SOURCES]
+    sources = sorted(glob.glob(os.path.join("csrc", "cuda", "**", "*.cpp"), recursive=True)) + sorted(
+        glob.glob(os.path.join("csrc", "cuda", "**", "*.cu"), recursive=True))
     define = [("REPLK_OPS_CUDA_ARCHS", f'"{archs}"')]
     ext = CUDAExtension(
         name="replk_ops._C",
         sources=sources,
-        include_dirs=[os.path.join(ROOT, "csrc")],
+        include_dirs=[os.path.join(ROOT, "csrc", "cuda")],
         define_macros=define,
         extra_compile_args={
             "cxx": ["-O3"],

@@ -1,8 +1,8 @@
-"""The CUDA kernels of csrc/ built for the CPU (tests/host_emulation) and called like the
+"""The CUDA kernels of csrc/cuda/ built for the CPU (tests/host_emulation) and called like the
 extension calls them: the same instantiation files, launchers, tilings and kernel source, and the
-same dispatch unit (csrc/dispatch.cpp: the algo table, "auto"'s choice, workspace sizes), so their
-index math, tile edges, barriers, fragment layouts and the choice of kernel are tested without a
-GPU."""
+same algo table and choice (csrc/cuda/algo_table.cpp, algo_choice.cpp: "auto"'s choice, workspace
+sizes), so their index math, tile edges, barriers, fragment layouts and the choice of kernel are
+tested without a GPU."""
 from __future__ import annotations
 
 import ctypes
@@ -22,8 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATION = os.path.join(ROOT, "tests", "host_emulation")
 SOURCE = os.path.join(EMULATION, "kernels_on_cpu.cpp")
 RACE_CHECK = os.path.join(EMULATION, "race_check.cpp")
-KERNEL_SOURCES = os.path.join(ROOT, "csrc", "kernels", "*.cu")  # as setup.py globs them
-# csrc/dispatch.h's Dtype and Pass
+KERNEL_SOURCES = os.path.join(ROOT, "csrc", "cuda", "kernels", "*.cu")  # as setup.py globs them
+# csrc/cuda/algo_table.h's Dtype and Pass
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 PASS_CODES = {"fwd": 0, "bwd_input": 1, "bwd_weight": 2}
 NO_PLAN = -1  # kernels_on_cpu.cpp's kNoPlan
@@ -136,7 +136,7 @@ class EmulatedKernels:
     def choice(self, pass_: str, dtype: torch.dtype, sizes, kh: int, kw: int, ph: int, pw: int,
                algo: str = "auto") -> str:
         """What ``algo`` resolves to for the pass on the emulated H100; sizes: N, C, H, W, Ho, Wo of
-        the pass's input and output. Raises with the dispatch unit's message where nothing runs."""
+        the pass's input and output. Raises with the choice's message where nothing runs."""
         name = self.lib.replk_emulated_choice(PASS_CODES[pass_], DTYPE_CODES[dtype], _i64(sizes), kh, kw, ph, pw,
                                               algo.encode())
         if name is None:
@@ -177,7 +177,7 @@ class EmulatedKernels:
         h = grad_out.shape[2] - 2 * ph + kh - 1
         w = grad_out.shape[3] - 2 * pw + kw - 1
         dx = _poisoned((grad_out.shape[0], grad_out.shape[1], h, w), grad_out, memory_format)
-        # as csrc/dwconv_ops.cpp: the rotated kernel with padding k - 1 - p
+        # as csrc/cuda/dwconv_ops.cpp: the rotated kernel with padding k - 1 - p
         return self._run_forward(grad_out, weight, None, kh - 1 - ph, kw - 1 - pw, True, dx, algo)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw, algo="direct"):
@@ -191,7 +191,7 @@ class EmulatedKernels:
             DTYPE_CODES[x.dtype], grad_out.data_ptr(), x.data_ptr(), partial_w.data_ptr(), partial_b.data_ptr(),
             sizes, _i64(x.stride()), _i64(grad_out.stride()), kh, kw, ph, pw, algo.encode())
         self._check(err, f"{algo} weight-gradient")
-        # as csrc/dwconv_ops.cpp: the partials summed in a fixed order
+        # as csrc/cuda/dwconv_ops.cpp: the partials summed in a fixed order
         return partial_w.sum(0).unsqueeze(1).to(x.dtype), partial_b.sum(0).to(x.dtype)
 
     def self_check(self, blocks: int, threads: int) -> torch.Tensor:

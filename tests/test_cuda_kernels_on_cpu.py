@@ -1,4 +1,4 @@
-"""The CUDA kernels of csrc/ run on the CPU through tests/host_emulation, against the float64
+"""The CUDA kernels of csrc/cuda/ run on the CPU through tests/host_emulation, against the float64
 reference: the CUDA-core ones (forward and input gradient, algos direct, direct_generic and
 direct_rows; weight gradient, algos direct and direct_wide) and the tensor-core ones (forward and
 input gradient, algos mma_rows, mma and mma_warp; weight gradient, algo mma). ldmatrix and
@@ -6,8 +6,8 @@ mma.sync are emulated lane by lane from the PTX fragment layouts, nvcuda::wmma w
 whole-tile fragments. The same source, tilings and launchers as the extension; every CUDA thread
 is an OS thread and every __syncthreads / __syncwarp a barrier. Outputs, partial sums and shared
 memory start as NaN. A ThreadSanitizer build checks the kernels' shared memory for races, like
-compute-sanitizer's racecheck on a GPU. The emulation links the extension's dispatch unit, so the
-algo table and "auto"'s choice are tested here too."""
+compute-sanitizer's racecheck on a GPU. The emulation links the extension's algo table and choice
+units, so the table and "auto"'s choice are tested here too."""
 import os
 
 import pytest
@@ -216,13 +216,14 @@ def test_fuzz_every_kernel_against_float64(kernels):
     run()
 
 
-# The dispatch unit (csrc/dispatch.cpp), linked into the emulation like into the extension.
+# The algo table and the choice (csrc/cuda/algo_table.cpp, algo_choice.cpp), linked into the emulation
+# like into the extension.
 TABLE_KEYS = {"pass", "algo", "dtypes", "min_cc", "verified_on_gpu", "auto", "auto_min_side", "max_kernel",
               "description"}
 # RepLKNet-31B's stages (channels, map side, kernel) and what "auto" ran for them on an H100-sized
-# GPU before the choice moved into the dispatch unit (csrc/dwconv_ops.cpp: for fp16/bf16 mma_rows
-# on maps over 16 whose tiles fit, mma on maps over 8, else direct; direct for fp32 and for the
-# weight gradient).
+# GPU before the choice moved into the algo table's unit (it was in the op layer, dwconv_ops.cpp:
+# for fp16/bf16 mma_rows on maps over 16 whose tiles fit, mma on maps over 8, else direct; direct
+# for fp32 and for the weight gradient).
 STAGES = [(128, 56, 31), (256, 28, 29), (512, 14, 27), (1024, 7, 13)]
 AUTO_BEFORE = {
     (torch.float32, 56): "direct", (torch.float32, 28): "direct", (torch.float32, 14): "direct",

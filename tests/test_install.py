@@ -205,8 +205,8 @@ def test_cpp_sources_compile_against_this_torch():
              "-DTORCH_EXTENSION_NAME=_C", '-DREPLK_OPS_CUDA_ARCHS="8.0"',
              f"-I{torch_include}", f"-I{os.path.join(torch_include, 'torch', 'csrc', 'api', 'include')}",
              f"-I{os.path.join(cuda_home, 'include')}", f"-I{sysconfig.get_paths()['include']}",
-             f"-I{os.path.join(ROOT, 'csrc')}"]
-    sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
+             f"-I{os.path.join(ROOT, 'csrc', 'cuda')}"]
+    sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cpp")))
     assert sources
     for source in sources:
         done = subprocess.run([cxx, *flags, source], capture_output=True, text=True, timeout=HANG_GUARD_S)

@@ -1,13 +1,15 @@
 // replk_ops._cpu: depthwise conv2d passes (stride 1, any padding >= 0, any dilation) on CPU, for
-// NCHW-contiguous float32 / float64 tensors that Python has already checked and allocated
-// (replk_ops/backends/cpp.py). Built without nvcc; no function here throws: a call it cannot take
-// returns false.
+// float32 / float64 tensors that Python has already checked and allocated
+// (replk_ops/backends/cpp.py): NCHW-contiguous, or channels_last with the weight tap-major. Built
+// without nvcc; no function here throws: a call it cannot take returns false.
 //
 // Why it exists (docs/design.md, "Dilation"): at the small maps of UniRepLKNet's dilated branches
 // (14x14 to 56x56) oneDNN spends most of each call outside the multiply-adds (layout reorders, its
-// padding limits), so a plain loop over padded planes is 1.5 to 3 times faster there. Each plane is
-// copied once into a zero-bordered buffer of row stride W + 2 * pw (see dwconv_cpu_kernels.h), which
-// also makes every tap one contiguous loop.
+// padding limits), so a plain loop over padded planes is 1.5 to 3 times faster there. NCHW: each
+// plane is copied once into a zero-bordered buffer of row stride W + 2 * pw (see
+// dwconv_cpu_kernels.h), which also makes every tap one contiguous loop. channels_last: each image
+// is copied once into a zero-bordered (H + 2 * ph, W + 2 * pw, C) buffer, and every tap is a
+// vector loop along the channels.
 #include <torch/extension.h>
 #include <torch/version.h>
 #include <ATen/Parallel.h>
@@ -196,43 +198,55 @@ Geometry geometry_of(const at::Tensor& x, int64_t kh, int64_t kw, int64_t ph, in
   return Geometry(x.size(0), x.size(1), x.size(2), x.size(3), kh, kw, ph, pw, dh, dw);
 }
 
-// out = depthwise conv of x (N, C, H, W) with weight (C, 1, kh, kw) and bias (C,) or an empty tensor.
-bool forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& out, int64_t ph,
-             int64_t pw, int64_t dh, int64_t dw) {
-  const Geometry g = geometry_of(x, weight.size(2), weight.size(3), ph, pw, dh, dw);
-  const bool has_bias = bias.numel() > 0;
-  switch (x.scalar_type()) {
+// Runs body(T()) with T the element type of `dtype`, float or double; false for any other dtype.
+template <typename Body>
+bool with_element_type(at::ScalarType dtype, Body body) {
+  switch (dtype) {
     case at::kFloat:
-      forward_impl<float>(static_cast<const float*>(x.data_ptr()), static_cast<const float*>(weight.data_ptr()),
-                          has_bias ? static_cast<const float*>(bias.data_ptr()) : nullptr,
-                          static_cast<float*>(out.data_ptr()), g);
+      body(float());
       return true;
     case at::kDouble:
-      forward_impl<double>(static_cast<const double*>(x.data_ptr()), static_cast<const double*>(weight.data_ptr()),
-                           has_bias ? static_cast<const double*>(bias.data_ptr()) : nullptr,
-                           static_cast<double*>(out.data_ptr()), g);
+      body(double());
       return true;
     default:
       return false;
   }
 }
 
+template <typename T>
+const T* data(const at::Tensor& t) {
+  return static_cast<const T*>(t.data_ptr());
+}
+
+// The bias: nullptr when the tensor is empty (no bias).
+template <typename T>
+const T* data_or_null(const at::Tensor& t) {
+  return t.numel() > 0 ? data<T>(t) : nullptr;
+}
+
+template <typename T>
+T* mutable_data(at::Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
+// out = depthwise conv of x (N, C, H, W) with weight (C, 1, kh, kw) and bias (C,) or an empty tensor.
+bool forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& out, int64_t ph,
+             int64_t pw, int64_t dh, int64_t dw) {
+  const Geometry g = geometry_of(x, weight.size(2), weight.size(3), ph, pw, dh, dw);
+  return with_element_type(x.scalar_type(), [&](auto zero) {
+    using T = decltype(zero);
+    forward_impl<T>(data<T>(x), data<T>(weight), data_or_null<T>(bias), mutable_data<T>(out), g);
+  });
+}
+
 // grad_weight (C, 1, kh, kw) of the forward with this padding and dilation, from dy (N, C, Ho, Wo).
 bool weight_grad(const at::Tensor& dy, const at::Tensor& x, at::Tensor& grad_weight, int64_t ph, int64_t pw,
                  int64_t dh, int64_t dw) {
   const Geometry g = geometry_of(x, grad_weight.size(2), grad_weight.size(3), ph, pw, dh, dw);
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      weight_grad_impl<float>(static_cast<const float*>(dy.data_ptr()), static_cast<const float*>(x.data_ptr()),
-                              static_cast<float*>(grad_weight.data_ptr()), g);
-      return true;
-    case at::kDouble:
-      weight_grad_impl<double>(static_cast<const double*>(dy.data_ptr()), static_cast<const double*>(x.data_ptr()),
-                               static_cast<double*>(grad_weight.data_ptr()), g);
-      return true;
-    default:
-      return false;
-  }
+  return with_element_type(x.scalar_type(), [&](auto zero) {
+    using T = decltype(zero);
+    weight_grad_impl<T>(data<T>(dy), data<T>(x), mutable_data<T>(grad_weight), g);
+  });
 }
 
 // The same two passes on channels_last tensors: x, out, dy in channels_last memory; the weight and
@@ -240,39 +254,19 @@ bool weight_grad(const at::Tensor& dy, const at::Tensor& x, at::Tensor& grad_wei
 bool forward_nhwc(const at::Tensor& x, const at::Tensor& weight_taps, const at::Tensor& bias, at::Tensor& out,
                   int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   const Geometry g = geometry_of(x, kh, kw, ph, pw, dh, dw);
-  const bool has_bias = bias.numel() > 0;
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      forward_nhwc_impl<float>(static_cast<const float*>(x.data_ptr()), static_cast<const float*>(weight_taps.data_ptr()),
-                               has_bias ? static_cast<const float*>(bias.data_ptr()) : nullptr,
-                               static_cast<float*>(out.data_ptr()), g);
-      return true;
-    case at::kDouble:
-      forward_nhwc_impl<double>(static_cast<const double*>(x.data_ptr()),
-                                static_cast<const double*>(weight_taps.data_ptr()),
-                                has_bias ? static_cast<const double*>(bias.data_ptr()) : nullptr,
-                                static_cast<double*>(out.data_ptr()), g);
-      return true;
-    default:
-      return false;
-  }
+  return with_element_type(x.scalar_type(), [&](auto zero) {
+    using T = decltype(zero);
+    forward_nhwc_impl<T>(data<T>(x), data<T>(weight_taps), data_or_null<T>(bias), mutable_data<T>(out), g);
+  });
 }
 
 bool weight_grad_nhwc(const at::Tensor& dy, const at::Tensor& x, at::Tensor& grad_weight_taps, int64_t kh, int64_t kw,
                       int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   const Geometry g = geometry_of(x, kh, kw, ph, pw, dh, dw);
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      weight_grad_nhwc_impl<float>(static_cast<const float*>(dy.data_ptr()), static_cast<const float*>(x.data_ptr()),
-                                   static_cast<float*>(grad_weight_taps.data_ptr()), g);
-      return true;
-    case at::kDouble:
-      weight_grad_nhwc_impl<double>(static_cast<const double*>(dy.data_ptr()), static_cast<const double*>(x.data_ptr()),
-                                    static_cast<double*>(grad_weight_taps.data_ptr()), g);
-      return true;
-    default:
-      return false;
-  }
+  return with_element_type(x.scalar_type(), [&](auto zero) {
+    using T = decltype(zero);
+    weight_grad_nhwc_impl<T>(data<T>(dy), data<T>(x), mutable_data<T>(grad_weight_taps), g);
+  });
 }
 
 const char* instruction_set() { return use_avx2() ? "avx2+fma" : "baseline"; }

@@ -1,11 +1,13 @@
 // A C interface to the extension's CUDA kernels run on the CPU (cuda_on_cpu.h, warp_mma_on_cpu.h),
-// for the tests: the instantiation files of csrc/kernels and the dispatch unit csrc/dispatch.cpp
-// (algo table, "auto" choice, workspace sizes), called by algo name with the parameters
-// csrc/dwconv_ops.cpp builds. Why this layer exists: docs/design.md, "Test layers".
+// for the tests: the instantiation files of csrc/cuda/kernels, the algo table and the choice
+// (csrc/cuda/algo_table.cpp, algo_choice.cpp: "auto"'s choice, workspace sizes), called by algo
+// name with the parameters csrc/cuda/dwconv_ops.cpp builds. Why this layer exists:
+// docs/design.md, "Test layers".
 #include "warp_mma_on_cpu.h"
 
-#include "kernel_sources.inc"  // every csrc/kernels/*.cu, listed by tests/cuda_on_cpu.py
-#include "../../csrc/dispatch.cpp"
+#include "kernel_sources.inc"  // every csrc/cuda/kernels/*.cu, listed by tests/cuda_on_cpu.py
+#include "../../csrc/cuda/algo_table.cpp"
+#include "../../csrc/cuda/algo_choice.cpp"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-// Shared-memory race check of every CUDA kernel of csrc/ run on the CPU: built with
+// Shared-memory race check of every CUDA kernel of csrc/cuda/ run on the CPU: built with
 // ThreadSanitizer, which reports any two accesses to one shared-memory word, at least one a write,
 // that no barrier orders (what compute-sanitizer's racecheck reports on a GPU), and with UBSan's
 // alignment check, which stops at a vector access the GPU would fault on. Exit status 0 means no race; the

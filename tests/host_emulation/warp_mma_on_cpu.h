@@ -1,4 +1,4 @@
-// The warp-collective tensor-core instructions of csrc/kernels/mma_sm80.cuh on the CPU, lane-exact:
+// The warp-collective tensor-core instructions of csrc/cuda/kernels/mma_sm80.cuh on the CPU, lane-exact:
 // every lane deposits its operands, the warp meets at a barrier, each lane computes its own
 // result registers from all lanes' operands following the PTX ISA's fragment layouts, and the warp
 // meets again before the exchange is reused. Include after cuda_on_cpu.h, before the kernels.

@@ -1,5 +1,5 @@
 // One kernel instantiated for one dtype: each kernels/<kernel>_<dtype>.cu is this macro on one
-// line, so nvcc compiles the instantiations in parallel and the algo table (dispatch.cpp) links
+// line, so nvcc compiles the instantiations in parallel and the algo table (algo_table.cpp) links
 // to the functions it defines (REPLK_KERNEL_FUNCTIONS in dwconv.h). KERNEL's header provides
 // launch_<KERNEL><T>(params, device, stream, variant) and <KERNEL>_plan(params, device).
 #pragma once

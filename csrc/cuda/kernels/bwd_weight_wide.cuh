@@ -9,7 +9,7 @@
 // 16-tap pair, so their float4 loads fall in distinct bank groups (row stride 4 mod 32).
 #pragma once
 
-#include "bwd_weight.cuh"
+#include "bwd_weight_tiles.cuh"
 
 namespace replk_ops {
 
@@ -52,11 +52,11 @@ __global__ void __launch_bounds__(256)
   const int group = tid / l.units < l.groups ? tid / l.units : -1;
   const int unit = tid % l.units;
   const int i = unit % p.kh, j0 = 16 * (unit / p.kh);  // kernel row and first tap of this thread
-  float acc[2][8];
+  float acc[1][2][8];
 #pragma unroll
   for (int s = 0; s < 2; ++s)
 #pragma unroll
-    for (int k = 0; k < 8; ++k) acc[s][k] = 0.f;
+    for (int k = 0; k < 8; ++k) acc[0][s][k] = 0.f;
   float bias_sum = 0.f;
 
   const WeightTileRange range = weight_tile_range(t, p.splits, split);
@@ -68,46 +68,13 @@ __global__ void __launch_bounds__(256)
       if (h0 + row >= p.Ho) break;  // all-zero dy from here on
       const int64_t hi = h0 + row + i - p.ph;
       if (hi < 0 || hi >= p.H) continue;  // the x row is padding
-      const float* xr = tile_x + (row + i) * l.stride + j0;
-      const float* dr = tile_dy + row * t.tw;
-      float b[24];
-#pragma unroll
-      for (int v = 0; v < 16; v += 4) *reinterpret_cast<float4*>(b + v) = *reinterpret_cast<const float4*>(xr + v);
-#pragma unroll
-      for (int step = 0; step < STEPS; ++step) {
-        const int col = 8 * step;
-        float d[8];
-        *reinterpret_cast<float4*>(d) = *reinterpret_cast<const float4*>(dr + col);
-        *reinterpret_cast<float4*>(d + 4) = *reinterpret_cast<const float4*>(dr + col + 4);
-        *reinterpret_cast<float4*>(b + 16) = *reinterpret_cast<const float4*>(xr + col + 16);
-        *reinterpret_cast<float4*>(b + 20) = *reinterpret_cast<const float4*>(xr + col + 20);
-#pragma unroll
-        for (int u = 0; u < 8; ++u) {
-#pragma unroll
-          for (int k = 0; k < 8; ++k) {
-            acc[0][k] = fmaf(d[u], b[u + k], acc[0][k]);
-            acc[1][k] = fmaf(d[u], b[u + k + 8], acc[1][k]);
-          }
-        }
-#pragma unroll
-        for (int k = 0; k < 16; ++k) b[k] = b[k + 8];
-      }
+      accumulate_tile_row<2, STEPS>(tile_x + (row + i) * l.stride + j0, tile_dy + row * t.tw, t.tw, acc[0]);
     }
   }
-  __syncthreads();
-  // sum the groups in a fixed order, then the block's bias partial in a fixed order
-  float* reduce = smem;
-  float* bias_part = smem + static_cast<size_t>(l.groups) * l.units * 16;
-  if (group >= 0) {
-#pragma unroll
-    for (int k = 0; k < 16; ++k) reduce[(static_cast<size_t>(group) * l.units + unit) * 16 + k] = acc[k / 8][k % 8];
-  }
-  bias_part[tid] = bias_sum;
-  __syncthreads();
   const int kh = p.kh;
-  write_weight_partial<16>(p, reduce, l.groups, l.units, split, c,
-                           [kh](int u) { return make_int2(u % kh, 16 * (u / kh)); });
-  write_bias_partial(p, bias_part, split, c);
+  const int unit_of[1] = {group >= 0 ? unit : -1};
+  write_block_partials(p, smem, l.groups, l.units, group, acc, unit_of, bias_sum, split, c,
+                       [kh](int u) { return make_int2(u % kh, 16 * (u / kh)); });
 }
 
 template <typename T, int STEPS>

@@ -1,6 +1,6 @@
-// Plain-C++ interface between the op layer (dwconv_ops.cpp, which speaks torch; dispatch.cpp, which
-// chooses the kernel) and the kernels (kernels/*.cu, which include no torch headers so each
-// compiles in seconds).
+// Plain-C++ interface between the op layer (dwconv_ops.cpp, which speaks torch; algo_table.cpp and
+// algo_choice.cpp, which list the kernels and choose one) and the kernels (kernels/*.cu, which
+// include no torch headers so each compiles in seconds).
 #pragma once
 
 #include <cstdint>
@@ -45,7 +45,7 @@ struct DeviceInfo {
   int cc_major, cc_minor;
 };
 
-// Launcher variants: one kernel file can serve two algo names (dispatch.cpp's table says which).
+// Launcher variants: one kernel file can serve two algo names (algo_table.cpp's table says which).
 constexpr int kGenericTaps = 0, kUnrolledTaps = 1;  // fwd_direct.cuh
 constexpr int kWarpTiles = 0, kBlockTiles = 1;      // fwd_mma.cuh
 

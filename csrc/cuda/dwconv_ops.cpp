@@ -1,9 +1,9 @@
 // The extension's ops: replk_ops_C::fwd, bwd_input and bwd_weight for CUDA tensors, algo_table and
 // exception_probe.
-// They check their arguments with TORCH_CHECK (a Python RuntimeError, never an abort), set the
-// device guard, run on the current stream and take any workspace from the caching allocator;
-// which kernel runs is dispatch.cpp's choice. The Python layer (replk_ops/backends/cuda.py)
-// calls them behind the package's own ops.
+// They check their arguments with REPLK_CHECK (TORCH_CHECK: a Python RuntimeError, never an
+// abort), set the device guard, run on the current stream and take any workspace from the caching
+// allocator; which kernel runs is algo_choice.cpp's choice. The Python layer
+// (replk_ops/backends/cuda.py) calls them behind the package's own ops.
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
@@ -16,10 +16,33 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "dispatch.h"
+#include "algo_choice.h"
 
 namespace replk_ops {
 namespace {
+
+// Messages are joined with std::string appends and std::to_string and handed to TORCH_CHECK as one C
+// string, which it copies unformatted: TORCH_CHECK's own joining of several arguments streams
+// them through std::ostringstream, and this library uses no iostreams (see algo_table.cpp).
+std::string piece(const char* text) { return text; }
+std::string piece(const std::string& text) { return text; }
+std::string piece(int64_t value) { return std::to_string(value); }
+std::string piece(at::ScalarType dtype) { return c10::toString(dtype); }
+std::string piece(const c10::Device& device) { return device.str(); }
+std::string piece(at::IntArrayRef sizes) {  // as torch prints sizes: [2, 3]
+  std::string out = "[";
+  for (size_t k = 0; k < sizes.size(); ++k) out += (k > 0 ? ", " : "") + std::to_string(sizes[k]);
+  return out + "]";
+}
+
+template <typename... Parts>
+std::string message(const Parts&... parts) {
+  std::string out;
+  ((out += piece(parts)), ...);
+  return out;
+}
+
+#define REPLK_CHECK(cond, ...) TORCH_CHECK(cond, message(__VA_ARGS__).c_str())
 
 constexpr const char* kProbeMessage = "replk_ops._C exception probe: this RuntimeError is expected";
 
@@ -45,10 +68,10 @@ DeviceInfo device_info(int device) {
 }
 
 void check_input(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), name, ": expected a CUDA tensor, got one on ", t.device());
-  TORCH_CHECK(t.dim() == 4, name, ": expected 4 dimensions (N, C, H, W), got shape ", t.sizes());
+  REPLK_CHECK(t.is_cuda(), name, ": expected a CUDA tensor, got one on ", t.device());
+  REPLK_CHECK(t.dim() == 4, name, ": expected 4 dimensions (N, C, H, W), got shape ", t.sizes());
   auto dtype = t.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, name,
+  REPLK_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, name,
               ": expected float32, float16 or bfloat16, got ", dtype);
 }
 
@@ -57,15 +80,15 @@ Dtype dtype_of(const at::Tensor& t) {
 }
 
 void check_kernel(int64_t kh, int64_t kw) {
-  TORCH_CHECK(kh >= 1 && kw >= 1 && kh <= kMaxKernel && kw <= kMaxKernel, "kernel size: expected 1..",
+  REPLK_CHECK(kh >= 1 && kw >= 1 && kh <= kMaxKernel && kw <= kMaxKernel, "kernel size: expected 1..",
               kMaxKernel, " in each dimension, got (", kh, ", ", kw, ")");
 }
 
 void check_weight(const at::Tensor& weight, const at::Tensor& x) {
-  TORCH_CHECK(weight.dim() == 4 && weight.size(0) == x.size(1) && weight.size(1) == 1, "weight: expected shape (",
+  REPLK_CHECK(weight.dim() == 4 && weight.size(0) == x.size(1) && weight.size(1) == 1, "weight: expected shape (",
               x.size(1), ", 1, kh, kw), got ", weight.sizes());
-  TORCH_CHECK(weight.device() == x.device(), "weight: expected device ", x.device(), ", got ", weight.device());
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "weight: expected dtype ", x.scalar_type(), ", got ",
+  REPLK_CHECK(weight.device() == x.device(), "weight: expected device ", x.device(), ", got ", weight.device());
+  REPLK_CHECK(weight.scalar_type() == x.scalar_type(), "weight: expected dtype ", x.scalar_type(), ", got ",
               weight.scalar_type());
   check_kernel(weight.size(2), weight.size(3));
 }
@@ -87,7 +110,7 @@ bool poison_outputs() {
 }
 
 void throw_on_error(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, "replk_ops CUDA ", what, " kernel failed to launch: ", cudaGetErrorString(err));
+  REPLK_CHECK(err == cudaSuccess, "replk_ops CUDA ", what, " kernel failed to launch: ", cudaGetErrorString(err));
 }
 
 // Runs the forward correlation of `x` with `weight` (rotated when `flip`) into `y`.
@@ -109,7 +132,7 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
   if (poison_outputs()) y.fill_(NAN);
   const DeviceInfo info = device_info(x.get_device());
   const Plan<ConvParams> plan = plan_conv(p, dtype_of(x), info, algo);
-  TORCH_CHECK(plan.error.empty(), plan.error);
+  REPLK_CHECK(plan.error.empty(), plan.error);
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   cudaError_t err = launch(plan, p, dtype_of(x), info, stream);
   throw_on_error(err, "forward");
@@ -117,7 +140,7 @@ void run_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optio
 
 void check_algo(Pass pass, const std::string& algo) {
   const std::string error = check_algo_name(pass, algo);
-  TORCH_CHECK(error.empty(), error);
+  REPLK_CHECK(error.empty(), error);
 }
 
 at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t ph,
@@ -125,15 +148,15 @@ at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const c10::optiona
   check_input(x, "x");
   check_weight(weight, x);
   check_algo(Pass::kFwd, algo);
-  TORCH_CHECK(ph >= 0 && pw >= 0, "padding: expected non-negative values, got (", ph, ", ", pw, ")");
+  REPLK_CHECK(ph >= 0 && pw >= 0, "padding: expected non-negative values, got (", ph, ", ", pw, ")");
   if (bias.has_value()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == x.size(1), "bias: expected shape (", x.size(1), "), got ",
+    REPLK_CHECK(bias->dim() == 1 && bias->size(0) == x.size(1), "bias: expected shape (", x.size(1), "), got ",
                 bias->sizes());
-    TORCH_CHECK(bias->device() == x.device() && bias->scalar_type() == x.scalar_type(), "bias: expected ",
+    REPLK_CHECK(bias->device() == x.device() && bias->scalar_type() == x.scalar_type(), "bias: expected ",
                 x.scalar_type(), " on ", x.device(), ", got ", bias->scalar_type(), " on ", bias->device());
   }
   int64_t ho = x.size(2) + 2 * ph - weight.size(2) + 1, wo = x.size(3) + 2 * pw - weight.size(3) + 1;
-  TORCH_CHECK(ho >= 1 && wo >= 1, "x: input (", x.size(2), ", ", x.size(3), ") with padding (", ph, ", ", pw,
+  REPLK_CHECK(ho >= 1 && wo >= 1, "x: input (", x.size(2), ", ", x.size(3), ") with padding (", ph, ", ", pw,
               ") is smaller than the kernel (", weight.size(2), ", ", weight.size(3), ")");
   c10::cuda::CUDAGuard guard(x.device());
   at::Tensor w = weight.contiguous();
@@ -150,7 +173,7 @@ at::Tensor bwd_input(const at::Tensor& grad_out, const at::Tensor& weight, int64
   check_algo(Pass::kBwdInput, algo);
   int64_t kh = weight.size(2), kw = weight.size(3);
   int64_t h = grad_out.size(2) - 2 * ph + kh - 1, w = grad_out.size(3) - 2 * pw + kw - 1;
-  TORCH_CHECK(h >= 1 && w >= 1, "grad_out: shape ", grad_out.sizes(), " does not match any input for kernel (",
+  REPLK_CHECK(h >= 1 && w >= 1, "grad_out: shape ", grad_out.sizes(), " does not match any input for kernel (",
               kh, ", ", kw, ") and padding (", ph, ", ", pw, ")");
   c10::cuda::CUDAGuard guard(grad_out.device());
   at::Tensor wt = weight.contiguous();
@@ -172,10 +195,10 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   check_input(grad_out, "grad_out");
   check_input(x, "x");
   check_kernel(kh, kw);
-  TORCH_CHECK(grad_out.device() == x.device() && grad_out.scalar_type() == x.scalar_type(), "grad_out: expected ",
+  REPLK_CHECK(grad_out.device() == x.device() && grad_out.scalar_type() == x.scalar_type(), "grad_out: expected ",
               x.scalar_type(), " on ", x.device(), ", got ", grad_out.scalar_type(), " on ", grad_out.device());
   int64_t ho = x.size(2) + 2 * ph - kh + 1, wo = x.size(3) + 2 * pw - kw + 1;
-  TORCH_CHECK(grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1) && grad_out.size(2) == ho &&
+  REPLK_CHECK(grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1) && grad_out.size(2) == ho &&
                   grad_out.size(3) == wo,
               "grad_out: expected shape (", x.size(0), ", ", x.size(1), ", ", ho, ", ", wo, "), got ",
               grad_out.sizes());
@@ -190,7 +213,7 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
   p.grad_out = grad_out.data_ptr();
   const DeviceInfo info = device_info(x.get_device());
   const Plan<BwdWeightParams> plan = plan_weight(p, dtype_of(x), info, algo);
-  TORCH_CHECK(plan.error.empty(), plan.error);
+  REPLK_CHECK(plan.error.empty(), plan.error);
   p.splits = plan.splits;
   auto f32 = x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
   at::Tensor partial_w = at::empty({p.splits, p.C, kh, kw}, f32);
@@ -214,9 +237,10 @@ std::tuple<at::Tensor, at::Tensor> bwd_weight(const at::Tensor& grad_out, const 
 
 std::string algo_table() { return algo_table_json(); }
 
-// Throws through the same path as every argument check. replk_ops/_extension.py calls it once per
-// build in a child process: whether a C++ exception thrown by this library reaches Python as a
-// RuntimeError or aborts the process depends on how the compiler's runtime pairs with torch's.
+// Throws through the same path as every argument check (TORCH_CHECK with one C string).
+// replk_ops/_extension.py calls it once per build in a child process: whether a C++ exception
+// thrown by this library reaches Python as a RuntimeError or aborts the process depends on how the
+// compiler's runtime pairs with torch's.
 void exception_probe() { TORCH_CHECK(false, kProbeMessage); }
 
 }  // namespace

@@ -1,10 +1,7 @@
-// The algo table and the planner (see dispatch.h). Adding an algo: its kernel header (with
-// launch_<kernel><T> and <kernel>_plan), one kernels/<kernel>_<dtype>.cu per dtype, and here one
-// REPLK_DECLARE line and one table entry.
-#include "dispatch.h"
-
-#include <algorithm>
-#include <sstream>
+// The algo table (see algo_table.h). Adding an algo: its kernel header (with launch_<kernel><T>
+// and <kernel>_plan), one kernels/<kernel>_<dtype>.cu per dtype, and here one REPLK_DECLARE line
+// and one table entry.
+#include "algo_table.h"
 
 namespace replk_ops {
 
@@ -63,22 +60,6 @@ const WeightAlgo kWeightAlgos[] = {
 #undef REPLK_ALL_DTYPES
 #undef REPLK_DTYPE
 
-template <typename Params>
-bool supports(const Algo<Params>& a, Dtype dtype) {
-  return a.by_dtype[dtype].launch != nullptr;
-}
-
-template <typename Params>
-std::string dtype_list(const Algo<Params>& a, const char* separator) {
-  std::string out;
-  for (int t = 0; t < kDtypes; ++t) {
-    if (!supports(a, static_cast<Dtype>(t))) continue;
-    out += out.empty() ? "" : separator;
-    out += dtype_name(static_cast<Dtype>(t));
-  }
-  return out;
-}
-
 // "" when `name` is "auto" or in the table, else the message listing the valid names.
 template <typename Params>
 std::string check_name_in(Table<Algo<Params>> table, const std::string& name) {
@@ -91,54 +72,34 @@ std::string check_name_in(Table<Algo<Params>> table, const std::string& name) {
   return "algo: expected one of " + valid + ", got \"" + name + "\"";
 }
 
-template <typename Params>
-std::string cannot_run(const Algo<Params>& a, const Params& p, Dtype dtype, const DeviceInfo& d) {
-  std::ostringstream out;
-  out << "algo: \"" << a.name << "\" needs " << dtype_list(a, " or ");
-  if (a.min_cc > 0) out << " on compute capability " << a.min_cc / 10 << "." << a.min_cc % 10 << "+";
-  out << " and tiles that fit in shared memory; got " << dtype_name(dtype) << ", kernel (" << p.kh << ", " << p.kw
-      << "), compute capability " << d.cc_major << "." << d.cc_minor;
-  return out.str();
-}
-
-template <typename Params>
-Plan<Params> plan_in(Table<Algo<Params>> table, const Params& p, Dtype dtype, const DeviceInfo& d,
-                     const std::string& name) {
-  std::string unknown = check_name_in(table, name);
-  if (!unknown.empty()) return {nullptr, 0, unknown};
-  const int cc = d.cc_major * 10 + d.cc_minor;
-  const bool automatic = name == "auto";
-  const int64_t side = std::min(p.Ho, p.Wo);
-  for (const Algo<Params>& a : table) {
-    if (automatic ? !a.in_auto || side <= a.auto_min_side : name != a.name) continue;
-    const int splits = supports(a, dtype) && cc >= a.min_cc ? a.by_dtype[dtype].plan(p, d) : -1;
-    if (splits >= 0) return {&a, splits, ""};
-    if (!automatic) return {nullptr, 0, cannot_run(a, p, dtype, d)};
-  }
-  return {nullptr, 0, "no algo takes this problem"};  // not reached: "direct" takes every problem
-}
-
-void append_json_string(std::ostringstream& out, const char* text) {
-  out << '"';
+// The JSON is built with std::string appends and std::to_string, never with iostreams, and so is
+// every message of the extension: one linked with its own static copy of libstdc++ crashed
+// formatting a number through std::ostream (the locale facets it found were not its copy's), and
+// the table came back cut off at its first number.
+void append_json_string(std::string& out, const char* text) {
+  out += '"';
   for (const char* c = text; *c; ++c) {
-    if (*c == '"' || *c == '\\') out << '\\';
-    out << *c;
+    if (*c == '"' || *c == '\\') out += '\\';
+    out += *c;
   }
-  out << '"';
+  out += '"';
 }
 
+const char* json_bool(bool value) { return value ? "true" : "false"; }
+
 template <typename Params>
-void append_json(std::ostringstream& out, Table<Algo<Params>> table, const char* pass, bool& first) {
+void append_json(std::string& out, Table<Algo<Params>> table, const char* pass, bool& first) {
   for (const Algo<Params>& a : table) {
-    out << (first ? "" : ",\n ") << "{\"pass\": \"" << pass << "\", \"algo\": ";
+    out += first ? "" : ",\n ";
+    out += std::string("{\"pass\": \"") + pass + "\", \"algo\": ";
     first = false;
     append_json_string(out, a.name);
-    out << ", \"dtypes\": [\"" << dtype_list(a, "\", \"") << "\"], \"min_cc\": " << a.min_cc
-        << ", \"verified_on_gpu\": " << (a.verified_on_gpu ? "true" : "false")
-        << ", \"auto\": " << (a.in_auto ? "true" : "false") << ", \"auto_min_side\": " << a.auto_min_side
-        << ", \"max_kernel\": " << kMaxKernel << ", \"description\": ";
+    out += ", \"dtypes\": [\"" + dtype_list(a, "\", \"") + "\"], \"min_cc\": " + std::to_string(a.min_cc) +
+           ", \"verified_on_gpu\": " + json_bool(a.verified_on_gpu) + ", \"auto\": " + json_bool(a.in_auto) +
+           ", \"auto_min_side\": " + std::to_string(a.auto_min_side) +
+           ", \"max_kernel\": " + std::to_string(kMaxKernel) + ", \"description\": ";
     append_json_string(out, a.description);
-    out << "}";
+    out += "}";
   }
 }
 
@@ -156,34 +117,14 @@ std::string check_algo_name(Pass pass, const std::string& name) {
   return pass == Pass::kBwdWeight ? check_name_in(weight_algos(), name) : check_name_in(conv_algos(), name);
 }
 
-Plan<ConvParams> plan_conv(const ConvParams& p, Dtype dtype, const DeviceInfo& d, const std::string& name) {
-  return plan_in(conv_algos(), p, dtype, d, name);
-}
-
-Plan<BwdWeightParams> plan_weight(const BwdWeightParams& p, Dtype dtype, const DeviceInfo& d,
-                                  const std::string& name) {
-  return plan_in(weight_algos(), p, dtype, d, name);
-}
-
-cudaError_t launch(const Plan<ConvParams>& plan, const ConvParams& p, Dtype dtype, const DeviceInfo& d,
-                   cudaStream_t stream) {
-  return plan.algo->by_dtype[dtype].launch(p, d, stream, plan.algo->variant);
-}
-
-cudaError_t launch(const Plan<BwdWeightParams>& plan, const BwdWeightParams& p, Dtype dtype, const DeviceInfo& d,
-                   cudaStream_t stream) {
-  return plan.algo->by_dtype[dtype].launch(p, d, stream, plan.algo->variant);
-}
-
 std::string algo_table_json() {
-  std::ostringstream out;
+  std::string out = "[";
   bool first = true;
-  out << "[";
   append_json(out, conv_algos(), "fwd", first);
   append_json(out, conv_algos(), "bwd_input", first);
   append_json(out, weight_algos(), "bwd_weight", first);
-  out << "]";
-  return out.str();
+  out += "]";
+  return out;
 }
 
 }  // namespace replk_ops

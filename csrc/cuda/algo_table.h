@@ -1,7 +1,8 @@
-// The extension's CUDA algos in one table, the "auto" choice among them, name checks and the
-// workspace each needs. Torch-free: the extension and the tests' CPU emulation of the kernels
-// (tests/host_emulation) link the same unit, so the choice is tested without a GPU. See
-// docs/design.md, "Planner".
+// The extension's CUDA algos in one table: per pass, each algo's kernels per dtype, what it needs
+// and whether "auto" may pick it; the valid names, and the table as JSON for the Python side.
+// algo_choice.h resolves a name against it. Torch-free: the extension and the tests' CPU emulation
+// of the kernels (tests/host_emulation) link the same units, so the table and the choice are
+// tested without a GPU. See docs/design.md, "Planner".
 #pragma once
 
 #include <cstddef>
@@ -49,30 +50,27 @@ struct Table {
 Table<ConvAlgo> conv_algos();      // fwd and bwd_input, in "auto"'s order of preference
 Table<WeightAlgo> weight_algos();  // bwd_weight, likewise
 
-// What runs: the algo and the partial-sum splits its workspace needs (weight gradient), or an
-// error message (then algo is null).
+const char* dtype_name(Dtype dtype);  // as torch names it: float32, float16, bfloat16
+
 template <typename Params>
-struct Plan {
-  const Algo<Params>* algo;
-  int splits;
-  std::string error;
-};
+bool supports(const Algo<Params>& a, Dtype dtype) {
+  return a.by_dtype[dtype].launch != nullptr;
+}
+
+// The dtypes the algo takes, by torch's names, joined by `separator`.
+template <typename Params>
+std::string dtype_list(const Algo<Params>& a, const char* separator) {
+  std::string out;
+  for (int t = 0; t < kDtypes; ++t) {
+    if (!supports(a, static_cast<Dtype>(t))) continue;
+    out += out.empty() ? "" : separator;
+    out += dtype_name(static_cast<Dtype>(t));
+  }
+  return out;
+}
 
 // "" when `name` is "auto" or one of the pass's algos, else the message listing the valid names.
 std::string check_algo_name(Pass pass, const std::string& name);
-
-// Resolves `name` ("auto" or an algo) for this problem on this device.
-Plan<ConvParams> plan_conv(const ConvParams& p, Dtype dtype, const DeviceInfo& d, const std::string& name);
-Plan<BwdWeightParams> plan_weight(const BwdWeightParams& p, Dtype dtype, const DeviceInfo& d,
-                                  const std::string& name);
-
-// Runs a plan without error (p.splits set from it for the weight gradient).
-cudaError_t launch(const Plan<ConvParams>& plan, const ConvParams& p, Dtype dtype, const DeviceInfo& d,
-                   cudaStream_t stream);
-cudaError_t launch(const Plan<BwdWeightParams>& plan, const BwdWeightParams& p, Dtype dtype, const DeviceInfo& d,
-                   cudaStream_t stream);
-
-const char* dtype_name(Dtype dtype);  // as torch names it: float32, float16, bfloat16
 
 // The table as JSON: a list of {"pass", "algo", "dtypes", "min_cc", "verified_on_gpu", "auto",
 // "auto_min_side", "max_kernel", "description"}, one per (pass, algo).
