@@ -16,9 +16,11 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 
-from . import cpu_rules, fft_plan
+from . import cpu_rules
 from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
-from .backends import cuda, triton
+from .backends.cuda import runner as cuda
+from .backends.triton import runner as triton
+from .backends.fft import thresholds as fft_plan
 from .backends.base import Backend
 from .backends.cpp import CppBackend
 from .backends.direct import DirectBackend
@@ -26,7 +28,7 @@ from .backends.fft import FFTBackend
 from .backends.space_to_batch import SpaceToBatch
 from .backends.torch_native import TorchNativeBackend
 from .problem import Problem
-from .triton_kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KERNEL
+from .backends.triton.kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KERNEL
 
 PASSES = ("fwd", "bwd_input", "bwd_weight")
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",

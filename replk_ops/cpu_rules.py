@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from . import fft_plan
+from .backends.fft import thresholds as fft_plan
 from ._layout import CHANNELS_LAST, NCHW
 from .backends.direct import ONEDNN_DILATED_MAX_PAD
 from .problem import Problem

@@ -17,7 +17,7 @@ from conv_testing import KERNEL_PATH_CASES, assert_close_to_reference, conv64, g
 import cuda_on_cpu
 from replk_ops import catalog
 from replk_ops._checks import padding_pair
-from replk_ops.backends import cuda
+from replk_ops.backends.cuda import runner as cuda
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 HALF = [torch.bfloat16, torch.float16]

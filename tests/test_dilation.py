@@ -371,7 +371,7 @@ def test_dilated_cpu_plan_is_the_compiled_kernels_by_rule(dtype):
 
 
 def test_dilated_cpu_plan_without_the_compiled_kernels_is_a_rule(monkeypatch):
-    from replk_ops.backends import cpp
+    from replk_ops.backends.cpp import loader as cpp
     from replk_ops.backends.direct import ONEDNN_DILATED_MAX_PAD
 
     monkeypatch.setattr(cpp, "UNAVAILABLE", "not built (test)")

@@ -83,7 +83,7 @@ def test_cpu_kernels_skip_switch_is_recorded_and_explained(tmp_path, monkeypatch
     assert info["cpu_skipped"] == "REPLK_OPS_SKIP_CPU_BUILD=1 was set at install time"
     assert "installing without the compiled CPU kernels" in stderr
     # what the import says then: the recorded reason, where the module is missing
-    from replk_ops.backends import cpp
+    from replk_ops.backends.cpp import loader as cpp
 
     def missing(name):
         raise ModuleNotFoundError(f"No module named '{name}'")

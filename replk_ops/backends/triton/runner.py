@@ -6,14 +6,14 @@ import functools
 import importlib
 import os
 
-from .base import Backend
+from ..base import Backend
 
 
 @functools.lru_cache(maxsize=None)
 def launch_module():
     """(module, None) or (None, why Triton cannot be used)."""
     try:
-        return importlib.import_module("replk_ops.triton_kernels.launch"), None
+        return importlib.import_module("replk_ops.backends.triton.kernels.launch"), None
     except ImportError as exc:
         return None, f"Triton is not importable ({str(exc).splitlines()[0][:120]})"
 

@@ -12,54 +12,18 @@ float16 and bfloat16 are computed in float32 and rounded once at the end, like `
 """
 from __future__ import annotations
 
-import importlib
 from typing import Optional
 
 import torch
 
-from .._checks import output_size
-from .._extension import build_info
-from .direct import _compute_dtype, input_grad_as_forward
-from .base import Backend
+from ..._checks import output_size
+from ..base import Backend
+from ..direct.runner import _compute_dtype, input_grad_as_forward
+from . import loader
+from .loader import _MODULE
 
 _EMPTY = torch.empty(0)
 CL = torch.channels_last
-
-
-def _load():
-    """(module, None) or (None, why it is not there). A build against another torch release is not
-    used: its ABI may differ in ways the import does not catch."""
-    try:
-        module = importlib.import_module("replk_ops._cpu")
-        built_with = module.build_torch_version()
-        if built_with.split("+")[0] != torch.__version__.split("+")[0]:
-            return None, (f"the compiled CPU kernels replk_ops._cpu were built against torch {built_with}, but torch "
-                          f"{torch.__version__} is running; reinstall with `pip install --no-build-isolation -e .`")
-        return module, None
-    except ImportError as exc:
-        skipped = build_info().get("cpu_skipped")
-        if skipped:
-            return None, f"the compiled CPU kernels replk_ops._cpu were not built: {skipped}"
-        return None, (f"the compiled CPU kernels replk_ops._cpu did not load ({exc}); reinstall with "
-                      "`pip install --no-build-isolation -e .` to build them against this torch")
-    except Exception as exc:  # a stale or foreign build: the package must import regardless
-        return None, (f"the compiled CPU kernels replk_ops._cpu are unusable ({type(exc).__name__}: {exc}); "
-                      "reinstall with `pip install --no-build-isolation -e .`")
-
-
-_MODULE, UNAVAILABLE = _load()
-
-
-def instruction_set() -> Optional[str]:
-    """What the kernels run with on this CPU ("avx2+fma", "baseline"), None without them."""
-    return _MODULE.instruction_set() if _MODULE is not None else None
-
-
-def note() -> str:
-    """One line for explain on CPU: whether the compiled CPU kernels are there, and how they run."""
-    if UNAVAILABLE is not None:
-        return str(UNAVAILABLE)
-    return f"the compiled CPU kernels replk_ops._cpu run with {instruction_set()} on this CPU"
 
 
 def _prepared(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -100,7 +64,7 @@ def _forward(x, weight, bias, ph, pw, dilation) -> torch.Tensor:
 
 class CppBackend(Backend):
     def unavailable_reason(self, problem) -> Optional[str]:
-        return UNAVAILABLE
+        return loader.UNAVAILABLE  # read at call time: tests stand in a missing build
 
     def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
         return _as(_forward(x, weight, bias, ph, pw, tuple(dilation)), x.dtype)

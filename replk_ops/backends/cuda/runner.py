@@ -12,8 +12,8 @@ from typing import List, Optional
 
 import torch
 
-from .. import _extension
-from .base import Backend
+from ... import _extension
+from ..base import Backend
 
 @functools.lru_cache(maxsize=None)
 def algo_table() -> List[dict]:

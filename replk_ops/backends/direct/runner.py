@@ -32,8 +32,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .._checks import span
-from .base import Backend, NoTF32
+from ..._checks import span
+from ..base import Backend, NoTF32
 
 CL = torch.channels_last
 # oneDNN's dilated depthwise conv keeps its fast path with its own padding only up to a width its

@@ -22,11 +22,11 @@ from typing import Optional
 
 import torch
 
-from .. import fft_math
-from .._checks import input_size, output_size
-from .._layout import memory_format_of
-from .base import Backend
-from .direct import DirectBackend
+from . import transforms as fft_math
+from ..._checks import input_size, output_size
+from ..._layout import memory_format_of
+from ..base import Backend
+from ..direct.runner import DirectBackend
 from .spectrum_cache import SpectrumCache
 
 _DIRECT = DirectBackend()

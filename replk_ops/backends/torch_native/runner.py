@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import input_size
-from .._layout import memory_format_of
-from .base import Backend, NoTF32
+from ..._checks import input_size
+from ..._layout import memory_format_of
+from ..base import Backend, NoTF32
 
 _convolution_backward = torch.ops.aten.convolution_backward.default
 
