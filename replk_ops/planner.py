@@ -188,9 +188,9 @@ def _measuring_blocked(problem: Problem) -> Optional[str]:
     return None
 
 
-def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure: bool = True,
+def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", may_measure: bool = True,
               batch: Optional[int] = None) -> PassChoice:
-    """The implementation for ``pass_name`` of ``problem``. ``measure=False`` (``explain``) never
+    """The implementation for ``pass_name`` of ``problem``. ``may_measure=False`` (``explain``) never
     times anything, and never raises: without a remembered measurement it says what the first call
     does, and for a requested backend that cannot run the call, why.
     ``batch``: the caller's batch size, for a measurement (default 1 or SMALL_BATCH)."""
@@ -199,15 +199,15 @@ def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure
     known = _CHOICES.get(key)
     if known is not None:
         return known
-    choice = _choose(problem, pass_name, requested, measure, batch)
+    choice = _choose(problem, pass_name, requested, may_measure, batch)
     if choice.final:
         with _LOCK:
             _CHOICES[key] = choice
     return choice
 
 
-def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, batch: Optional[int]) -> PassChoice:
-    if problem.device_type == "cuda" and measure:
+def _choose(problem: Problem, pass_name: str, requested: str, may_measure: bool, batch: Optional[int]) -> PassChoice:
+    if problem.device_type == "cuda" and may_measure:
         _extension.warn_once_if_missing()  # a GPU without the extension: say why, once
     reasons: Dict[str, Optional[str]] = {}
     for impl in catalog.for_pass(pass_name):
@@ -218,7 +218,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
             why = f"available; backend {requested!r} was requested"
         reasons[impl.name] = why
     if requested != "auto":
-        return _requested(problem, pass_name, requested, reasons, explaining=not measure)
+        return _requested(problem, pass_name, requested, reasons, explaining=not may_measure)
     names = [name for name, why in reasons.items() if why is None]
     if not names:  # cannot happen while "torch" runs everywhere; say so rather than guess
         raise RuntimeError(f"backend: no implementation can run {pass_name} of {problem}")
@@ -250,7 +250,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
     blocked = _measuring_blocked(problem)
     if blocked is not None:
         return choice(fallback, f"by priority: {blocked}", final=blocked in _LASTING_BLOCKS)
-    if not measure:
+    if not may_measure:
         return choice(fallback, f"by priority until the first {pass_name} call of this kind times "
                                 f"{', '.join(names)}", final=False)
     measurement = _measure(problem, pass_name, names, batch)
@@ -363,9 +363,9 @@ def plan_training(problem: Problem, requested: str, batch: Optional[int],
     return _native_step_choice(problem, choices, known) if known.chosen == "torch" else choices
 
 
-def plan(problem: Problem, requested: str = "auto", measure: bool = False) -> Plan:
+def plan(problem: Problem, requested: str = "auto", may_measure: bool = False) -> Plan:
     """Every pass of ``problem`` (with a remembered whole-step measurement applied)."""
-    choices = {name: plan_pass(problem, name, requested, measure) for name in PASSES}
+    choices = {name: plan_pass(problem, name, requested, may_measure) for name in PASSES}
     step = _STEPS.get(problem.kind(STEP))
     if step is not None and step.chosen == "torch" and effective_request(requested) == "auto":
         choices = _native_step_choice(problem, choices, step)

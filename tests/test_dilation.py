@@ -9,7 +9,7 @@ import replk_ops
 from replk_ops import catalog
 from replk_ops._checks import dilation_pair, output_size, padding_pair
 from replk_ops.backends.space_to_batch import SpaceToBatch
-from replk_ops.backends.torch_native import TorchNativeBackend
+from replk_ops.backends.torch_native import TorchNativeRunner
 from replk_ops.models import DilatedReparamBlock
 from replk_ops.problem import Problem
 from conv_testing import (
@@ -102,7 +102,7 @@ def test_space_to_batch_route_against_float64(case):
     """The decomposition that lets undilated kernels (Triton, CUDA) run dilated convs, on PyTorch's
     own undilated conv, in float64."""
     x, weight, bias, grad_out, pad, dil = _tensors(case, torch.float64, "strided")
-    route = SpaceToBatch(TorchNativeBackend())
+    route = SpaceToBatch(TorchNativeRunner())
     y = route.fwd(x, weight, bias, *pad, dil)
     dx = route.bwd_input(grad_out, weight, *pad, dil)
     dw, db = route.bwd_weight(grad_out, x, *weight.shape[2:], *pad, dil)

@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 
 from ..._checks import output_size
-from ..base import Backend
-from ..direct.runner import _compute_dtype, input_grad_as_forward
+from ..base import PassRunner, compute_dtype
+from ..direct import input_grad_as_forward
 from . import loader
 from .loader import _MODULE
 
@@ -46,7 +46,7 @@ def _taps(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _forward(x, weight, bias, ph, pw, dilation) -> torch.Tensor:
     """The conv in the compute dtype, in x's layout where that is channels_last, else NCHW."""
-    cdt = _compute_dtype(x.dtype)
+    cdt = compute_dtype(x.dtype)
     n, c, h, w = x.shape
     kh, kw = weight.shape[2], weight.shape[3]
     nhwc = _channels_last(x)
@@ -62,7 +62,7 @@ def _forward(x, weight, bias, ph, pw, dilation) -> torch.Tensor:
     return out
 
 
-class CppBackend(Backend):
+class CppRunner(PassRunner):
     def unavailable_reason(self, problem) -> Optional[str]:
         return loader.UNAVAILABLE  # read at call time: tests stand in a missing build
 
@@ -74,7 +74,7 @@ class CppBackend(Backend):
         return _as(_forward(dy, weight.flip(2, 3), None, qh, qw, tuple(dilation)), grad_out.dtype)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):
-        cdt = _compute_dtype(x.dtype)
+        cdt = compute_dtype(x.dtype)
         c = x.shape[1]
         grad_bias = grad_out.sum(dim=(0, 2, 3), dtype=cdt)
         if not (grad_out.numel() and x.numel()):

@@ -25,16 +25,12 @@ import torch
 from . import transforms as fft_math
 from ..._checks import input_size, output_size
 from ..._layout import memory_format_of
-from ..base import Backend
-from ..direct.runner import DirectBackend
+from ..base import PassRunner, in_compute_dtype
+from ..direct import ForwardConvRunner
 from .spectrum_cache import SpectrumCache
 
-_DIRECT = DirectBackend()
+_DIRECT = ForwardConvRunner()
 _UNDILATED = (1, 1)
-
-
-def _compute(t: torch.Tensor) -> torch.Tensor:
-    return t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _all_finite(*tensors) -> bool:
@@ -55,10 +51,10 @@ def _undilated(dilation) -> None:
 
 def _planes(t: torch.Tensor) -> torch.Tensor:
     # pocketfft is fastest on contiguous rows; a channels_last or strided input is copied once
-    return _compute(t).contiguous()
+    return in_compute_dtype(t).contiguous()
 
 
-class FFTBackend(Backend):
+class FFTRunner(PassRunner):
     def __init__(self):
         self.cache = SpectrumCache()
 
@@ -79,14 +75,14 @@ class FFTBackend(Backend):
         ho, wo = output_size(h, w, kh, kw, ph, pw)
         xc = _planes(x)
         # kept for the next inference call, or for this step's backward (which takes it out)
-        g = self.cache.get(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
+        g = self.cache.get(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
         # written chunk by chunk in the caller's layout (the ops then have nothing to copy)
         out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device, memory_format=memory_format_of(x))
         for cs in fft_math.channel_chunks(n, c, s, xc.dtype):
             spec = fft_math.spectrum(xc[:, cs], s).mul_(g[cs])
             out[:, cs] = fft_math.crop_inverse(spec, s, (ho, wo))
         if bias is not None:
-            out += _compute(bias).view(1, c, 1, 1)
+            out += in_compute_dtype(bias).view(1, c, 1, 1)
         return out.to(x.dtype)
 
     def bwd_input(self, grad_out, weight, ph, pw, dilation=_UNDILATED):
@@ -123,7 +119,7 @@ class FFTBackend(Backend):
         dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
         g = None
         if need_input:  # the forward's, where the weight has not changed since
-            g = self.cache.take(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
+            g = self.cache.take(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
         for cs in fft_math.channel_chunks(n, c, s, dyc.dtype):
             dy_spec = fft_math.spectrum(dyc[:, cs], s)
             if need_weight:
