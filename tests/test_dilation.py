@@ -385,3 +385,21 @@ def test_dilated_cpu_plan_without_the_compiled_kernels_is_a_rule(monkeypatch):
         assert not _dilated_plan(9, torch.bfloat16)["fwd"].how.startswith("by rule")  # half precision: measured
     finally:
         replk_ops.planner.reset()
+
+
+def test_undilated_runners_are_wrapped_and_refuse_a_dilated_call_unwrapped():
+    """Triton's and CUDA's kernels are undilated: their entries always run them through
+    space-to-batch, and a dilated call that reaches them unwrapped is a ValueError, before any work."""
+    from replk_ops.backends.cuda import CudaRunner
+    from replk_ops.backends.triton import TritonRunner
+
+    for impl in catalog.implementations():
+        assert impl.space_to_batch == (impl.backend in ("triton", "cuda")), impl.name
+    x, weight, dy = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3), torch.randn(1, 2, 8, 8)
+    for runner in (TritonRunner(), CudaRunner()):
+        with pytest.raises(ValueError, match=r"dilation: .* expected \(1, 1\), got \(2, 1\)"):
+            runner.fwd(x, weight, None, 2, 1, (2, 1))
+        with pytest.raises(ValueError, match="dilation"):
+            runner.bwd_input(dy, weight, 2, 1, (2, 1))
+        with pytest.raises(ValueError, match="dilation"):
+            runner.bwd_weight(dy, x, 3, 3, 2, 1, (2, 1))
