@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0"
 # What the last build decided about replk_ops._C (left out and why; a compiler mismatch), installed
 # as package data: pip hides this script's output without -v, so the import and replk_ops.explain
-# repeat it (replk_ops/_extension.py reads it).
+# repeat it (replk_ops/_compiled.py reads it).
 BUILD_INFO = os.path.join(ROOT, "replk_ops", "_build_info.json")
 
 

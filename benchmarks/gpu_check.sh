@@ -46,7 +46,7 @@ run_step() {  # the command of step $1
     case $1 in
     build) MAX_JOBS=$cores $py setup.py build_ext --inplace && $py - <<'PY'
 import torch, replk_ops
-from replk_ops import _extension
+from replk_ops.backends.cuda import loader as _extension
 print("replk_ops._C:", _extension.STATUS.reason, _extension.note())
 if torch.cuda.is_available():
     x = torch.randn(2, 8, 28, 28, device="cuda", dtype=torch.bfloat16)

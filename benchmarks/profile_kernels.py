@@ -26,7 +26,7 @@ def triton_kernels(x, weight, dy, k, pad):
     """The bf16 Triton forward and weight gradient, group rows then batch rows (catalogue entries,
     untuned: group rows as the H200 tuned them at stage 2, batch rows as the sm_90 SASS favours
     them)."""
-    from replk_ops.triton_kernels import launch, tuning
+    from replk_ops.backends.triton.kernels import launch, tuning
 
     forwards = {"group rows": tuning.ForwardVariant(tuning.GROUP_ROWS, 128, 32, 8),
                 "batch rows": tuning.ForwardVariant(tuning.BATCH_ROWS, 128, 16, 8)}

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from replk_ops.bench.hardware import compute_peak, peaks_for
 from replk_ops.bench.timing import time_cuda
-from replk_ops.triton_kernels import common, launch, tuning
-from replk_ops.triton_kernels.fwd import dwconv_fwd_kernel, fwd_grid
+from replk_ops.backends.triton.kernels import common, launch, tuning
+from replk_ops.backends.triton.kernels.fwd import dwconv_fwd_kernel, fwd_grid
 
 STAGES = [(128, 56, 31), (256, 28, 29)]
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 4e-2}

@@ -8,7 +8,6 @@
     print(replk_ops.explain(x, weight))                        # what runs each pass, and why
     replk_ops.export.standard_program(torch.export.export(model, (x,)))  # deployable: plain aten
 """
-from . import _extension
 from .catalog import available_backends
 from .modules import LargeKernelDWConv2d, convert, revert
 from .eager import dwconv2d, explain

@@ -1,22 +1,22 @@
-"""The planner's CPU rules: what settles a CPU choice without timing, which candidates a timing
-compares, and the fixed priority where nothing may be timed (docs/design.md, "Planner", "FFT",
-"Dilation").
+"""The planner's CPU rules across backends: what settles a CPU choice without timing, which
+candidates a timing compares, and the fixed priority where nothing may be timed (docs/design.md,
+"Planner", "FFT", "Dilation"). Each backend's own thresholds live in its package; this module
+orders them.
 
 - Undilated, without fft in play: PyTorch's CPU conv reaches oneDNN's NCHW depthwise forward only
-  while the kernel is at most ``ONEDNN_NCHW_MAX_SIDE`` wide; wider, NCHW runs a naive loop, so the
-  direct route (channels_last) runs. A channels_last fp32 forward is PyTorch's own oneDNN call.
-- Where fft can win (``fft_plan``): its backward rule, else a timing against the direct routes
-  with PyTorch's naive NCHW loop left out.
+  while the kernel is at most ``torch_native.ONEDNN_NCHW_MAX_SIDE`` wide; wider, NCHW runs a naive
+  loop, so the direct route (channels_last) runs. A channels_last fp32 forward is PyTorch's own
+  oneDNN call.
+- Where fft can win (``fft.thresholds``): its backward rule, else a timing against the direct
+  routes with PyTorch's naive NCHW loop left out.
 - Dilated: every pass runs on the compiled CPU kernels (``cpp``) where they were built: 1.5 to 3
   times faster than the best oneDNN route at UniRepLKNet's branch shapes, and PyTorch's dilated
   backward is a slow loop. Without them, both backward passes run on ``direct`` (2 to 20 times
   faster than PyTorch's), and the forward on PyTorch's own call while oneDNN keeps its fast path
   (padding up to ``ONEDNN_DILATED_MAX_PAD``), else on ``direct``, which pads the input first. Timing
   these on a busy machine sent some of them back to PyTorch's slow backward, hence a rule.
-- Undilated: ``cpp`` runs NCHW forwards up to ``CPP_NCHW_FORWARD_MAX_SIDE`` by rule and joins the
-  timed candidates for kernels up to ``CPP_MAX_UNDILATED_SIDE``; beyond,
-  oneDNN's routes are faster (its loops run over the whole padded plane, which a kernel as large as
-  the map mostly is).
+- Undilated: ``cpp`` runs NCHW forwards up to ``cpp.NCHW_FORWARD_MAX_SIDE`` by rule and joins the
+  timed candidates for kernels up to ``cpp.MAX_UNDILATED_SIDE`` (``cpp.rules``).
 """
 from __future__ import annotations
 
@@ -24,45 +24,19 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from . import fft_plan
 from ._layout import CHANNELS_LAST, NCHW
+from .backends import cpp, fft
 from .backends.direct import ONEDNN_DILATED_MAX_PAD
+from .backends.torch_native import ONEDNN_NCHW_MAX_SIDE, is_naive_loop as torch_is_naive_loop
 from .problem import Problem
 
-# 1x256x14x14 k15: 3.4 ms NCHW against 0.18 ms through channels_last; 1x96x56x56 5x51: 52 ms
-# against 3.6 ms, while 51x5 takes 2.2 ms either way.
-ONEDNN_NCHW_MAX_SIDE = 13
-# 1x96x56x56 7x7: cpp's weight gradient 1.8 ms against direct's 3.6 ms; 1x512x14x14 27x27: 24 ms
-# against 17 ms, and its forward 23 ms against 6.3 ms.
-CPP_MAX_UNDILATED_SIDE = 7
-# NCHW forward, cpp against PyTorch's own oneDNN call with other work between calls (cold caches):
-# 3x3 and 5x5 1.0 to 3.0 times faster at every map and batch measured (7x7 to 112x112, batch 1 to
-# 32); 7x7 0.4 to 2.8 times, so that is left to PyTorch's call.
-CPP_NCHW_FORWARD_MAX_SIDE = 5
 Rule = Optional[Tuple[str, str]]  # (implementation name, why), or None: no rule applies
-
-
-def cpp_auto_rejection(problem: Problem) -> Optional[str]:
-    """Why "auto" leaves a problem the compiled CPU kernels can run to the others, or None."""
-    if not problem.dilated and max(problem.kh, problem.kw) > CPP_MAX_UNDILATED_SIDE:
-        return (f"available, but \"auto\" leaves undilated kernels over {CPP_MAX_UNDILATED_SIDE} wide to the "
-                "oneDNN and fft routes, faster there")
-    return None
-
-
-def torch_is_naive_loop(problem: Problem, pass_name: str) -> bool:
-    """Whether PyTorch's own CPU call for this pass is its naive NCHW loop (far too slow to time)."""
-    if problem.layout != NCHW:
-        return False
-    if pass_name == "fwd":
-        return problem.kw > ONEDNN_NCHW_MAX_SIDE
-    return min(problem.kh, problem.kw) > ONEDNN_NCHW_MAX_SIDE
 
 
 def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
     """The rule that settles this CPU choice among ``names``, if one does."""
     if "fft" in names:
-        return fft_plan.cpu_rule(problem, pass_name, names)
+        return fft.cpu_rule(problem, pass_name, names)
     if problem.dilated and "cpp" in names:
         return "cpp", "dilated: the compiled CPU kernels beat oneDNN's routes, and PyTorch's dilated backward is a slow loop"
     if not {"torch", "direct"} <= set(names):
@@ -73,8 +47,8 @@ def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
     if pass_name == "fwd" and problem.layout == CHANNELS_LAST and full_precision:
         return "torch", "channels_last input: PyTorch's own call is the oneDNN route without copies"
     if problem.layout == NCHW and pass_name == "fwd":
-        if "cpp" in names and max(problem.kh, problem.kw) <= CPP_NCHW_FORWARD_MAX_SIDE:
-            return "cpp", (f"NCHW with a kernel at most {CPP_NCHW_FORWARD_MAX_SIDE} wide: the compiled CPU kernels "
+        if "cpp" in names and max(problem.kh, problem.kw) <= cpp.NCHW_FORWARD_MAX_SIDE:
+            return "cpp", (f"NCHW with a kernel at most {cpp.NCHW_FORWARD_MAX_SIDE} wide: the compiled CPU kernels "
                            "beat PyTorch's oneDNN call")
         # measured: 51x5 and 49x5 reach oneDNN's NCHW kernel, 5x51 and 15x15 a naive loop
         if problem.kw <= ONEDNN_NCHW_MAX_SIDE:
@@ -110,4 +84,4 @@ def fallback(problem: Problem, names: List[str]) -> str:
     return "direct" if "direct" in names else names[0]
 
 
-__all__ = ["ONEDNN_NCHW_MAX_SIDE", "CPP_MAX_UNDILATED_SIDE", "CPP_NCHW_FORWARD_MAX_SIDE", "cpp_auto_rejection", "torch_is_naive_loop", "rule", "candidates", "fallback"]
+__all__ = ["torch_is_naive_loop", "rule", "candidates", "fallback"]

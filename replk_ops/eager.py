@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from . import measure, planner
+from .backends.implementation import Implementation
 from ._checks import PaddingArg, check_conv_args, dilation_pair, padding_pair
 from ._layout import dense_strides, memory_format_of
 from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv, standard_dwconv2d
-from .catalog import Implementation, check_backend_name
-from .ops import (_backward, dwconv2d_fwd, gradients, run_backward_on, run_bwd_input_on, run_bwd_weight_on,
-                  run_fwd_on)
+from .catalog import check_backend_name
+from .ops import dwconv2d_fwd, gradients_through_ops
+from .passes import gradients, run_backward_on, run_bwd_input_on, run_bwd_weight_on, run_fwd_on
 from .problem import Problem
 
 
@@ -45,13 +46,14 @@ class _EagerDWConv2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        if torch.is_grad_enabled():  # create_graph=True: differentiate through the registered ops
-            ctx.backend = ctx.passes.backend
-            return _backward(ctx, grad_out)[:3] + (None,) * 4
+        x, weight = ctx.saved_tensors
         (ph, pw), dilation, passes = ctx.padding, ctx.dilation, ctx.passes
+        if torch.is_grad_enabled():  # create_graph=True: differentiate through the registered ops
+            return gradients_through_ops(grad_out, x, weight, ctx.needs_input_grad, ctx.has_bias, (ph, pw), dilation,
+                                         passes.backend) + (None,) * 4
         shared = passes.bwd_input is passes.bwd_weight  # one implementation may share work between both
         grads = gradients(
-            ctx, grad_out,
+            grad_out, x, weight, ctx.needs_input_grad, ctx.has_bias,
             lambda dy, weight: run_bwd_input_on(passes.bwd_input, dy, weight, ph, pw, dilation),
             lambda dy, x, weight: run_bwd_weight_on(passes.bwd_weight, dy, x, weight.shape[2], weight.shape[3],
                                                     ph, pw, dilation),
@@ -205,7 +207,8 @@ def explain(x: torch.Tensor, weight: torch.Tensor, padding: PaddingArg = "same",
     if _any_autocast():
         x, weight, bias = _autocast(x, weight, bias)
     (ph, pw), dil = _checked_args(x, weight, bias, padding, dilation, backend)
-    return planner.plan(Problem.of(x, weight.shape[2], weight.shape[3], ph, pw, dilation=dil), backend, measure=False)
+    problem = Problem.of(x, weight.shape[2], weight.shape[3], ph, pw, dilation=dil)
+    return planner.plan(problem, backend, may_measure=False)
 
 
 __all__ = ["dwconv2d", "explain"]

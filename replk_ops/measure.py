@@ -13,7 +13,8 @@ from typing import Callable, Dict
 import torch
 
 from ._layout import CHANNELS_LAST
-from .catalog import Implementation
+from .backends.implementation import Implementation
+from .bench.timing import interleaved_rounds
 from .problem import SMALL_BATCH, Problem
 
 REPEATS = 3
@@ -76,17 +77,17 @@ def _time_cpu(runs: Dict[str, Callable[[], object]]) -> Dict[str, float]:
         except Exception:  # noqa: BLE001 - a failing candidate is simply not chosen
             del live[name]
     spent, rounds = 0.0, 0
-    while live and rounds < CPU_MAX_ROUNDS and (rounds < CPU_MIN_ROUNDS or spent < CPU_BUDGET_MS):
-        for name, run in list(live.items()):
-            start = _clock()
-            run()
-            elapsed = (_clock() - start) * 1e3
-            spent += elapsed
-            best[name] = min(best.get(name, math.inf), elapsed)
+    # in fixed order, over the candidates still live (read afresh each round)
+    for per_call in interleaved_rounds(live, _clock, rotate=False):
+        for name, seconds in per_call.items():
+            spent += seconds * 1e3
+            best[name] = min(best.get(name, math.inf), seconds * 1e3)
         leader = min(best.values())
         for name in [n for n in live if best[n] > GIVE_UP_FACTOR * leader]:
             del live[name]  # a clear loser (PyTorch's naive loop can take seconds) runs no more
         rounds += 1
+        if rounds >= CPU_MAX_ROUNDS or (rounds >= CPU_MIN_ROUNDS and spent >= CPU_BUDGET_MS):
+            break
     return best
 
 

@@ -28,13 +28,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from . import _extension, catalog, cpu_rules, measure
+from . import catalog, cpu_rules, measure
 from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
 from .cache import measurements
 from .catalog import PASSES, Implementation, check_backend_name
 from .problem import SMALL_BATCH, Problem
-from .backends import cpp as cpp_backend
+from .backends import cpp as cpp_backend, cuda as cuda_backend
 
 BACKEND_ENV = "REPLK_OPS_BACKEND"
 AUTOTUNE_ENV = "REPLK_OPS_AUTOTUNE"
@@ -108,8 +108,8 @@ class Plan:
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
-        if _extension.note():  # the extension's build: its compiler, what its check in a child process found
-            lines.append(f"  note: {_extension.note()}")
+        if cuda_backend.note():  # the extension's build: its compiler, what its check in a child process found
+            lines.append(f"  note: {cuda_backend.note()}")
         if p.device_type == "cpu":
             lines.append(f"  note: {cpp_backend.note()}")
         return "\n".join(lines)
@@ -189,9 +189,9 @@ def _measuring_blocked(problem: Problem) -> Optional[str]:
     return None
 
 
-def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure: bool = True,
+def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", may_measure: bool = True,
               batch: Optional[int] = None) -> PassChoice:
-    """The implementation for ``pass_name`` of ``problem``. ``measure=False`` (``explain``) never
+    """The implementation for ``pass_name`` of ``problem``. ``may_measure=False`` (``explain``) never
     times anything, and never raises: without a remembered measurement it says what the first call
     does, and for a requested backend that cannot run the call, why.
     ``batch``: the caller's batch size, for a measurement (default 1 or SMALL_BATCH)."""
@@ -200,16 +200,16 @@ def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", measure
     known = _CHOICES.get(key)
     if known is not None:
         return known
-    choice = _choose(problem, pass_name, requested, measure, batch)
+    choice = _choose(problem, pass_name, requested, may_measure, batch)
     if choice.final:
         with _LOCK:
             _CHOICES[key] = choice
     return choice
 
 
-def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, batch: Optional[int]) -> PassChoice:
-    if problem.device_type == "cuda" and measure:
-        _extension.warn_once_if_missing()  # a GPU without the extension: say why, once
+def _choose(problem: Problem, pass_name: str, requested: str, may_measure: bool, batch: Optional[int]) -> PassChoice:
+    if problem.device_type == "cuda" and may_measure:
+        cuda_backend.warn_once_if_missing()  # a GPU without the extension: say why, once
     reasons: Dict[str, Optional[str]] = {}
     for impl in catalog.for_pass(pass_name):
         why = impl.rejection(problem, pass_name)
@@ -219,7 +219,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
             why = f"available; backend {requested!r} was requested"
         reasons[impl.name] = why
     if requested != "auto":
-        return _requested(problem, pass_name, requested, reasons, explaining=not measure)
+        return _requested(problem, pass_name, requested, reasons, explaining=not may_measure)
     names = [name for name, why in reasons.items() if why is None]
     if not names:  # cannot happen while "torch" runs everywhere; say so rather than guess
         raise RuntimeError(f"backend: no implementation can run {pass_name} of {problem}")
@@ -244,8 +244,9 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
         names = cpu_rules.candidates(problem, pass_name, names)
         reasons.update((name, "PyTorch's NCHW path is a naive loop for this kernel") for name in reasons
                        if reasons[name] is None and name not in names)
-    timed = catalog.without_repeats(problem, pass_name, names)  # each kernel timed once
-    reasons.update((name, catalog.REPEATS_AN_ALGO) for name in names if name not in timed)
+    timed = cuda_backend.without_repeats(  # each kernel timed once
+        problem, pass_name, names, lambda name: catalog.by_name(name, pass_name).rejection(problem, pass_name))
+    reasons.update((name, cuda_backend.REPEATS_AN_ALGO) for name in names if name not in timed)
     remembered = _MEASURED.get(problem.kind(pass_name))
     if remembered is not None and remembered.chosen in names:
         return choice(remembered.chosen, str(remembered), remembered)
@@ -253,7 +254,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
     blocked = _measuring_blocked(problem)
     if blocked is not None:
         return choice(fallback, f"by priority: {blocked}", final=blocked in _LASTING_BLOCKS)
-    if not measure:
+    if not may_measure:
         return choice(fallback, f"by priority until the first {pass_name} call of this kind times "
                                 f"{', '.join(timed)}", final=False)
     measurement = _measure(problem, pass_name, timed, batch)
@@ -371,9 +372,9 @@ def plan_training(problem: Problem, requested: str, batch: Optional[int],
     return _native_step_choice(problem, choices, known) if known.chosen == "torch" else choices
 
 
-def plan(problem: Problem, requested: str = "auto", measure: bool = False) -> Plan:
+def plan(problem: Problem, requested: str = "auto", may_measure: bool = False) -> Plan:
     """Every pass of ``problem`` (with a remembered whole-step measurement applied)."""
-    choices = {name: plan_pass(problem, name, requested, measure) for name in PASSES}
+    choices = {name: plan_pass(problem, name, requested, may_measure) for name in PASSES}
     step = _STEPS.get(problem.kind(STEP))
     if step is not None and step.chosen == "torch" and effective_request(requested) == "auto":
         choices = _native_step_choice(problem, choices, step)

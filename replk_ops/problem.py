@@ -48,6 +48,11 @@ class Problem(NamedTuple):
     def dilated(self) -> bool:
         return self.dilation != (1, 1)
 
+    @property
+    def rank(self) -> int:
+        """The convolution's rank (2-D): what an implementation's ``ranks`` is checked against."""
+        return 2
+
     def kernel_words(self) -> str:
         return f"a {self.kh}x{self.kw} kernel" + (f" with dilation ({self.dh}, {self.dw})" if self.dilated else "")
 

@@ -138,7 +138,7 @@ needs_fx_functional = pytest.mark.skipif(
 
 # The compiled CPU kernels (replk_ops._cpu) are built by every install with a C++ compiler; where one
 # was not, their tests skip with the reason (and .ci/run fails if a compiler was there).
-from replk_ops.backends import cpp as _cpp  # noqa: E402
+from replk_ops.backends.cpp import loader as _cpp  # noqa: E402
 
 needs_cpp = pytest.mark.skipif(_cpp.UNAVAILABLE is not None, reason=str(_cpp.UNAVAILABLE))
 # The CPU implementations every correctness matrix runs

@@ -21,7 +21,7 @@ LIBRARIES = {"_C": "skipped", "_cpu": "cpu_skipped"}  # each module and where th
 # A user's first hour: import, explain and a call on CPU tensors, and the CUDA extension's table where it loaded.
 FIRST_USE = """
 import json, torch, torch.nn.functional as F, replk_ops
-from replk_ops import _extension
+from replk_ops.backends.cuda import loader as _extension
 x, w = torch.randn(1, 4, 16, 16), torch.randn(4, 1, 7, 7)
 print(replk_ops.explain(x, w))
 torch.testing.assert_close(replk_ops.dwconv2d(x, w), F.conv2d(x, w, None, 1, 3, 1, 4))

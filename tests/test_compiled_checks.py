@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import replk_ops
-from replk_ops import _compiled, _extension, _probe, catalog
+from replk_ops import _compiled, _probe, catalog
+from replk_ops.backends.cuda import loader as _extension
 from replk_ops.backends import cpp
 from replk_ops.problem import Problem
 from conv_testing import HANG_GUARD_S

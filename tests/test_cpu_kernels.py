@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import replk_ops
 from replk_ops import planner
 from replk_ops._checks import output_size
-from replk_ops.backends import cpp
+from replk_ops.backends.cpp import loader as cpp
 from conv_testing import conv64, grads64, needs_cpp
 
 # (N, C, H, W, kh, kw, ph, pw, dh, dw): maps whose padded planes end inside and on a vector block,

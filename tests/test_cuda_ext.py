@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import replk_ops
-from replk_ops import _extension
+from replk_ops.backends.cuda import loader as _extension
 from replk_ops._checks import padding_pair
 from conv_testing import (
     KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,

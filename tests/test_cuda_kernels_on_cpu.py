@@ -15,9 +15,9 @@ import torch
 
 from conv_testing import KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, torch_same_dtype
 import cuda_on_cpu
-from replk_ops import catalog
+from replk_ops.backends import cuda as cuda_backend
 from replk_ops._checks import padding_pair
-from replk_ops.backends import cuda
+from replk_ops.backends.cuda import runner as cuda
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 HALF = [torch.bfloat16, torch.float16]
@@ -251,12 +251,12 @@ def test_the_catalogue_takes_which_algos_ran_on_a_gpu_from_the_table(kernels, mo
     """Whether an algo has run on a GPU is the table's verified_on_gpu alone: the catalogue lets
     "auto" pick only verified algos and marks the others in their description."""
     monkeypatch.setattr(cuda, "algo_table", lambda: kernels.table)
-    entries = {(impl.passes[0], impl.name): impl for impl in catalog._cuda_entries()[1:]}
+    entries = {(impl.passes[0], impl.name): impl for impl in cuda_backend.entries()[1:]}
     assert len(entries) == len(kernels.table)
     for row in kernels.table:
         impl = entries[(row["pass"], f"cuda:{row['algo']}")]
         verified = row["verified_on_gpu"]
-        assert impl.description.endswith(catalog.NOT_RUN_ON_A_GPU) != verified, (row, impl.description)
+        assert impl.description.endswith(cuda_backend.NOT_RUN_ON_A_GPU) != verified, (row, impl.description)
         assert impl.auto_devices == (("cuda",) if verified and row["auto"] else ()), row
 
 

@@ -9,7 +9,7 @@ import replk_ops
 from replk_ops import catalog
 from replk_ops._checks import dilation_pair, output_size, padding_pair
 from replk_ops.backends.space_to_batch import SpaceToBatch
-from replk_ops.backends.torch_native import TorchNativeBackend
+from replk_ops.backends.torch_native import TorchNativeRunner
 from replk_ops.models import DilatedReparamBlock
 from replk_ops.problem import Problem
 from conv_testing import (
@@ -102,7 +102,7 @@ def test_space_to_batch_route_against_float64(case):
     """The decomposition that lets undilated kernels (Triton, CUDA) run dilated convs, on PyTorch's
     own undilated conv, in float64."""
     x, weight, bias, grad_out, pad, dil = _tensors(case, torch.float64, "strided")
-    route = SpaceToBatch(TorchNativeBackend())
+    route = SpaceToBatch(TorchNativeRunner())
     y = route.fwd(x, weight, bias, *pad, dil)
     dx = route.bwd_input(grad_out, weight, *pad, dil)
     dw, db = route.bwd_weight(grad_out, x, *weight.shape[2:], *pad, dil)
@@ -371,7 +371,7 @@ def test_dilated_cpu_plan_is_the_compiled_kernels_by_rule(dtype):
 
 
 def test_dilated_cpu_plan_without_the_compiled_kernels_is_a_rule(monkeypatch):
-    from replk_ops.backends import cpp
+    from replk_ops.backends.cpp import loader as cpp
     from replk_ops.backends.direct import ONEDNN_DILATED_MAX_PAD
 
     monkeypatch.setattr(cpp, "UNAVAILABLE", "not built (test)")
@@ -385,3 +385,21 @@ def test_dilated_cpu_plan_without_the_compiled_kernels_is_a_rule(monkeypatch):
         assert not _dilated_plan(9, torch.bfloat16)["fwd"].how.startswith("by rule")  # half precision: measured
     finally:
         replk_ops.planner.reset()
+
+
+def test_undilated_runners_are_wrapped_and_refuse_a_dilated_call_unwrapped():
+    """Triton's and CUDA's kernels are undilated: their entries always run them through
+    space-to-batch, and a dilated call that reaches them unwrapped is a ValueError, before any work."""
+    from replk_ops.backends.cuda import CudaRunner
+    from replk_ops.backends.triton import TritonRunner
+
+    for impl in catalog.implementations():
+        assert impl.space_to_batch == (impl.backend in ("triton", "cuda")), impl.name
+    x, weight, dy = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3), torch.randn(1, 2, 8, 8)
+    for runner in (TritonRunner(), CudaRunner()):
+        with pytest.raises(ValueError, match=r"dilation: .* expected \(1, 1\), got \(2, 1\)"):
+            runner.fwd(x, weight, None, 2, 1, (2, 1))
+        with pytest.raises(ValueError, match="dilation"):
+            runner.bwd_input(dy, weight, 2, 1, (2, 1))
+        with pytest.raises(ValueError, match="dilation"):
+            runner.bwd_weight(dy, x, 3, 3, 2, 1, (2, 1))

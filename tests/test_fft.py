@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import replk_ops
-from replk_ops import catalog, fft_math, fft_plan
+from replk_ops import catalog
+from replk_ops.backends.fft import thresholds as fft_plan, transforms as fft_math
 from replk_ops._checks import padding_pair
 from replk_ops.planner import Problem
 from conv_testing import (

@@ -18,7 +18,8 @@ import warnings
 import pytest
 import torch
 
-from replk_ops import _compiled, _extension
+from replk_ops import _compiled
+from replk_ops.backends.cuda import loader as _extension
 from conv_testing import HANG_GUARD_S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -89,3 +89,53 @@ def test_benchmarks_holds_timing_scripts_only(path):
     assert not path.name.startswith("test_") and not path.name.endswith("_test.py") and "pytest" not in imported, \
         f"{path.name} is a test: it belongs in tests/"
     assert _times_something(tree), f"{path.name} times nothing: a static check belongs in tools/, a test in tests/"
+
+
+BACKENDS = PACKAGE / "backends"
+BACKEND_PACKAGES = sorted(p.parent.name for p in BACKENDS.glob("*/__init__.py"))
+# modules under backends/ that belong to no one backend: the runner interface, the catalogue entry
+# type and the space-to-batch wrapper the undilated runners share
+SHARED_BACKEND_MODULES = {"__init__", "base", "implementation", "space_to_batch"}
+
+
+def test_every_backend_module_sits_inside_its_package():
+    loose = sorted(p.stem for p in BACKENDS.glob("*.py") if p.stem not in SHARED_BACKEND_MODULES)
+    assert not loose, f"backends/{loose[0]}.py: a backend's modules belong in backends/<name>/"
+    from replk_ops import catalog
+
+    assert sorted(package.__name__.rpartition(".")[2] for package in catalog.PRIORITY) == BACKEND_PACKAGES
+    for name in ("fft_math", "fft_plan", "triton_kernels"):
+        assert not (PACKAGE / f"{name}.py").exists() and not (PACKAGE / name).exists(), name
+
+
+def _backend_internal(imported: str):
+    """(backend, module) where ``imported`` names a module inside a backend package (not the
+    package itself, nor a name its __init__ exports), else None."""
+    parts = imported.split(".")
+    if parts[:2] != ["replk_ops", "backends"] or len(parts) < 4 or parts[2] not in BACKEND_PACKAGES:
+        return None
+    inside = BACKENDS.joinpath(*parts[2:4])
+    return (parts[2], imported) if inside.with_suffix(".py").exists() or inside.is_dir() else None
+
+
+def test_no_module_outside_backends_imports_a_backends_internals():
+    """Outside backends/, a backend is reached through its package (``replk_ops.backends.cpp``)
+    or the shared modules, never ``replk_ops.backends.cpp.runner``."""
+    for path in MODULES:
+        if BACKENDS in path.parents:
+            continue
+        for imported in _module_level_imports(path):
+            internal = _backend_internal(imported)
+            if internal is not None:
+                pytest.fail(f"{path.relative_to(PACKAGE.parent)} imports {imported}: use replk_ops.backends.{internal[0]}")
+
+
+def test_backends_reach_each_other_through_their_packages():
+    """Inside backends/, one backend uses another only through that package's __init__."""
+    for path in MODULES:
+        if BACKENDS not in path.parents or path.parent == BACKENDS:
+            continue
+        own = path.relative_to(BACKENDS).parts[0]
+        for imported in _module_level_imports(path):
+            internal = _backend_internal(imported)
+            assert internal is None or internal[0] == own, f"{path.relative_to(PACKAGE.parent)} imports {imported}"

@@ -225,7 +225,7 @@ def test_cpu_timing_takes_turns_and_drops_clear_losers(monkeypatch):
 def test_a_cuda_call_reports_a_missing_extension_once(monkeypatch, planner_env):
     """Users never see pip's build log: the planner's first CUDA problem asks the extension status
     to warn (it does so once, and only where a GPU is present)."""
-    from replk_ops import _extension
+    from replk_ops.backends.cuda import loader as _extension
 
     calls = []
     monkeypatch.setattr(_extension, "warn_once_if_missing", lambda: calls.append(1))
@@ -234,3 +234,18 @@ def test_a_cuda_call_reports_a_missing_extension_once(monkeypatch, planner_env):
     planner.plan_pass(cuda_problem, "fwd")
     planner.plan_pass(problem(), "fwd")
     assert calls == [1]
+
+
+def test_an_implementation_runs_only_the_ranks_it_declares():
+    """A rank is a capability each catalogue entry declares (2-D everywhere today): a problem of
+    another rank is rejected first, with the reason."""
+
+    class Problem3d(Problem):
+        @property
+        def rank(self):
+            return 3
+
+    for impl in catalog.implementations():
+        assert impl.ranks == (2,)
+        assert impl.rejection(Problem3d(*problem()), "fwd") == "runs 2-D convolutions only, got a 3-D one"
+    assert catalog.by_name("torch").rejection(problem(), "fwd") is None

@@ -6,7 +6,7 @@ import torch
 pytest.importorskip("triton")
 
 import replk_ops  # noqa: E402
-from replk_ops.triton_kernels import bwd_weight as weight_grad, common, dense, fwd, launch, tuning  # noqa: E402
+from replk_ops.backends.triton.kernels import bwd_weight as weight_grad, common, dense, fwd, launch, tuning  # noqa: E402
 from replk_ops._checks import padding_pair  # noqa: E402
 from conv_testing import (  # noqa: E402
     KERNEL_PATH_CASES, assert_close_to_reference, conv64, grads64, make_input, torch_same_dtype,

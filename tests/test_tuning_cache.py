@@ -103,13 +103,13 @@ def test_off_switch_and_clear_keep_other_files(cache_dir, monkeypatch):
 def fake_gpu(monkeypatch):
     """Make a "cuda:0" problem plannable without a GPU: every GPU implementation available, the
     environment a fixed one, timings from a table; returns the list of timed candidate lists."""
-    from replk_ops import _extension
+    from replk_ops.backends.cuda import loader as _extension
     from replk_ops.backends import cuda, triton
 
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     monkeypatch.setattr(_extension, "warn_once_if_missing", lambda: None)
-    monkeypatch.setattr(cuda.CudaBackend, "unavailable_reason", lambda self, problem: None)
-    monkeypatch.setattr(triton.TritonBackend, "unavailable_reason", lambda self, problem: None)
+    monkeypatch.setattr(cuda.CudaRunner, "unavailable_reason", lambda self, problem: None)
+    monkeypatch.setattr(triton.TritonRunner, "unavailable_reason", lambda self, problem: None)
     monkeypatch.setattr(cache, "environment", lambda device: {"device": "stand-in GPU"})
     monkeypatch.setattr(measure, "workload", lambda problem, batch: (None,) * 4)
     timed = []
@@ -141,6 +141,8 @@ def test_planner_measurements_on_cuda_outlive_the_process(cache_dir, fake_gpu):
 def test_no_candidate_is_timed_twice(cache_dir, fake_gpu):
     """The extension's own choice ("cuda") runs one of its algos: where all of those it may pick
     are candidates themselves, it is not timed again."""
+    from replk_ops.backends import cuda
+
     for dtype in (torch.float32, torch.bfloat16):
         for pass_name in catalog.PASSES:
             fake_gpu.clear()
@@ -150,11 +152,11 @@ def test_no_candidate_is_timed_twice(cache_dir, fake_gpu):
             algos = [n for n in names if n.startswith("cuda:")]
             if algos:
                 assert "cuda" not in names
-                assert dict(choice.rejected)["cuda"] == catalog.REPEATS_AN_ALGO
+                assert dict(choice.rejected)["cuda"] == cuda.REPEATS_AN_ALGO
 
 
 def test_triton_tuner_times_once_then_reads_the_cache(cache_dir, monkeypatch):
-    from replk_ops.triton_kernels import tuner, tuning
+    from replk_ops.backends.triton.kernels import tuner, tuning
 
     variants = tuning.weight_grad_shortlist(64)
     ran, timed = [], []
@@ -175,7 +177,7 @@ def test_triton_tuning_runs_the_real_kernels_in_the_interpreter(cache_dir, monke
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("runs on Triton's interpreter")
-    from replk_ops.triton_kernels import launch, tuner, tuning
+    from replk_ops.backends.triton.kernels import launch, tuner, tuning
 
     monkeypatch.setattr(tuning, "fixed_tiles", lambda *a, **k: False)
     monkeypatch.setattr(cache, "environment", lambda device: {"device": "interpreter"})
@@ -200,7 +202,7 @@ DEFAULT_BENCH_VARIANT_BUDGET = 160
 def test_the_default_gpu_bench_compiles_a_bounded_number_of_triton_variants():
     pytest.importorskip("triton")
     from replk_ops.bench import cold_start, shapes
-    from replk_ops.triton_kernels import tuning
+    from replk_ops.backends.triton.kernels import tuning
 
     bench_shapes = shapes.preset("replknet31b", "cuda")
     keys = cold_start.triton_tuning(bench_shapes, [torch.float32, torch.bfloat16])

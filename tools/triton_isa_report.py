@@ -16,10 +16,10 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from replk_ops.triton_kernels import tuning
-from replk_ops.triton_kernels.bwd_weight import dwconv_bwd_weight_kernel, weight_columns_block
-from replk_ops.triton_kernels.dense import dwconv_dense_fwd_kernel
-from replk_ops.triton_kernels.fwd import dwconv_fwd_kernel
+from replk_ops.backends.triton.kernels import tuning
+from replk_ops.backends.triton.kernels.bwd_weight import dwconv_bwd_weight_kernel, weight_columns_block
+from replk_ops.backends.triton.kernels.dense import dwconv_dense_fwd_kernel
+from replk_ops.backends.triton.kernels.fwd import dwconv_fwd_kernel
 
 FWD_INTS = ["N", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "sxn", "sxc", "sxh", "sxw", "syn", "syc", "syh", "syw"]
 BWD_INTS = ["N", "C", "H", "W", "Ho", "Wo", "KH", "KW", "PH", "PW", "ROWS_PER_SPLIT", "SPLITS",

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import input_size, output_size
-from .base import Backend
+from .base import PassRunner
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -64,10 +64,10 @@ class _Grids:
         return _to_batch(F.pad(dy, (0, right, 0, bottom)), self.dh, self.dw)
 
 
-class SpaceToBatch(Backend):
+class SpaceToBatch(PassRunner):
     """``inner`` (an undilated backend) for any dilation; undilated calls go straight to it."""
 
-    def __init__(self, inner: Backend):
+    def __init__(self, inner: PassRunner):
         self.inner = inner
 
     def unavailable_reason(self, problem) -> Optional[str]:

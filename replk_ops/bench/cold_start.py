@@ -48,9 +48,9 @@ def triton_tuning(shapes: Sequence[Shape], dtypes: Sequence[torch.dtype]) -> Dic
     """Each Triton tuning key the bench's shapes reach, with its short list (the variants the
     tuner compiles and times for it). Dilated shapes are left out: "auto" does not pick Triton's
     space-to-batch path on CUDA yet."""
-    from ..triton_kernels.bwd_weight import weight_grad_tuning
-    from ..triton_kernels.common import vector_width
-    from ..triton_kernels.fwd import forward_tuning
+    from ..backends.triton.kernels.bwd_weight import weight_grad_tuning
+    from ..backends.triton.kernels.common import vector_width
+    from ..backends.triton.kernels.fwd import forward_tuning
 
     found: Dict[Tuple, tuple] = {}
     for shape, dtype in itertools.product(shapes, dtypes):

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-from .timing import Timing, summarize
+from .timing import Timing, interleaved_rounds, summarize
 
 ROUNDS = 9
 CALLS_PER_ROUND = 200
@@ -19,25 +19,18 @@ WALL_CAP_S = 20.0  # per pass (inference, fwd+bwd): a busy machine gets fewer ro
 MIN_ROUNDS = 5  # fewer: the line says the number is noise
 
 
-def thread_seconds_per_call(fn: Callable[[], object], calls: int) -> float:
-    start = time.thread_time()
-    for _ in range(calls):
-        fn()
-    return (time.thread_time() - start) / calls
-
-
 def interleaved_differences_us(baseline: Callable[[], object], candidate: Callable[[], object],
                                rounds: int = ROUNDS, calls: int = CALLS_PER_ROUND,
                                wall_cap_s: float = WALL_CAP_S) -> List[float]:
-    """(candidate - baseline) thread CPU microseconds per call, one value per round; rounds stop
-    early at ``wall_cap_s`` of wall time (at least one round runs)."""
+    """(candidate - baseline) thread CPU microseconds per call, one value per round (the two take
+    turns, ``timing.interleaved_rounds``); rounds stop early at ``wall_cap_s`` of wall time (at
+    least one round runs)."""
     baseline(), candidate()  # first calls plan, allocate and build oneDNN primitives
     diffs, start = [], time.perf_counter()
-    for i in range(rounds):
-        order = (baseline, candidate) if i % 2 == 0 else (candidate, baseline)
-        times = {id(fn): thread_seconds_per_call(fn, calls) for fn in order}
-        diffs.append((times[id(candidate)] - times[id(baseline)]) * 1e6)
-        if time.perf_counter() - start >= wall_cap_s:
+    pair = {"baseline": baseline, "candidate": candidate}
+    for i, per_call in enumerate(interleaved_rounds(pair, time.thread_time, calls)):
+        diffs.append((per_call["candidate"] - per_call["baseline"]) * 1e6)
+        if i + 1 >= rounds or time.perf_counter() - start >= wall_cap_s:
             break
     return diffs
 

@@ -12,10 +12,11 @@ The CPU timer is our own rather than torch.utils.benchmark: importing that pulls
 extension build tooling, which warns about a missing CUDA runtime on every CPU machine."""
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
-from typing import Callable, Dict, List, Mapping, NamedTuple, Sequence
+from typing import Callable, Dict, Iterator, List, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -62,6 +63,21 @@ def _per_call(fn: Callable, calls: int, clock: Callable[[], float]) -> float:
     return (clock() - start) / calls
 
 
+def interleaved_rounds(fns: Mapping[str, Callable], clock: Callable[[], float], calls=1,
+                       rotate: bool = True) -> Iterator[Dict[str, float]]:
+    """The one interleaved CPU timer, round after round (the caller stops): in each round every
+    variant of ``fns`` runs ``calls`` calls (an int, or name -> int) in turn, timed on ``clock``;
+    yields name -> seconds per call. With ``rotate``, round i starts with variant i, so no variant
+    always runs first. ``fns`` is read afresh each round: a caller may drop a variant between rounds."""
+    for i in itertools.count():
+        names = list(fns)
+        if not names:
+            return
+        if rotate:
+            names = names[i % len(names):] + names[:i % len(names)]
+        yield {name: _per_call(fns[name], calls if isinstance(calls, int) else calls[name], clock) for name in names}
+
+
 def interleaved_samples(fns: Mapping[str, Callable], budget_s: float, clock: Callable[[], float] = time.thread_time,
                         wall_cap_s: float = WALL_CAP_S, min_samples: int = MIN_SAMPLES) -> Dict[str, List[float]]:
     """name -> milliseconds per call of each of ``fns``, one sample per round, timed in turns: one
@@ -77,14 +93,12 @@ def interleaved_samples(fns: Mapping[str, Callable], budget_s: float, clock: Cal
         calls[name] = max(1, math.ceil(MIN_SAMPLE_S / max(first, 1e-9)))
     samples = {name: [] for name in names}
     spent = dict.fromkeys(names, 0.0)
-    for i in range(MAX_ROUNDS):
-        order = names[i % len(names):] + names[:i % len(names)]
-        for name in order:
-            per_call = _per_call(fns[name], calls[name], clock)
-            samples[name].append(per_call * 1e3)
-            spent[name] += per_call * calls[name]
+    for i, per_call in enumerate(interleaved_rounds(fns, clock, calls)):
+        for name, seconds in per_call.items():
+            samples[name].append(seconds * 1e3)
+            spent[name] += seconds * calls[name]
         enough = i + 1 >= min_samples and min(spent.values()) >= budget_s
-        if enough or time.perf_counter() - wall_start >= wall_cap_s:
+        if enough or i + 1 >= MAX_ROUNDS or time.perf_counter() - wall_start >= wall_cap_s:
             break
     return samples
 

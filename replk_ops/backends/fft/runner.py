@@ -3,7 +3,7 @@ CPU, cuFFT on CUDA).
 
 A direct depthwise conv costs 2 * kh * kw FLOPs per output; the transforms cost about the same per
 pixel whatever the kernel, so from a few hundred taps on they win (docs/design.md, "FFT"). The
-transform sizes and the crop are in ``replk_ops.fft_math``.
+transform sizes and the crop are in ``transforms``.
 
 - forward: ``irfft2(rfft2(x) * G)`` cropped, G the spectrum of the flipped kernel;
 - input gradient: ``irfft2(rfft2(dy) * conj(G))`` cropped;
@@ -22,19 +22,15 @@ from typing import Optional
 
 import torch
 
-from .. import fft_math
-from .._checks import input_size, output_size
-from .._layout import memory_format_of
-from .base import Backend
-from .direct import DirectBackend
+from . import transforms
+from ..._checks import input_size, output_size
+from ..._layout import memory_format_of
+from ..base import PassRunner, in_compute_dtype
+from ..direct import ForwardConvRunner
 from .spectrum_cache import SpectrumCache
 
-_DIRECT = DirectBackend()
+_DIRECT = ForwardConvRunner()
 _UNDILATED = (1, 1)
-
-
-def _compute(t: torch.Tensor) -> torch.Tensor:
-    return t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _all_finite(*tensors) -> bool:
@@ -55,10 +51,10 @@ def _undilated(dilation) -> None:
 
 def _planes(t: torch.Tensor) -> torch.Tensor:
     # pocketfft is fastest on contiguous rows; a channels_last or strided input is copied once
-    return _compute(t).contiguous()
+    return in_compute_dtype(t).contiguous()
 
 
-class FFTBackend(Backend):
+class FFTRunner(PassRunner):
     def __init__(self):
         self.cache = SpectrumCache()
 
@@ -75,18 +71,18 @@ class FFTBackend(Backend):
             return _DIRECT.fwd(x, weight, bias, ph, pw)
         n, c, h, w = x.shape
         kh, kw = weight.shape[2], weight.shape[3]
-        s = fft_math.transform_shape(h, w, kh, kw, ph, pw)
+        s = transforms.transform_shape(h, w, kh, kw, ph, pw)
         ho, wo = output_size(h, w, kh, kw, ph, pw)
         xc = _planes(x)
         # kept for the next inference call, or for this step's backward (which takes it out)
-        g = self.cache.get(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
+        g = self.cache.get(weight, s, ph, pw, lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
         # written chunk by chunk in the caller's layout (the ops then have nothing to copy)
         out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device, memory_format=memory_format_of(x))
-        for cs in fft_math.channel_chunks(n, c, s, xc.dtype):
-            spec = fft_math.spectrum(xc[:, cs], s).mul_(g[cs])
-            out[:, cs] = fft_math.crop_inverse(spec, s, (ho, wo))
+        for cs in transforms.channel_chunks(n, c, s, xc.dtype):
+            spec = transforms.spectrum(xc[:, cs], s).mul_(g[cs])
+            out[:, cs] = transforms.crop_inverse(spec, s, (ho, wo))
         if bias is not None:
-            out += _compute(bias).view(1, c, 1, 1)
+            out += in_compute_dtype(bias).view(1, c, 1, 1)
         return out.to(x.dtype)
 
     def bwd_input(self, grad_out, weight, ph, pw, dilation=_UNDILATED):
@@ -115,7 +111,7 @@ class FFTBackend(Backend):
             dx = _DIRECT.bwd_input(grad_out, weight, ph, pw) if need_input else None
             dw, db = _DIRECT.bwd_weight(grad_out, x, kh, kw, ph, pw) if need_weight else (None, None)
             return dx, dw, db
-        s = fft_math.transform_shape(h, w, kh, kw, ph, pw)
+        s = transforms.transform_shape(h, w, kh, kw, ph, pw)
         dyc = _planes(grad_out)
         xc = _planes(x) if need_weight else None
         dx = torch.empty((n, c, h, w), dtype=dyc.dtype, device=grad_out.device,
@@ -123,17 +119,17 @@ class FFTBackend(Backend):
         dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
         g = None
         if need_input:  # the forward's, where the weight has not changed since
-            g = self.cache.take(weight, s, ph, pw, lambda: fft_math.kernel_spectrum(_compute(weight), s, ph, pw))
-        for cs in fft_math.channel_chunks(n, c, s, dyc.dtype):
-            dy_spec = fft_math.spectrum(dyc[:, cs], s)
+            g = self.cache.take(weight, s, ph, pw, lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
+        for cs in transforms.channel_chunks(n, c, s, dyc.dtype):
+            dy_spec = transforms.spectrum(dyc[:, cs], s)
             if need_weight:
                 # conj(X) * DY summed over the batch, conjugated once: conj(DY) * X without a copy
                 # of DY's spectrum. Conjugates are physical throughout: with a lazily conjugated
                 # operand, mul_ gave wrong results under AOT tracing (opcheck)
-                corr = fft_math.spectrum(xc[:, cs], s).conj_physical_().mul_(dy_spec).sum(dim=0).conj_physical_()
-                dw[cs, 0] = fft_math.weight_from_correlation(corr, s, kh, kw, ph, pw)
+                corr = transforms.spectrum(xc[:, cs], s).conj_physical_().mul_(dy_spec).sum(dim=0).conj_physical_()
+                dw[cs, 0] = transforms.weight_from_correlation(corr, s, kh, kw, ph, pw)
             if need_input:
-                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g[cs].conj_physical()), s, (h, w))
+                dx[:, cs] = transforms.crop_inverse(dy_spec.mul_(g[cs].conj_physical()), s, (h, w))
         if need_input:
             dx = dx.to(grad_out.dtype)
         db = None

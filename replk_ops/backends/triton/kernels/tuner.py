@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
-from .. import cache
-from ..measure import time_cuda
+from .... import cache
+from ....measure import time_cuda
 
 SECTION = "triton"
 # Compiles at once: each is a Python front end, LLVM and ptxas; more threads than variants or

@@ -27,8 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._checks import input_size
-from .._layout import memory_format_of
+from ...._checks import input_size
+from ...._layout import memory_format_of
 from . import dense, tuner, tuning
 from .common import _aligned_input_columns, _dot, flags, vector_width
 

@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from ._compiled import CUDA_EXTENSION, ModuleStatus, load, warn_at_import
+from ..._compiled import CUDA_EXTENSION, ModuleStatus, load, warn_at_import
 
 CPU_NOTE = "CPU tensors never use replk_ops._C"  # said in every message about the CUDA extension
 

@@ -32,8 +32,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .._checks import span
-from .base import Backend, NoTF32
+from ..._checks import span
+from ..base import NoTF32, PassRunner, compute_dtype, in_compute_dtype
 
 CL = torch.channels_last
 # oneDNN's dilated depthwise conv keeps its fast path with its own padding only up to a width its
@@ -54,24 +54,14 @@ ONEDNN_DILATED_MAX_PAD = _ONEDNN_MAX_PAD_BY_CAPABILITY.get(_cpu_capability(), 0)
 ONEDNN_STRIDED_MAX_STRIDE = 3
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def _in_compute_dtype(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    if t is None or t.dtype in (torch.float32, torch.float64):
-        return t
-    return t.to(torch.float32)
-
-
 def _prepared(t: torch.Tensor) -> torch.Tensor:
-    return _in_compute_dtype(t).contiguous(memory_format=CL)
+    return in_compute_dtype(t).contiguous(memory_format=CL)
 
 
 def _conv_input(t: torch.Tensor) -> torch.Tensor:
     # On CUDA the caller's layout is kept; on CPU channels_last reaches oneDNN at any kernel size.
     if t.is_cuda:
-        return _in_compute_dtype(t)
+        return in_compute_dtype(t)
     return _prepared(t)
 
 
@@ -99,28 +89,30 @@ def input_grad_as_forward(grad_out, kh, kw, ph, pw, dilation):
     return dy, max(qh, 0), max(qw, 0)
 
 
-class DirectBackend(Backend):
+class ForwardConvRunner(PassRunner):
+    """The ``direct`` backend (not the CUDA extension's CUDA-core algos, also called direct)."""
+
     def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
-        out = _dilated_conv(_in_compute_dtype(x), _in_compute_dtype(weight), _in_compute_dtype(bias), ph, pw,
+        out = _dilated_conv(in_compute_dtype(x), in_compute_dtype(weight), in_compute_dtype(bias), ph, pw,
                             tuple(dilation))
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def bwd_input(self, grad_out, weight, ph, pw, dilation=(1, 1)):
         dy, qh, qw = input_grad_as_forward(grad_out, weight.shape[2], weight.shape[3], ph, pw, dilation)
-        cdt = _compute_dtype(grad_out.dtype)
-        dx = _dilated_conv(_in_compute_dtype(dy), weight.to(cdt).flip(2, 3), None, qh, qw, tuple(dilation))
+        cdt = compute_dtype(grad_out.dtype)
+        dx = _dilated_conv(in_compute_dtype(dy), weight.to(cdt).flip(2, 3), None, qh, qw, tuple(dilation))
         return dx.to(grad_out.dtype)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):
         n, c = x.shape[0], x.shape[1]
-        cdt = _compute_dtype(x.dtype)
+        cdt = compute_dtype(x.dtype)
         grad_bias = grad_out.sum(dim=(0, 2, 3), dtype=cdt)
         if n == 0:
             grad_weight = torch.zeros((c, 1, kh, kw), dtype=cdt, device=x.device)
         elif x.device.type == "cuda":
             with NoTF32(x.is_cuda):
                 grad_weight = torch.ops.aten.convolution_backward(
-                    _in_compute_dtype(grad_out), _in_compute_dtype(x),
+                    in_compute_dtype(grad_out), in_compute_dtype(x),
                     torch.empty((c, 1, kh, kw), dtype=cdt, device=x.device),
                     None, [1, 1], [ph, pw], list(dilation), False, [0, 0], c, [False, True, False],
                 )[1]

@@ -10,7 +10,7 @@ import dataclasses
 import torch
 import triton
 
-from .._checks import env_switch
+from ...._checks import env_switch
 from . import dense
 from .common import aligned, interpreting, vector_width
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import input_size
-from .._layout import memory_format_of
-from .base import Backend, NoTF32
+from ..._checks import input_size
+from ..._layout import memory_format_of
+from ..base import NoTF32, PassRunner
 
 _convolution_backward = torch.ops.aten.convolution_backward.default
 
@@ -21,7 +21,7 @@ def _no_tf32(t: torch.Tensor) -> NoTF32:
     return NoTF32(t.is_cuda and t.dtype == torch.float32)
 
 
-class TorchNativeBackend(Backend):
+class TorchNativeRunner(PassRunner):
     def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
         with _no_tf32(x):
             return F.conv2d(x, weight, bias, 1, (ph, pw), dilation, x.shape[1])

@@ -16,35 +16,14 @@ from typing import Optional
 
 import torch
 
-from .._checks import output_size
-from .._compiled import CPU_KERNELS, load, warn_at_import
-from .direct import _compute_dtype, input_grad_as_forward
-from .base import Backend
+from ..._checks import output_size
+from ..base import PassRunner, compute_dtype
+from ..direct import input_grad_as_forward
+from . import loader
+from .loader import _MODULE
 
 _EMPTY = torch.empty(0)
 CL = torch.channels_last
-
-
-def _load():
-    """(module, None) or (None, why it is not there), through the package's one checked loader."""
-    status = load(CPU_KERNELS)
-    warn_at_import(status, shadowed_too=False)  # a shadowing checkout is said once, for replk_ops._C
-    return (status.module, None) if status.loaded else (None, status.reason)
-
-
-_MODULE, UNAVAILABLE = _load()
-
-
-def instruction_set() -> Optional[str]:
-    """What the kernels run with on this CPU ("avx2+fma", "baseline"), None without them."""
-    return _MODULE.instruction_set() if _MODULE is not None else None
-
-
-def note() -> str:
-    """One line for explain on CPU: whether the compiled CPU kernels are there, and how they run."""
-    if UNAVAILABLE is not None:
-        return str(UNAVAILABLE)
-    return f"the compiled CPU kernels replk_ops._cpu run with {instruction_set()} on this CPU"
 
 
 def _prepared(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -67,7 +46,7 @@ def _taps(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _forward(x, weight, bias, ph, pw, dilation) -> torch.Tensor:
     """The conv in the compute dtype, in x's layout where that is channels_last, else NCHW."""
-    cdt = _compute_dtype(x.dtype)
+    cdt = compute_dtype(x.dtype)
     n, c, h, w = x.shape
     kh, kw = weight.shape[2], weight.shape[3]
     nhwc = _channels_last(x)
@@ -83,9 +62,9 @@ def _forward(x, weight, bias, ph, pw, dilation) -> torch.Tensor:
     return out
 
 
-class CppBackend(Backend):
+class CppRunner(PassRunner):
     def unavailable_reason(self, problem) -> Optional[str]:
-        return UNAVAILABLE
+        return loader.UNAVAILABLE  # read at call time: tests stand in a missing build
 
     def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
         return _as(_forward(x, weight, bias, ph, pw, tuple(dilation)), x.dtype)
@@ -95,7 +74,7 @@ class CppBackend(Backend):
         return _as(_forward(dy, weight.flip(2, 3), None, qh, qw, tuple(dilation)), grad_out.dtype)
 
     def bwd_weight(self, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):
-        cdt = _compute_dtype(x.dtype)
+        cdt = compute_dtype(x.dtype)
         c = x.shape[1]
         grad_bias = grad_out.sum(dim=(0, 2, 3), dtype=cdt)
         if not (grad_out.numel() and x.numel()):

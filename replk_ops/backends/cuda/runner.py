@@ -12,14 +12,14 @@ from typing import List, Optional
 
 import torch
 
-from .. import _extension
-from .base import Backend
+from . import loader
+from ..base import PassRunner, require_undilated
 
 @functools.lru_cache(maxsize=None)
 def algo_table() -> List[dict]:
     """The extension's algo table (rows of pass, algo, dtypes, min_cc, verified_on_gpu, auto,
     max_kernel, description), or [] when the extension is not loaded or predates the table."""
-    if not _extension.STATUS.loaded or not hasattr(torch.ops.replk_ops_C, "algo_table"):
+    if not loader.STATUS.loaded or not hasattr(torch.ops.replk_ops_C, "algo_table"):
         return []
     return json.loads(torch.ops.replk_ops_C.algo_table())
 
@@ -31,13 +31,15 @@ def max_kernel() -> Optional[int]:
     return min(limits) if limits else None
 
 
-class CudaBackend(Backend):
+class CudaRunner(PassRunner):
+    takes_dilation = False  # undilated kernels: the catalogue wraps it in space-to-batch
+
     def __init__(self, algo: str = "auto", min_cc: int = 0):
         self.algo = algo
         self.min_cc = min_cc
 
     def unavailable_reason(self, problem) -> Optional[str]:
-        status = _extension.STATUS
+        status = loader.STATUS
         if not status.loaded:
             return status.reason
         if not hasattr(torch.ops.replk_ops_C, "fwd"):
@@ -48,13 +50,16 @@ class CudaBackend(Backend):
                 return f"needs compute capability {self.min_cc / 10:.1f}, the GPU has {major}.{minor}"
         return None
 
-    def fwd(self, x, weight, bias, ph, pw):
+    def fwd(self, x, weight, bias, ph, pw, dilation=(1, 1)):
+        require_undilated(self, dilation)
         return torch.ops.replk_ops_C.fwd(x, weight, bias, ph, pw, self.algo)
 
-    def bwd_input(self, grad_out, weight, ph, pw):
+    def bwd_input(self, grad_out, weight, ph, pw, dilation=(1, 1)):
+        require_undilated(self, dilation)
         return torch.ops.replk_ops_C.bwd_input(grad_out, weight, ph, pw, self.algo)
 
-    def bwd_weight(self, grad_out, x, kh, kw, ph, pw):
+    def bwd_weight(self, grad_out, x, kh, kw, ph, pw, dilation=(1, 1)):
+        require_undilated(self, dilation)
         # always deterministic (fixed-order partial sums); the flag is part of the op's schema
         deterministic = torch.are_deterministic_algorithms_enabled()
         return torch.ops.replk_ops_C.bwd_weight(grad_out, x, kh, kw, ph, pw, deterministic, self.algo)

@@ -1,0 +1,20 @@
+"""``backend="fft"``: every pass as products of 2-D real FFTs. ``runner`` runs the passes,
+``transforms`` holds the transform sizes and crops, ``spectrum_cache`` keeps kernel spectra between
+calls, ``thresholds`` says where "auto" considers fft."""
+from typing import Tuple
+
+from ..._checks import SUPPORTED_DTYPES
+from ..implementation import Implementation
+from .runner import FFTRunner
+from .thresholds import BACKWARD_MIN_TAPS, MIN_TAPS, auto_rejection, cpu_rule
+
+NAME = "fft"  # the ``backend=`` value that selects it
+
+
+def entries() -> Tuple[Implementation, ...]:
+    return (Implementation(
+        NAME, NAME, FFTRunner(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu", "cuda"), auto_rule=auto_rejection,
+        description="products of 2-D real FFTs (torch.fft); its cost per pixel hardly grows with the kernel"),)
+
+
+__all__ = ["NAME", "BACKWARD_MIN_TAPS", "MIN_TAPS", "FFTRunner", "auto_rejection", "cpu_rule", "entries"]
