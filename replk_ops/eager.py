@@ -110,6 +110,12 @@ def dwconv2d(
     if records_standard_conv(x):  # tracers and exporters record the standard conv (_tracing.py)
         check_backend_name(backend)
         return standard_dwconv2d(x, weight, bias, padding, dilation)
+    return run_eager(x, weight, bias, padding, dilation, backend)
+
+
+def run_eager(x, weight, bias, padding, dilation, backend: str) -> torch.Tensor:
+    """``dwconv2d`` once it is known that no tracer records the call (``LargeKernelDWConv2d``
+    checks that itself): the ready call for this signature, prepared on its first use."""
     if _any_autocast():
         x, weight, bias = _autocast(x, weight, bias)
     if torch.compiler.is_compiling():
@@ -211,4 +217,4 @@ def explain(x: torch.Tensor, weight: torch.Tensor, padding: PaddingArg = "same",
     return planner.plan(problem, backend, may_measure=False)
 
 
-__all__ = ["dwconv2d", "explain"]
+__all__ = ["dwconv2d", "explain", "run_eager"]

@@ -10,7 +10,7 @@ from torch import nn
 from ._checks import PaddingArg, dilation_pair, kernel_size_pair, padding_pair, span
 from ._tracing import records_standard_conv
 from .catalog import check_backend_name
-from .eager import dwconv2d
+from .eager import run_eager
 
 
 class LargeKernelDWConv2d(nn.Conv2d):
@@ -51,7 +51,7 @@ class LargeKernelDWConv2d(nn.Conv2d):
         if records_standard_conv(x):
             # jit.trace, FX and ONNX export record nn.Conv2d's call, with this module's sizes
             return self._conv_forward(x, self.weight, self.bias)
-        return dwconv2d(x, self.weight, self.bias, self.padding, self.dilation, backend=self.backend)
+        return run_eager(x, self.weight, self.bias, self.padding, self.dilation, self.backend)
 
     def to_conv2d(self) -> nn.Conv2d:
         """The equivalent plain ``nn.Conv2d``, sharing this module's parameters."""
