@@ -16,15 +16,18 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 
-from . import cpu_rules, fft_plan
+from . import cpu_rules, fft_plan, rules3d
 from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
 from .backends import cuda, triton
 from .backends.base import Backend
 from .backends.cpp import CppBackend
 from .backends.direct import DirectBackend
+from .backends.direct3d import Direct3d
 from .backends.fft import FFTBackend
+from .backends.fft3d import FFT3d
 from .backends.space_to_batch import SpaceToBatch
 from .backends.torch_native import TorchNativeBackend
+from .backends.torch_native3d import TorchNative3d
 from .problem import Problem
 from .triton_kernels import DTYPES as TRITON_DTYPES, MAX_KERNEL as TRITON_MAX_KERNEL
 
@@ -52,6 +55,12 @@ class Implementation:
     # a rule for "auto" beyond devices: why it leaves out a problem this can run (a kernel too small
     # for the transforms to pay, for fft), or None
     auto_rule: Optional[Callable[[Problem], Optional[str]]] = None
+    # The 3-D passes (backends/base3d.Backend3d) of a backend that declares rank 3 among its ranks
+    ranks: Tuple[int, ...] = (2,)
+    runner3d: Optional[Backend] = None
+
+    def runner_for(self, rank: int) -> Backend:
+        return self.runner3d if rank == 3 else self.runner
 
     def kernel_limit(self) -> Optional[int]:
         return self.max_kernel() if callable(self.max_kernel) else self.max_kernel
@@ -60,12 +69,15 @@ class Implementation:
         """None if this implementation can run ``pass_name`` of ``problem`` here, else why not."""
         if pass_name not in self.passes:
             return f"does not implement {pass_name}"
+        rank = problem.rank
+        if rank not in self.ranks:
+            return f"runs {' and '.join(f'{r}-D' for r in self.ranks)} convolutions only, got a {rank}-D one"
         if problem.device_type not in self.devices:
             where = " and ".join(device.upper() for device in self.devices)
             return f"runs on {where} tensors only, got a tensor on {problem.device}"
         if problem.dtype not in self.dtypes:
             return f"supports {', '.join(DTYPE_NAMES[d] for d in self.dtypes)}, got {DTYPE_NAMES[problem.dtype]}"
-        why = self.runner.unavailable_reason(problem)
+        why = self.runner_for(rank).unavailable_reason(problem)
         if why is not None:
             return why
         limit = self.kernel_limit()
@@ -75,6 +87,8 @@ class Implementation:
 
     def auto_rejection(self, problem) -> Optional[str]:
         """None if "auto" may pick this implementation for ``problem``, else why not."""
+        if problem.rank == 3:
+            return rules3d.auto_rejection(self.backend, problem)
         if problem.device_type not in self.auto_devices:
             return f"available, but \"auto\" does not pick it for {problem.device_type} tensors"
         if self.space_to_batch and problem.dilated and problem.device_type == "cuda":
@@ -86,9 +100,11 @@ class Implementation:
 _BACKEND_ENTRIES = (
     Implementation(
         "torch", "torch", TorchNativeBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu", "cuda"),
+        ranks=(2, 3), runner3d=TorchNative3d(),
         description="PyTorch's own convolution in the caller's layout and dtype (what nn.Conv2d runs)"),
     Implementation(
         "direct", "direct", DirectBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu",),
+        ranks=(2, 3), runner3d=Direct3d(),
         description="every pass as a float32 forward convolution, on CPU through channels_last (oneDNN)"),
     Implementation(
         "cpp", "cpp", CppBackend(), ("cpu",), SUPPORTED_DTYPES, ("cpu",), auto_rule=cpu_rules.cpp_auto_rejection,
@@ -100,7 +116,7 @@ _BACKEND_ENTRIES = (
         description="Triton tensor-core kernels (CPU tensors only through the Triton interpreter, for tests)"),
     Implementation(
         "fft", "fft", FFTBackend(), ("cpu", "cuda"), SUPPORTED_DTYPES, ("cpu", "cuda"),
-        auto_rule=fft_plan.auto_rejection,
+        auto_rule=fft_plan.auto_rejection, ranks=(2, 3), runner3d=FFT3d(),
         description="products of 2-D real FFTs (torch.fft); its cost per pixel hardly grows with the kernel"),
 )
 
