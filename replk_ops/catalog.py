@@ -21,6 +21,7 @@ from ._checks import GPU_DTYPES, SUPPORTED_DTYPES
 from .backends import cuda, triton
 from .backends.base import Backend
 from .backends.cpp import CppBackend
+from .backends.cpp3d import Cpp3d
 from .backends.direct import DirectBackend
 from .backends.direct3d import Direct3d
 from .backends.fft import FFTBackend
@@ -108,6 +109,7 @@ _BACKEND_ENTRIES = (
         description="every pass as a float32 forward convolution, on CPU through channels_last (oneDNN)"),
     Implementation(
         "cpp", "cpp", CppBackend(), ("cpu",), SUPPORTED_DTYPES, ("cpu",), auto_rule=cpu_rules.cpp_auto_rejection,
+        ranks=(2, 3), runner3d=Cpp3d(),
         description="compiled C++ loops over zero-padded planes (replk_ops._cpu), any dilation: the CPU route for "
                     "dilated and small kernels"),
     Implementation(

@@ -40,8 +40,11 @@ CPP_MAX_UNDILATED_SIDE = 7
 # 32); 7x7 0.4 to 2.8 times, so that is left to PyTorch's call.
 CPP_NCHW_FORWARD_MAX_SIDE = 5
 Rule = Optional[Tuple[str, str]]  # (implementation name, why), or None: no rule applies
-# why a candidate left out by ``candidates`` is not timed
-NOT_TIMED = "PyTorch's NCHW path is a naive loop for this kernel"
+
+
+def not_timed(name: str) -> str:
+    """Why ``candidates`` leaves ``name`` out of a timing."""
+    return "PyTorch's NCHW path is a naive loop for this kernel"
 
 
 def cpp_auto_rejection(problem: Problem) -> Optional[str]:

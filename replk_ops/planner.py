@@ -249,7 +249,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, measure: bool, bat
         if rule is not None:
             return choice(rule[0], f"by rule: {rule[1]}")
         names = rules.candidates(problem, pass_name, names)
-        reasons.update((name, rules.NOT_TIMED) for name in reasons if reasons[name] is None and name not in names)
+        reasons.update((name, rules.not_timed(name)) for name in reasons if reasons[name] is None and name not in names)
     remembered = _MEASURED.get(problem.kind(pass_name))
     if remembered is not None and remembered.chosen in names:
         return choice(remembered.chosen, str(remembered), remembered)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import replk_ops
 from conv_testing import max_rel_error
 
-BACKENDS = ["auto", "torch", "direct", "fft"]
+BACKENDS = ["auto", "torch", "direct", "fft", "cpp"]
 # (N, C, D, H, W, kernel, padding, dilation)
 CASES = [
     (2, 3, 6, 7, 5, (3, 3, 3), "same", 1),
@@ -103,7 +103,7 @@ def test_dtypes(case, backend, dtype):
     _check(case, backend, dtype, "nchw")
 
 
-@pytest.mark.parametrize("backend", ["direct", "fft", "torch"])
+@pytest.mark.parametrize("backend", ["direct", "fft", "torch", "cpp"])
 def test_gradcheck_and_gradgradcheck(backend):
     torch.manual_seed(0)
     x = torch.randn(1, 2, 3, 4, 3, dtype=torch.float64, requires_grad=True)
@@ -161,3 +161,23 @@ def test_deterministic_mode_plans_without_timing_and_repeats_exactly():
 def test_fft_refuses_dilation():
     with pytest.raises(RuntimeError, match="backend: 'fft' cannot run this call: undilated kernels only"):
         replk_ops.dwconv3d(torch.randn(1, 2, 6, 6, 6), torch.randn(2, 1, 3, 3, 3), dilation=2, backend="fft")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_compiled_weight_gradient_writes_every_element(layout):
+    """The compiled kernel's output is allocated uninitialized; deterministic mode fills such memory
+    with NaN, so an element it does not write shows. 9 channels: one group of 8 and a partial one."""
+    pytest.importorskip("replk_ops._cpu")
+    torch.manual_seed(0)
+    x = _layout(torch.randn(2, 9, 5, 4, 6, dtype=torch.float64), layout)
+    dy = _layout(torch.randn(2, 9, 3, 4, 6, dtype=torch.float64), layout)
+    torch.use_deterministic_algorithms(True)
+    try:
+        got = torch.ops.replk_ops_cpu3d.weight_grad(x, dy, [3, 3, 3], [0, 1, 1], [1, 1, 1])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    ref = torch.ops.aten.convolution_backward(dy, x, torch.empty(9, 1, 3, 3, 3, dtype=torch.float64), None,
+                                              [1, 1, 1], [0, 1, 1], [1, 1, 1], False, [0, 0, 0], 9,
+                                              [False, True, False])[1]
+    assert not got.isnan().any()
+    assert max_rel_error(got.view(9, 1, 3, 3, 3), ref) < 1e-12

@@ -36,7 +36,7 @@ BAD = [
     ("kernel too big valid", lambda: replk_ops.dwconv3d(X, torch.randn(4, 1, 7, 3, 3), padding="valid"),
      ValueError, "is smaller than the kernel's span"),
     ("backend name", lambda: replk_ops.dwconv3d(X, W, backend="fast"), ValueError, "backend: expected one of"),
-    ("2-D only backend", lambda: replk_ops.dwconv3d(X, W, backend="cpp"), RuntimeError,
+    ("2-D only backend", lambda: replk_ops.dwconv3d(X, W, backend="triton"), RuntimeError,
      "runs 2-D convolutions only, got a 3-D one"),
     ("int32 sizes", lambda: replk_ops.dwconv3d(torch.empty(1, 1, 1, 1, 1).expand(2, 1, 1024, 1024, 1024),
                                                torch.randn(1, 1, 1, 1, 1)), ValueError, "32-bit integers"),
@@ -126,7 +126,7 @@ def test_convert_swaps_depthwise_conv3d_and_revert_swaps_back():
 def test_explain_names_the_route_and_why_2d_only_backends_are_out():
     text = str(replk_ops.explain(torch.randn(1, 4, 6, 6, 6), torch.randn(4, 1, 5, 5, 5)))
     assert "4 channels of 6x6x6 (cpu, float32, NCDHW), a 5x5x5 kernel, padding (2, 2, 2)" in text
-    assert "cpp                  runs 2-D convolutions only, got a 3-D one" in text
+    assert "triton               runs 2-D convolutions only, got a 3-D one" in text
     assert "weight gradient (bwd_weight): direct (by rule:" in text
 
 

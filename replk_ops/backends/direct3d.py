@@ -4,11 +4,11 @@ PyTorch's own depthwise conv3d backward on CPU costs 10 to 60 times its forward 
 thread: 1x32x32^3 with 21^3, 0.4 s forward and 32 s backward); written as forward convs, each
 pass costs about one forward (docs/conv3d.md):
 
-- forward: the conv itself, on CPU in channels_last_3d (oneDNN's depthwise kernel: 1x32x64^3
-  with 3^3, 37 ms against 185 ms in NCDHW);
+- forward: the conv itself, on CPU in channels_last_3d for small kernels (oneDNN's depthwise
+  kernel: 1x32x64^3 with 3^3, 37 ms against 185 ms in NCDHW), in the caller's layout from 7^3;
 - input gradient: the forward with the kernel flipped along all three axes;
-- weight gradient: a depthwise conv over the N*C volumes of the padded input with the output
-  gradient as the (large) kernel, strided by the dilation, then summed over the batch.
+- weight gradient: a depthwise conv over the N*C volumes of the input (zero-padded by the conv)
+  with the output gradient as the (large) kernel, strided by the dilation, summed over the batch.
 
 On CUDA the forward and input gradient are the same forward convs through cuDNN in the caller's
 layout, the weight gradient cuDNN's own (TF32 off throughout). Half precision is computed in
@@ -27,9 +27,17 @@ from .direct import _compute_dtype, _in_compute_dtype
 CL3D = torch.channels_last_3d
 
 
+# oneDNN's NCDHW depthwise conv is as fast as its channels_last_3d one from 7^3 on (1x48x32^3:
+# 14.9 against 11.1 ms at 7^3, 103 against 100 ms at 13^3, 178 against 187 ms at 21^3), which a
+# layout copy each way (4 ms each there) does not pay for; below, channels_last_3d is 2 to 5 times
+# faster (1x32x64^3 3^3: 37 against 184 ms).
+NCDHW_MIN_KERNEL = 7
+
+
 def _conv3d(t, weight, bias, padding, dilation):
-    """``F.conv3d`` of ``t`` (in the compute dtype), depthwise; on CPU through channels_last_3d."""
-    if not t.is_cuda:
+    """``F.conv3d`` of ``t`` (in the compute dtype), depthwise; on CPU through channels_last_3d for
+    kernels below NCDHW_MIN_KERNEL, else in the caller's layout."""
+    if not t.is_cuda and min(weight.shape[2:]) < NCDHW_MIN_KERNEL:
         t = t.contiguous(memory_format=CL3D)
     with NoTF32(t.is_cuda):
         return F.conv3d(t, weight, bias, 1, tuple(padding), tuple(dilation), t.shape[1])
@@ -75,13 +83,13 @@ class Direct3d(Backend3d):
     @staticmethod
     def _bwd_weight_as_conv(grad_out, x, kernel, padding, cdt, dilation):
         # dw[c, t] = sum_n sum_o dy[n, c, o] * x_pad[n, c, o + t * dilation]: for each (n, c) volume a
-        # "valid" correlation of the padded input with dy as the kernel, strided by the dilation;
-        # one depthwise conv over the N*C volumes computes them all (NCDHW volumes: as fast as
-        # channels_last_3d here, without the copy), then the batch is summed.
+        # correlation of the input, with the conv's own zero padding, with dy as the kernel, strided
+        # by the dilation; one depthwise conv over the N*C volumes computes them all, then the batch
+        # is summed. The conv's own padding: 18 ms against 29 ms for a padded copy at 1x48x32^3 7^3
+        # (75 against 101 ms at 1x32x64^3 3^3), and no copy in memory. At batch 1 the volumes are
+        # the input itself, in its own layout.
         n, c = grad_out.shape[0], grad_out.shape[1]
-        pd, ph, pw = padding
-        x_pad = F.pad(x.to(cdt).contiguous(), (pw, pw, ph, ph, pd, pd))
-        volumes = x_pad.reshape((1, n * c) + x_pad.shape[2:])
+        volumes = x.to(cdt).reshape((1, n * c) + x.shape[2:])
         kernels = grad_out.to(cdt).reshape((n * c, 1) + grad_out.shape[2:])
-        per_volume = F.conv3d(volumes, kernels, stride=tuple(dilation), groups=n * c)
+        per_volume = F.conv3d(volumes, kernels, None, tuple(dilation), tuple(padding), 1, n * c)
         return per_volume.reshape((n, c) + tuple(kernel)).sum(dim=0).unsqueeze(1)

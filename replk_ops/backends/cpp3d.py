@@ -1,0 +1,38 @@
+"""The compiled CPU kernels' 3-D passes: the weight gradient of small kernels
+(``replk_ops_cpu3d::weight_grad``, csrc/cpu/dwconv3d_cpu.cpp); the forward and the input gradient
+are the direct route's oneDNN convs, which are already at forward speed.
+
+oneDNN computes the weight gradient as a depthwise conv with the output gradient as a kernel as
+large as the map; for a 3x3x3 kernel that runs at a fraction of its forward speed (1x32x64^3: 80 ms
+against 33 ms for the forward), while the compiled loop takes 21 to 29 ms, with its sums in double.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import cpp
+from .base3d import Backend3d
+from .direct import _compute_dtype
+from .direct3d import Direct3d
+
+_DIRECT = Direct3d()
+
+
+class Cpp3d(Backend3d):
+    def unavailable_reason(self, problem) -> Optional[str]:
+        return cpp.UNAVAILABLE
+
+    def fwd(self, x, weight, bias, padding, dilation=(1, 1, 1)):
+        return _DIRECT.fwd(x, weight, bias, padding, dilation)
+
+    def bwd_input(self, grad_out, weight, padding, dilation=(1, 1, 1)):
+        return _DIRECT.bwd_input(grad_out, weight, padding, dilation)
+
+    def bwd_weight(self, grad_out, x, kernel, padding, dilation=(1, 1, 1)):
+        cdt = _compute_dtype(x.dtype)
+        sums = torch.ops.replk_ops_cpu3d.weight_grad(x.to(cdt), grad_out.to(cdt), list(kernel), list(padding),
+                                                     list(dilation))
+        grad_bias = grad_out.sum(dim=(0, 2, 3, 4), dtype=cdt)
+        return sums.view((x.shape[1], 1) + tuple(kernel)).to(x.dtype), grad_bias.to(x.dtype)
