@@ -15,8 +15,8 @@ Measured on CPU, one thread, fp32 (docs/conv3d.md; the figures below are from th
   the direct route won every pass (7^3 at 1x48x32^3: fft's backward 88 ms against 35 ms); from
   ``FFT_BACKWARD_MIN_TAPS`` fft's shared backward wins by rule (11^3: 0.9x ... 13^3: 2.6x, 21^3:
   6.8x against direct's pair). Between the two the backward passes are timed.
-- The weight gradient of kernels up to ``CPP_MAX_TAPS`` taps is timed between the compiled
-  kernel (cpp) and direct.
+- Kernels up to ``CPP_MAX_TAPS`` taps: every pass is timed between the compiled kernels (cpp)
+  and direct (PyTorch's own call too for the forward).
 On CUDA every candidate (torch, direct through cuDNN, fft through cuFFT) is measured.
 """
 from __future__ import annotations
@@ -25,9 +25,11 @@ from typing import List, Optional, Tuple
 
 # 9^3 = 729 taps: fft's passes still lost to direct's at 1x48x32^3; from 10^3 a measurement decides.
 FFT_MIN_TAPS = 1000
-# The compiled weight gradient (cpp) against oneDNN's: 3^3 at 1x32x64^3 21 to 29 ms against 80 ms;
-# 5^3 at 1x64x32^3 22 against 16 ms, 7^3 at 1x48x32^3 40 against 18 ms.
-CPP_MAX_TAPS = 27
+# The compiled kernels (cpp) against oneDNN's routes, one thread: at 1x32x64^3 3^3 (NCDHW) the
+# forward 31 ms against 64 (direct, with its layout copies) and 150 ms (PyTorch's own), the weight
+# gradient 21 to 29 ms against 80 ms; at 1x64x32^3 5^3 the forward 12.9 against 13.9 ms, the weight
+# gradient 22 against 16 ms (so timed); at 1x48x32^3 7^3 the weight gradient 40 against 18 ms.
+CPP_MAX_TAPS = 125
 # 13^3 = 2197 taps: fft's shared backward 133 ms against direct's 350 ms at 1x48x32^3
 FFT_BACKWARD_MIN_TAPS = 2197
 Rule = Optional[Tuple[str, str]]
@@ -35,16 +37,14 @@ Rule = Optional[Tuple[str, str]]
 
 def not_timed(name: str) -> str:
     """Why ``candidates`` leaves ``name`` out of a timing."""
-    if name == "cpp":
-        return "available; its forward and input gradient are direct's (only its weight gradient is its own)"
     return "PyTorch's CPU conv3d backward is a slow loop (6 to 150 times its forward): not timed"
 
 
 def auto_rejection(backend: str, problem) -> Optional[str]:
     """Why "auto" leaves a 3-D ``problem`` that ``backend`` can run to the others, or None."""
     if backend == "cpp" and (problem.reach_taps() > CPP_MAX_TAPS or problem.device_type != "cpu"):
-        return (f"available, but \"auto\" leaves 3-D kernels over {CPP_MAX_TAPS} taps to oneDNN's weight gradient, "
-                "faster there (its forward and input gradient are direct's in any case)")
+        return (f"available, but \"auto\" leaves 3-D kernels over {CPP_MAX_TAPS} taps to the oneDNN routes, faster "
+                "there")
     if backend == "fft" and problem.reach_taps() < FFT_MIN_TAPS:
         return (f"available, but \"auto\" leaves 3-D kernels reaching fewer than {FFT_MIN_TAPS} taps of the map "
                 f"(got {problem.reach_taps()}) to the direct routes: there they cost less than the transforms")
@@ -64,19 +64,17 @@ def rule(problem, pass_name: str, names: List[str]) -> Rule:
     if "fft" in names and problem.reach_taps() >= FFT_BACKWARD_MIN_TAPS:
         return "fft", (f"a 3-D kernel reaching at least {FFT_BACKWARD_MIN_TAPS} taps of the map: fft's backward "
                        "(both passes sharing their transforms) beats the direct route's forward convs")
-    if "direct" in names and "fft" not in names and not (pass_name == "bwd_weight" and "cpp" in names):
+    if "direct" in names and "fft" not in names and "cpp" not in names:
         return "direct", ("PyTorch's CPU conv3d backward is a slow loop (6 to 150 times its forward); direct runs "
                           "this pass as a forward conv")
     return None
 
 
 def candidates(problem, pass_name: str, names: List[str]) -> List[str]:
-    """The candidates a timing compares: PyTorch's slow backward is never timed, and cpp only for the
-    weight gradient (its other passes are direct's)."""
-    left_out = {"torch"} if pass_name != "fwd" and "direct" in names else set()
-    if pass_name != "bwd_weight" and "direct" in names:
-        left_out.add("cpp")
-    return [name for name in names if name not in left_out]
+    """The candidates a timing compares: PyTorch's slow backward is never timed."""
+    if pass_name != "fwd" and "direct" in names:
+        return [name for name in names if name != "torch"]
+    return names
 
 
 def fallback(problem, names: List[str]) -> str:

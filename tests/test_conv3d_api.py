@@ -124,8 +124,9 @@ def test_convert_swaps_depthwise_conv3d_and_revert_swaps_back():
 
 
 def test_explain_names_the_route_and_why_2d_only_backends_are_out():
-    text = str(replk_ops.explain(torch.randn(1, 4, 6, 6, 6), torch.randn(4, 1, 5, 5, 5)))
-    assert "4 channels of 6x6x6 (cpu, float32, NCDHW), a 5x5x5 kernel, padding (2, 2, 2)" in text
+    text = str(replk_ops.explain(torch.randn(1, 4, 8, 8, 8), torch.randn(4, 1, 7, 7, 7)))
+    assert "4 channels of 8x8x8 (cpu, float32, NCDHW), a 7x7x7 kernel, padding (3, 3, 3)" in text
+    assert "cpp                  available, but \"auto\" leaves 3-D kernels over 125 taps" in text
     assert "triton               runs 2-D convolutions only, got a 3-D one" in text
     assert "weight gradient (bwd_weight): direct (by rule:" in text
 
