@@ -5,7 +5,7 @@ implementations are kept as one ready call; where the plan is PyTorch's own conv
 that call is ``F.conv3d`` itself. ``torch.compile`` and tensor subclasses go through the
 registered ops (ops3d.py); tracers and exporters record ``F.conv3d`` (_tracing.py).
 """
-from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from . import measure, planner
 from ._checks3d import PaddingArg3d, check_conv3d_args, dilation_triple, padding_triple
 from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv, standard_dwconv3d
 from .catalog import Implementation, check_backend_name
-from .eager import _any_autocast, _autocast, _is_dense
+from .eager import _CALLS, _MAX_CALLS, _any_autocast, _autocast, _is_dense  # one bounded cache of ready calls
 from .ops import gradients
 from .ops3d import (backward, dwconv3d_fwd, run_backward_on, run_bwd_input_on, run_bwd_weight_on,
                     run_fwd_on)
@@ -56,11 +56,6 @@ class _EagerDWConv3d(torch.autograd.Function):
         return grads + (None,) * 3
 
 
-_CALLS: Dict[tuple, Callable] = {}
-_MAX_CALLS = 4096
-planner.on_reset(_CALLS.clear)
-
-
 def dwconv3d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -88,7 +83,7 @@ def dwconv3d(
         padding, dilation = _checked_args(x, weight, bias, padding, dilation, backend)
         return dwconv3d_fwd(x, weight, bias, list(padding), backend, list(dilation))
     try:
-        key = (backend, padding if not isinstance(padding, list) else tuple(padding), dilation, type(x), type(weight),
+        key = ("3d", backend, padding if not isinstance(padding, list) else tuple(padding), dilation, type(x), type(weight),
                type(bias), x.dtype, x.device, x.shape, x.stride(), weight.shape, weight.dtype, weight.device,
                None if bias is None else (bias.shape, bias.dtype, bias.device),
                torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad

@@ -56,6 +56,20 @@ void forward_wide3d(const T* xpad, const T* w, const int64_t* shift, int64_t tap
   baseline::forward_wide<T>(xpad, w, shift, taps, bias, out, n);
 }
 
+void check_float(const at::Tensor& t, const char* op) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "replk_ops_cpu3d::", op,
+              ": expected float32 or float64, got ", t.scalar_type());
+}
+
+// Where tap (a, b, e) reads, relative to its output, in a buffer of planes of ``plane`` and rows of ``row``.
+std::vector<int64_t> shifts(const std::vector<int64_t>& k, const std::vector<int64_t>& dil, int64_t plane, int64_t row) {
+  std::vector<int64_t> shift(k[0] * k[1] * k[2]);
+  for (int64_t a = 0; a < k[0]; ++a)
+    for (int64_t b = 0; b < k[1]; ++b)
+      for (int64_t e = 0; e < k[2]; ++e) shift[(a * k[1] + b) * k[2] + e] = a * dil[0] * plane + b * dil[1] * row + e * dil[2];
+  return shift;
+}
+
 struct Volume {
   int64_t d, h, w;
 };
@@ -84,10 +98,7 @@ void weight_grad_impl(const at::Tensor& x, const at::Tensor& dy, at::Tensor& out
   const int64_t count = o.d * plane;            // the output gradient in the wide layout
   const int64_t padded = dp * plane + plane;    // one more zero plane: the shifts of junk rows stay inside
   const int64_t taps = k[0] * k[1] * k[2];
-  std::vector<int64_t> shift(taps);
-  for (int64_t a = 0; a < k[0]; ++a)
-    for (int64_t b = 0; b < k[1]; ++b)
-      for (int64_t e = 0; e < k[2]; ++e) shift[(a * k[1] + b) * k[2] + e] = a * dil[0] * plane + b * dil[1] * wp + e * dil[2];
+  const std::vector<int64_t> shift = shifts(k, dil, plane, wp);
   const T* xs = x.data_ptr<T>();
   const T* dys = dy.data_ptr<T>();
   double* result = out.data_ptr<double>();
@@ -134,10 +145,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const c10::opti
   const int64_t hp = in.h + 2 * p[1], wp = in.w + 2 * p[2], dp = in.d + 2 * p[0], plane = hp * wp;
   const int64_t count = (o.d - 1) * plane + (o.h - 1) * wp + o.w;  // through the last output element
   const int64_t taps = k[0] * k[1] * k[2];
-  std::vector<int64_t> shift(taps);
-  for (int64_t a = 0; a < k[0]; ++a)
-    for (int64_t b = 0; b < k[1]; ++b)
-      for (int64_t e = 0; e < k[2]; ++e) shift[(a * k[1] + b) * k[2] + e] = a * dil[0] * plane + b * dil[1] * wp + e * dil[2];
+  const std::vector<int64_t> shift = shifts(k, dil, plane, wp);
   const T* xs = x.data_ptr<T>();
   const T* ws = weight.data_ptr<T>();
   const T* bs = bias.has_value() ? bias->data_ptr<T>() : nullptr;
@@ -168,13 +176,9 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const c10::opt
   for (int i = 0; i < 3; ++i)
     out_size.push_back(x.size(2 + i) + 2 * padding[i] - (weight.size(2 + i) - 1) * dilation[i]);
   at::Tensor y = at::empty(out_size, x.options());
-  if (x.scalar_type() == at::kFloat) {
-    forward_impl<float>(x, weight, bias, y, padding, dilation);
-  } else {
-    TORCH_CHECK(x.scalar_type() == at::kDouble, "replk_ops_cpu3d::forward: expected float32 or float64, got ",
-                x.scalar_type());
-    forward_impl<double>(x, weight, bias, y, padding, dilation);
-  }
+  check_float(x, "forward");
+  if (x.scalar_type() == at::kFloat) forward_impl<float>(x, weight, bias, y, padding, dilation);
+  else forward_impl<double>(x, weight, bias, y, padding, dilation);
   return y;
 }
 
@@ -187,13 +191,9 @@ at::Tensor weight_grad(const at::Tensor& x, const at::Tensor& grad_out, std::vec
   TORCH_CHECK(x.device().is_cpu() && grad_out.device().is_cpu() && x.scalar_type() == grad_out.scalar_type(),
               "replk_ops_cpu3d::weight_grad: expected CPU tensors of one dtype");
   at::Tensor out = at::empty({x.size(1), kernel[0] * kernel[1] * kernel[2]}, x.options().dtype(at::kDouble));
-  if (x.scalar_type() == at::kFloat) {
-    weight_grad_impl<float>(x, grad_out, out, kernel, padding, dilation);
-  } else {
-    TORCH_CHECK(x.scalar_type() == at::kDouble, "replk_ops_cpu3d::weight_grad: expected float32 or float64, got ",
-                x.scalar_type());
-    weight_grad_impl<double>(x, grad_out, out, kernel, padding, dilation);
-  }
+  check_float(x, "weight_grad");
+  if (x.scalar_type() == at::kFloat) weight_grad_impl<float>(x, grad_out, out, kernel, padding, dilation);
+  else weight_grad_impl<double>(x, grad_out, out, kernel, padding, dilation);
   return out;
 }
 

@@ -14,8 +14,6 @@ float32 and rounded once.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from .. import fft_math
@@ -23,7 +21,7 @@ from .._checks import input_sizes, output_sizes
 from .._layout import memory_format_of
 from .base3d import Backend3d
 from .direct3d import Direct3d
-from .fft import _all_finite, _compute, _planes
+from .fft import FFTBackend, _all_finite, _compute, _planes
 from .spectrum_cache import SpectrumCache
 
 _DIRECT = Direct3d()
@@ -44,12 +42,7 @@ class FFT3d(Backend3d):
     def __init__(self):
         self.cache = SpectrumCache()
 
-    def unavailable_reason(self, problem) -> Optional[str]:
-        if problem.dilated:
-            return "undilated kernels only (a dilated call runs on the other routes)"
-        if problem.deterministic and problem.device_type == "cuda":
-            return "cuFFT is not documented as deterministic, and deterministic algorithms are on"
-        return None
+    unavailable_reason = FFTBackend.unavailable_reason  # the same limits as the 2-D passes
 
     def fwd(self, x, weight, bias, padding, dilation=_UNDILATED):
         _undilated(dilation)
