@@ -1,11 +1,14 @@
 """The fft backend's 3-D passes: products of 3-D real FFTs (``torch.fft.rfftn``), with the 2-D
-route's transform sizes, crop, channel chunks and kernel-spectrum cache (``fft_math``,
-``spectrum_cache``), over three axes.
+route's transform sizes, crop and channel chunks (``fft_math``), over three axes.
 
 - forward: ``irfftn(rfftn(x) * G)`` cropped, G the spectrum of the flipped kernel;
 - input gradient: ``irfftn(rfftn(dy) * conj(G))`` cropped;
 - weight gradient: ``irfftn(sum_n conj(rfftn(dy_n)) * rfftn(x_n))`` at the kernel's taps;
-- ``backward`` transforms dy once for both gradients and reuses the forward's kernel spectrum.
+- ``backward`` transforms dy once for both gradients.
+
+The kernel's spectrum is computed chunk by chunk and not kept (unlike the 2-D route's cache): over
+three axes it is as large as a transformed input (48 channels of 13^3 at 32^3: 13 MB), which
+would raise a training step's peak memory above nn.Conv3d's.
 
 Its cost per voxel hardly grows with the kernel: at 1x32x32^3 with 21^3 its whole fwd+bwd takes
 less time than PyTorch's forward alone. A call with a NaN or Inf in its inputs runs on the direct
@@ -22,7 +25,6 @@ from .._layout import memory_format_of
 from .base3d import Backend3d
 from .direct3d import Direct3d
 from .fft import FFTBackend, _all_finite, _compute, _planes
-from .spectrum_cache import SpectrumCache
 
 _DIRECT = Direct3d()
 _UNDILATED = (1, 1, 1)
@@ -35,13 +37,10 @@ def _undilated(dilation) -> None:
 
 
 def _kernel_spectrum(weight, s, padding):
-    return lambda: fft_math.kernel_spectrum_nd(_compute(weight), s, padding)
+    return fft_math.kernel_spectrum_nd(_compute(weight), s, padding)
 
 
 class FFT3d(Backend3d):
-    def __init__(self):
-        self.cache = SpectrumCache()
-
     unavailable_reason = FFTBackend.unavailable_reason  # the same limits as the 2-D passes
 
     def fwd(self, x, weight, bias, padding, dilation=_UNDILATED):
@@ -53,10 +52,10 @@ class FFT3d(Backend3d):
         s = fft_math.transform_sizes(x.shape[2:], kernel, padding)
         out_size = output_sizes(x.shape[2:], kernel, padding, _UNDILATED)
         xc = _planes(x)
-        g = self.cache.get(weight, s, padding, _kernel_spectrum(weight, s, padding))
         out = torch.empty((n, c) + out_size, dtype=xc.dtype, device=x.device, memory_format=memory_format_of(x))
         for cs in fft_math.channel_chunks(n, c, s, xc.dtype):
-            out[:, cs] = fft_math.crop_inverse(fft_math.spectrum(xc[:, cs], s).mul_(g[cs]), s, out_size)
+            g = _kernel_spectrum(weight[cs], s, padding)
+            out[:, cs] = fft_math.crop_inverse(fft_math.spectrum(xc[:, cs], s).mul_(g), s, out_size)
         if bias is not None:
             out += _compute(bias).view(1, c, 1, 1, 1)
         return out.to(x.dtype)
@@ -90,7 +89,6 @@ class FFT3d(Backend3d):
         dx = torch.empty((n, c) + size, dtype=dyc.dtype, device=grad_out.device,
                          memory_format=memory_format_of(grad_out)) if need_input else None
         dw = torch.empty((c, 1) + kernel, dtype=dyc.dtype, device=grad_out.device) if need_weight else None
-        g = self.cache.take(weight, s, padding, _kernel_spectrum(weight, s, padding)) if need_input else None
         for cs in fft_math.channel_chunks(n, c, s, dyc.dtype):
             dy_spec = fft_math.spectrum(dyc[:, cs], s)
             if need_weight:
@@ -98,7 +96,8 @@ class FFT3d(Backend3d):
                 corr = fft_math.spectrum(xc[:, cs], s).conj_physical_().mul_(dy_spec).sum(dim=0).conj_physical_()
                 dw[cs, 0] = fft_math.weight_from_correlation_nd(corr, s, kernel, padding)
             if need_input:
-                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g[cs].conj_physical()), s, size)
+                g = _kernel_spectrum(weight[cs], s, padding)
+                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g.conj_physical_()), s, size)
         db = None
         if need_weight:
             db = grad_out.sum(dim=(0, 2, 3, 4), dtype=dyc.dtype).to(x.dtype)
