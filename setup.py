@@ -56,7 +56,7 @@ def skip_extension(reason: str):
 
 
 CPU_EXTENSION = "replk_ops._cpu"
-CPU_SOURCES = [os.path.join("csrc", "cpu", "dwconv_cpu.cpp")]
+CPU_SOURCES = [os.path.join("csrc", "cpu", "dwconv_cpu.cpp"), os.path.join("csrc", "cpu", "dwconv3d_cpu.cpp")]
 
 
 def skip_cpu_extension(reason: str):

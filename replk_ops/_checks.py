@@ -30,14 +30,19 @@ def env_switch(name: str) -> bool:
     return value != "0"
 
 
-def _int_pair(value, argument: str, expected: str) -> Tuple[int, int]:
-    """An int or a pair of ints (bools excluded) as a pair; TypeError naming ``argument`` else."""
+def int_tuple(value, length: int, argument: str, expected: str) -> Tuple[int, ...]:
+    """An int or ``length`` ints (bools excluded) as a tuple of ``length``; TypeError naming
+    ``argument`` else."""
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     if is_int(value):
-        return (int(value), int(value))
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
-        return (int(value[0]), int(value[1]))
+        return (int(value),) * length
+    if isinstance(value, (tuple, list)) and len(value) == length and all(is_int(v) for v in value):
+        return tuple(int(v) for v in value)
     raise TypeError(f"{argument}: expected {expected}, got {value!r}")
+
+
+def _int_pair(value, argument: str, expected: str) -> Tuple[int, int]:
+    return int_tuple(value, 2, argument, expected)
 
 
 def kernel_size_pair(kernel_size, argument: str = "kernel_size") -> Tuple[int, int]:
@@ -63,23 +68,30 @@ def padding_pair(padding: PaddingArg, kernel: Tuple[int, int], argument: str = "
                  dilation: Tuple[int, int] = (1, 1)) -> Tuple[int, int]:
     """Turn "same", an int or (ph, pw) into (ph, pw) for a kernel of size ``kernel`` applied with
     ``dilation``."""
-    sh, sw = span(kernel[0], dilation[0]), span(kernel[1], dilation[1])
+    return padding_tuple(padding, kernel, argument, dilation, "(ph, pw)")
+
+
+def padding_tuple(padding, kernel: Tuple[int, ...], argument: str, dilation: Tuple[int, ...],
+                  form: str) -> Tuple[int, ...]:
+    """Turn "same", "valid", an int or one int per axis (``form`` names them: "(ph, pw)") into one
+    padding per axis of ``kernel`` applied with ``dilation``."""
+    spans = tuple(span(k, d) for k, d in zip(kernel, dilation))
     if isinstance(padding, str):
         if padding == "same":
-            if sh % 2 == 0 or sw % 2 == 0:
+            if any(s % 2 == 0 for s in spans):
                 raise ValueError(
                     f"{argument}: \"same\" needs odd kernel sizes (odd spans (k - 1) * dilation + 1), got spans "
-                    f"({sh}, {sw}) for "
+                    f"{spans} for "
                     f"kernel size {tuple(kernel)} and dilation {tuple(dilation)}; pass explicit padding instead"
                 )
-            return (sh // 2, sw // 2)
+            return tuple(s // 2 for s in spans)
         if padding == "valid":
-            return (0, 0)
-        raise ValueError(f"{argument}: expected \"same\", \"valid\", an int or (ph, pw), got {padding!r}")
-    pair = _int_pair(padding, argument, "\"same\", an int or (ph, pw)")
-    if pair[0] < 0 or pair[1] < 0:
-        raise ValueError(f"{argument}: expected non-negative padding, got {pair}")
-    return pair
+            return (0,) * len(kernel)
+        raise ValueError(f"{argument}: expected \"same\", \"valid\", an int or {form}, got {padding!r}")
+    pads = int_tuple(padding, len(kernel), argument, f"\"same\", an int or {form}")
+    if min(pads) < 0:
+        raise ValueError(f"{argument}: expected non-negative padding, got {pads}")
+    return pads
 
 
 def check_dtype(t: torch.Tensor, argument: str) -> None:
@@ -93,25 +105,34 @@ def check_conv_args(
     dilation: Tuple[int, int] = (1, 1),
 ) -> None:
     """Validate a depthwise conv call; ``padding`` and ``dilation`` must already be pairs."""
+    check_conv_nd_args(x, weight, bias, padding, dilation, ("H", "W"))
+
+
+def check_conv_nd_args(x, weight, bias, padding: Tuple[int, ...], dilation: Tuple[int, ...],
+                       dims: Tuple[str, ...]) -> None:
+    """Validate a depthwise conv call over the spatial ``dims`` (("H", "W") or ("D", "H", "W"));
+    ``padding`` and ``dilation`` must already be tuples of len(dims)."""
+    rank = len(dims)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight: expected a torch.Tensor, got {type(weight).__name__}")
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"bias: expected a torch.Tensor or None, got {type(bias).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x: expected a 4-D (N, C, H, W) tensor, got {_describe_tensor(x)}")
+    if x.dim() != rank + 2:
+        raise ValueError(f"x: expected a {rank + 2}-D (N, C, {', '.join(dims)}) tensor, got {_describe_tensor(x)}")
     check_dtype(x, "x")
     check_dtype(weight, "weight")
     if weight.dtype != x.dtype:
         raise TypeError(f"weight: expected dtype {x.dtype} (the dtype of x), got {weight.dtype}")
     channels = x.shape[1]
-    if weight.dim() != 4 or weight.shape[0] != channels or weight.shape[1] != 1:
+    if weight.dim() != rank + 2 or weight.shape[0] != channels or weight.shape[1] != 1:
+        kernel = ", ".join("k" + d.lower() for d in dims)
         raise ValueError(
-            f"weight: expected shape ({channels}, 1, kh, kw) for x with {channels} channels, "
+            f"weight: expected shape ({channels}, 1, {kernel}) for x with {channels} channels, "
             f"got {tuple(weight.shape)}"
         )
-    if weight.shape[2] < 1 or weight.shape[3] < 1:
+    if min(weight.shape[2:]) < 1:
         raise ValueError(f"weight: expected kernel sizes >= 1, got {tuple(weight.shape[2:])}")
     if bias is not None:
         check_dtype(bias, "bias")
@@ -122,27 +143,38 @@ def check_conv_args(
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.device != x.device:
             raise RuntimeError(f"{name}: expected a tensor on {x.device} (the device of x), got {t.device}")
-    ph, pw = padding
-    if ph < 0 or pw < 0:
-        raise ValueError(f"padding: expected non-negative padding, got {padding}")
-    dilation_pair(dilation)
-    out_h, out_w = output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], ph, pw, dilation)
-    if out_h < 1 or out_w < 1:
+    if min(padding) < 0:
+        raise ValueError(f"padding: expected non-negative padding, got {tuple(padding)}")
+    for d in dilation:
+        if d < 1:
+            raise ValueError(f"dilation: expected dilations >= 1, got {tuple(dilation)}")
+    out = output_sizes(x.shape[2:], weight.shape[2:], padding, dilation)
+    if min(out) < 1:
         spans = tuple(span(k, d) for k, d in zip(weight.shape[2:], dilation))
         raise ValueError(
-            f"padding: input {tuple(x.shape[2:])} with padding ({ph}, {pw}) is smaller than the kernel's span "
+            f"padding: input {tuple(x.shape[2:])} with padding {tuple(padding)} is smaller than the kernel's span "
             f"{spans} (kernel {tuple(weight.shape[2:])}, dilation {tuple(dilation)}); the output would be "
-            f"{out_h}x{out_w}"
+            f"{'x'.join(str(o) for o in out)}"
         )
+
+
+def output_sizes(sizes, kernel, padding, dilation) -> Tuple[int, ...]:
+    """The output map of a stride-1 conv along each axis: the padded input less the kernel's span, plus one."""
+    return tuple(n + 2 * p - span(k, d) + 1 for n, k, p, d in zip(sizes, kernel, padding, dilation))
+
+
+def input_sizes(out_sizes, kernel, padding, dilation) -> Tuple[int, ...]:
+    """The input map whose output is ``out_sizes``: the inverse of ``output_sizes`` (stride 1)."""
+    return tuple(o - 2 * p + span(k, d) - 1 for o, k, p, d in zip(out_sizes, kernel, padding, dilation))
 
 
 def output_size(h: int, w: int, kh: int, kw: int, ph: int, pw: int,
                 dilation: Tuple[int, int] = (1, 1)) -> Tuple[int, int]:
     """The output map of a stride-1 conv: the padded input less the kernel's span, plus one."""
-    return (h + 2 * ph - span(kh, dilation[0]) + 1, w + 2 * pw - span(kw, dilation[1]) + 1)
+    return output_sizes((h, w), (kh, kw), (ph, pw), dilation)
 
 
 def input_size(out_h: int, out_w: int, kh: int, kw: int, ph: int, pw: int,
                dilation: Tuple[int, int] = (1, 1)) -> Tuple[int, int]:
     """The input map whose output is (out_h, out_w): the inverse of ``output_size`` (stride 1)."""
-    return (out_h - 2 * ph + span(kh, dilation[0]) - 1, out_w - 2 * pw + span(kw, dilation[1]) - 1)
+    return input_sizes((out_h, out_w), (kh, kw), (ph, pw), dilation)

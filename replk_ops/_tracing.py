@@ -12,20 +12,16 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import dilation_pair, padding_pair
+from ._checks import dilation_pair, padding_pair, padding_tuple, int_tuple
 
 # plain eager tensors; anything else (fake tensors, DTensor, FX proxies) is a subclass or a tracer
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
-# torch.jit.is_tracing() without its Python wrapper: this check runs on every eager call
-_is_tracing = getattr(torch._C, "_is_tracing", torch.jit.is_tracing)
-
-
 def records_standard_conv(x) -> bool:
     """Whether a depthwise conv on ``x`` is being recorded for a standard runtime."""
     if type(x) in _PLAIN_TENSOR_TYPES:
-        return _is_tracing()  # eager, unless jit.trace records it
+        return torch.jit.is_tracing()  # eager, unless jit.trace records it (dynamo knows this call)
     if torch.jit.is_tracing():
         return True
     if isinstance(x, torch.fx.Proxy):
@@ -44,3 +40,11 @@ def standard_dwconv2d(x, weight, bias: Optional[torch.Tensor], padding, dilation
     if isinstance(weight, torch.Tensor):
         padding = padding_pair(padding, (weight.shape[2], weight.shape[3]), dilation=dilation)
     return F.conv2d(x, weight, bias, 1, padding, dilation, weight.shape[0])
+
+
+def standard_dwconv3d(x, weight, bias: Optional[torch.Tensor], padding, dilation=1):
+    """``F.conv3d`` with ``groups`` = channels: the same result as ``replk_ops.dwconv3d``."""
+    dilation = int_tuple(dilation, 3, "dilation", "an int or three ints")
+    if isinstance(weight, torch.Tensor):
+        padding = padding_tuple(padding, tuple(weight.shape[2:]), "padding", dilation, "(pd, ph, pw)")
+    return F.conv3d(x, weight, bias, 1, padding, dilation, weight.shape[0])

@@ -33,6 +33,11 @@ from .problem import Problem
 Rule = Optional[Tuple[str, str]]  # (implementation name, why), or None: no rule applies
 
 
+def not_timed(name: str) -> str:
+    """Why ``candidates`` leaves ``name`` out of a timing."""
+    return "PyTorch's NCHW path is a naive loop for this kernel"
+
+
 def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
     """The rule that settles this CPU choice among ``names``, if one does."""
     if "fft" in names:

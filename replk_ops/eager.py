@@ -210,6 +210,9 @@ def explain(x: torch.Tensor, weight: torch.Tensor, padding: PaddingArg = "same",
     dilation=dilation, backend=backend)`` here and now (autocast, deterministic mode and compile tracing included),
     how it was chosen, and why every other one was rejected. Printing the result gives a readable
     report. It never measures: before the first call of a kind it says what that call will time."""
+    if isinstance(x, torch.Tensor) and x.dim() == 5:  # a 3-D call: (N, C, D, H, W)
+        from .eager3d import explain3d  # eager3d builds on this module
+        return explain3d(x, weight, padding, backend, bias=bias, dilation=dilation)
     if _any_autocast():
         x, weight, bias = _autocast(x, weight, bias)
     (ph, pw), dil = _checked_args(x, weight, bias, padding, dilation, backend)

@@ -17,7 +17,9 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.fx
 
+from . import export3d
 from .modules import LargeKernelDWConv2d
+from .modules3d import LargeKernelDWConv3d
 from .ops import dwconv2d_bwd_input, dwconv2d_bwd_weight, dwconv2d_fwd  # noqa: F401 (registers the ops)
 
 _aten = torch.ops.aten
@@ -51,6 +53,7 @@ def decompositions() -> Dict[torch._ops.OpOverload, Callable]:
         torch.ops.replk_ops.dwconv2d_fwd.default: _fwd_as_aten,
         torch.ops.replk_ops.dwconv2d_bwd_input.default: _bwd_input_as_aten,
         torch.ops.replk_ops.dwconv2d_bwd_weight.default: _bwd_weight_as_aten,
+        **export3d.decompositions(),
     }
 
 
@@ -78,7 +81,7 @@ def onnx_translations() -> Dict[torch._ops.OpOverload, Callable]:
         return op.Conv(*args, group=channels, kernel_shape=[kh, kw], pads=[ph, pw, ph, pw],
                        strides=[1, 1], dilations=[dh, dw])
 
-    return {torch.ops.replk_ops.dwconv2d_fwd.default: dwconv2d_fwd_to_onnx}
+    return {torch.ops.replk_ops.dwconv2d_fwd.default: dwconv2d_fwd_to_onnx, **export3d.onnx_translations()}
 
 
 # --- ONNX, TorchScript-based exporter (dynamo=False) -----------------------------------------
@@ -101,6 +104,7 @@ def register_legacy_onnx_symbolic() -> None:
     """Teach the TorchScript-based ONNX exporter ``replk_ops::dwconv2d_fwd`` (for graphs that call
     the op directly; modules and ``dwconv2d`` already trace to a standard conv). Idempotent."""
     torch.onnx.register_custom_op_symbolic("replk_ops::dwconv2d_fwd", _dwconv2d_fwd_symbolic, LEGACY_ONNX_OPSET)
+    export3d.register_legacy_onnx_symbolic(LEGACY_ONNX_OPSET)
 
 
 register_legacy_onnx_symbolic()
@@ -113,7 +117,7 @@ class FastConvTracer(torch.fx.Tracer):
     them to ``torch.conv2d``."""
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, LargeKernelDWConv2d) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, (LargeKernelDWConv2d, LargeKernelDWConv3d)) or super().is_leaf_module(m, module_qualified_name)
 
 
 def symbolic_trace(root: torch.nn.Module, keep_fast_op: bool = True,

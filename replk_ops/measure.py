@@ -12,6 +12,7 @@ from typing import Callable, Dict
 
 import torch
 
+from . import measure3d
 from ._layout import CHANNELS_LAST
 from .backends.implementation import Implementation
 from .bench.timing import interleaved_rounds
@@ -33,6 +34,8 @@ _clock = time.perf_counter
 
 def workload(problem: Problem, batch: int):
     """Random tensors of the problem's shape, layout and dtype for timing each pass."""
+    if problem.rank == 3:
+        return measure3d.workload(problem, batch)
     fmt = torch.channels_last if problem.layout == CHANNELS_LAST else torch.contiguous_format
     make = dict(dtype=problem.dtype, device=problem.device)
     x = torch.randn(batch, problem.channels, problem.height, problem.width, **make).contiguous(memory_format=fmt)
@@ -43,6 +46,8 @@ def workload(problem: Problem, batch: int):
 
 
 def pass_runner(problem: Problem, pass_name: str, impl: Implementation, tensors) -> Callable[[], object]:
+    if problem.rank == 3:
+        return measure3d.pass_runner(problem, pass_name, impl.runner3d, tensors)
     x, weight, bias, grad_out = tensors
     runner, ph, pw, dilation = impl.runner, problem.ph, problem.pw, problem.dilation
     if pass_name == "fwd":

@@ -8,9 +8,11 @@ import torch
 from torch import nn
 
 from ._checks import PaddingArg, dilation_pair, kernel_size_pair, padding_pair, span
+from ._eligibility import ineligibility
 from ._tracing import records_standard_conv
 from .catalog import check_backend_name
 from .eager import run_eager
+from .modules3d import LargeKernelDWConv3d
 
 
 class LargeKernelDWConv2d(nn.Conv2d):
@@ -71,23 +73,11 @@ class LargeKernelDWConv2d(nn.Conv2d):
     @staticmethod
     def ineligibility(conv: nn.Module) -> Optional[str]:
         """Why ``conv`` cannot be replaced by a LargeKernelDWConv2d, or None if it can."""
-        if not isinstance(conv, nn.Conv2d) or type(conv).forward is not nn.Conv2d.forward:
-            return "not a plain nn.Conv2d"
-        if conv.transposed:
-            return "transposed convolution"
-        if not (conv.groups == conv.in_channels == conv.out_channels):
-            return (f"not depthwise (groups={conv.groups}, in_channels={conv.in_channels}, "
-                    f"out_channels={conv.out_channels})")
-        if tuple(conv.stride) != (1, 1):
-            return f"stride {tuple(conv.stride)} is not 1"
-        if conv.padding_mode != "zeros":
-            return f"padding_mode {conv.padding_mode!r} is not 'zeros'"
-        if isinstance(conv.padding, str) and conv.padding == "same":
-            spans = tuple(span(k, d) for k, d in zip(conv.kernel_size, conv.dilation))
-            if spans[0] % 2 == 0 or spans[1] % 2 == 0:
-                return (f"padding 'same' with an even kernel span {spans} (kernel {tuple(conv.kernel_size)}, "
-                        f"dilation {tuple(conv.dilation)}) pads asymmetrically")
-        return None
+        return ineligibility(conv, nn.Conv2d)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, backend: str = "auto") -> "LargeKernelDWConv2d":
+        return cls.from_conv2d(conv, backend)
 
     @classmethod
     def from_conv2d(cls, conv: nn.Conv2d, backend: str = "auto") -> "LargeKernelDWConv2d":
@@ -106,10 +96,20 @@ class LargeKernelDWConv2d(nn.Conv2d):
         return new
 
 
+def _drop_in(child: nn.Module):
+    """The replk_ops module class that can replace ``child``, or None."""
+    for cls in (LargeKernelDWConv2d, LargeKernelDWConv3d):
+        if not isinstance(child, cls) and cls.ineligibility(child) is None:
+            return cls
+    return None
+
+
 def convert(model: nn.Module, min_kernel_size: int = 7, backend: str = "auto") -> int:
-    """Replace, in place, every eligible depthwise ``nn.Conv2d`` in ``model`` whose kernel spans at
-    least ``min_kernel_size`` on either side by a ``LargeKernelDWConv2d`` sharing its parameters.
-    Returns how many were replaced; other modules are left alone.
+    """Replace, in place, every eligible depthwise ``nn.Conv2d`` (``nn.Conv3d``) in ``model`` whose
+    kernel spans at least ``min_kernel_size`` on any side by a ``LargeKernelDWConv2d``
+    (``LargeKernelDWConv3d``) sharing its parameters. Returns how many were replaced; other
+    modules are left alone. (PyTorch's CPU conv3d backward is slow at every kernel size: pass
+    ``min_kernel_size=3`` for MedNeXt's 3x3x3 convs.)
 
     A dilated kernel counts by its span (k - 1) * dilation + 1, not its tap count: what makes
     PyTorch's own path slow is the span (its dilated backward is a slow loop whatever the taps), so
@@ -122,28 +122,32 @@ def convert(model: nn.Module, min_kernel_size: int = 7, backend: str = "auto") -
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, LargeKernelDWConv2d) or LargeKernelDWConv2d.ineligibility(child) is not None:
+            cls = _drop_in(child)
+            if cls is None or max(span(k, d) for k, d in zip(child.kernel_size, child.dilation)) < min_kernel_size:
                 continue
-            if max(span(k, d) for k, d in zip(child.kernel_size, child.dilation)) < min_kernel_size:
-                continue
-            setattr(parent, name, LargeKernelDWConv2d.from_conv2d(child, backend=backend))
+            setattr(parent, name, cls.from_conv(child, backend=backend))
             replaced += 1
     return replaced
 
 
 def revert(model: nn.Module) -> int:
-    """The inverse of ``convert``: replace, in place, every ``LargeKernelDWConv2d`` in ``model``
-    (compat modules included) by the equivalent plain ``nn.Conv2d`` sharing its parameters, so the
+    """The inverse of ``convert``: replace, in place, every ``LargeKernelDWConv2d`` and
+    ``LargeKernelDWConv3d`` in ``model`` (compat modules included) by the equivalent plain
+    ``nn.Conv2d`` (``nn.Conv3d``) sharing its parameters, so the
     model runs, pickles and loads without replk_ops. Returns how many were replaced."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    if isinstance(model, LargeKernelDWConv2d):
-        raise TypeError("model: expected a model holding LargeKernelDWConv2d modules, got a LargeKernelDWConv2d "
-                        "itself, which cannot be replaced in place; use its to_conv2d()")
+    if isinstance(model, (LargeKernelDWConv2d, LargeKernelDWConv3d)):
+        kind = type(model).__name__
+        raise TypeError(f"model: expected a model holding {kind} modules, got a {kind} itself, which cannot be "
+                        f"replaced in place; use its {'to_conv3d' if model.weight.dim() == 5 else 'to_conv2d'}()")
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, LargeKernelDWConv2d):
                 setattr(parent, name, child.to_conv2d())
+                replaced += 1
+            elif isinstance(child, LargeKernelDWConv3d):
+                setattr(parent, name, child.to_conv3d())
                 replaced += 1
     return replaced

@@ -74,10 +74,12 @@ def gradients(grad_out, x, weight, needs_input_grad: Sequence[bool], has_bias: b
     grad_x = grad_weight = grad_bias = None
     if both is not None and need_x and (need_w or need_b):
         grad_x, grad_weight, grad_bias = both(grad_out, x, weight)
-    elif need_x:
-        grad_x = bwd_input(grad_out, weight)
+    # the weight gradient first: its temporaries are freed before the input gradient, as large as
+    # the input, is allocated (a lower peak than the other order)
     if (need_w or need_b) and grad_weight is None:
         grad_weight, grad_bias = bwd_weight(grad_out, x, weight)
+    if need_x and grad_x is None:
+        grad_x = bwd_input(grad_out, weight)
     if need_w or need_b:
         grad_weight = grad_weight if need_w else None
         grad_bias = grad_bias if (need_b and has_bias) else None

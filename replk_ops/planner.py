@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from . import catalog, cpu_rules, measure
+from . import catalog, cpu_rules, measure, rules3d
 from ._checks import env_switch
 from ._layout import CHANNELS_LAST, NCHW
 from .cache import measurements
@@ -103,8 +103,9 @@ class Plan:
         p = self.problem
         batch = (f"batches under {SMALL_BATCH}" if p.small_batch else f"batches of {SMALL_BATCH} or more")
         dtype = catalog.DTYPE_NAMES[p.dtype]
-        head = (f"replk_ops: {p.channels} channels of {p.height}x{p.width} ({p.device}, {dtype}, "
-                f"{LAYOUT_WORDS[p.layout]}), {p.kernel_words()}, padding ({p.ph}, {p.pw}), planned for {batch}"
+        layout = (LAYOUT_WORDS_3D if p.rank == 3 else LAYOUT_WORDS)[p.layout]
+        head = (f"replk_ops: {p.channels} channels of {p.map_words()} ({p.device}, {dtype}, "
+                f"{layout}), {p.kernel_words()}, padding {p.padding_words()}, planned for {batch}"
                 f" (small batches are planned apart); the forward runs backend {self.backend!r}"
                 f" (you asked for {self.requested!r})")
         lines = [head] + [f"  {choice}".replace("\n", "\n  ") for choice in self.choices.values()]
@@ -116,6 +117,7 @@ class Plan:
 
 
 LAYOUT_WORDS = {NCHW: "NCHW", CHANNELS_LAST: "channels_last"}
+LAYOUT_WORDS_3D = {NCHW: "NCDHW", CHANNELS_LAST: "channels_last_3d"}
 PASS_WORDS = {"fwd": "forward", "bwd_input": "input gradient", "bwd_weight": "weight gradient"}
 
 
@@ -207,6 +209,11 @@ def plan_pass(problem: Problem, pass_name: str, requested: str = "auto", may_mea
     return choice
 
 
+def _cpu_rules(problem):
+    """The CPU rules for the problem's rank: ``cpu_rules`` (2-D) or ``rules3d``."""
+    return rules3d if problem.rank == 3 else cpu_rules
+
+
 def _choose(problem: Problem, pass_name: str, requested: str, may_measure: bool, batch: Optional[int]) -> PassChoice:
     if problem.device_type == "cuda" and may_measure:
         cuda_backend.warn_once_if_missing()  # a GPU without the extension: say why, once
@@ -238,19 +245,19 @@ def _choose(problem: Problem, pass_name: str, requested: str, may_measure: bool,
     if len(names) == 1:
         return choice(names[0], "the only candidate")
     if problem.device_type == "cpu":
-        rule = cpu_rules.rule(problem, pass_name, names)
+        rules = _cpu_rules(problem)
+        rule = rules.rule(problem, pass_name, names)
         if rule is not None:
             return choice(rule[0], f"by rule: {rule[1]}")
-        names = cpu_rules.candidates(problem, pass_name, names)
-        reasons.update((name, "PyTorch's NCHW path is a naive loop for this kernel") for name in reasons
-                       if reasons[name] is None and name not in names)
+        names = rules.candidates(problem, pass_name, names)
+        reasons.update((name, rules.not_timed(name)) for name in reasons if reasons[name] is None and name not in names)
     timed = cuda_backend.without_repeats(  # each kernel timed once
         problem, pass_name, names, lambda name: catalog.by_name(name, pass_name).rejection(problem, pass_name))
     reasons.update((name, cuda_backend.REPEATS_AN_ALGO) for name in names if name not in timed)
     remembered = _MEASURED.get(problem.kind(pass_name))
     if remembered is not None and remembered.chosen in names:
         return choice(remembered.chosen, str(remembered), remembered)
-    fallback = cpu_rules.fallback(problem, names) if problem.device_type == "cpu" else names[0]
+    fallback = _cpu_rules(problem).fallback(problem, names) if problem.device_type == "cpu" else names[0]
     blocked = _measuring_blocked(problem)
     if blocked is not None:
         return choice(fallback, f"by priority: {blocked}", final=blocked in _LASTING_BLOCKS)
@@ -341,7 +348,7 @@ def _step_measurable(problem: Problem, choices: Dict[str, PassChoice]) -> bool:
     native = catalog.by_name("torch")
     if problem.device_type not in native.auto_devices or any(native.rejection(problem, p) for p in PASSES):
         return False
-    if problem.device_type == "cpu" and all(cpu_rules.torch_is_naive_loop(problem, p) for p in PASSES):
+    if problem.device_type == "cpu" and all(_cpu_rules(problem).torch_is_naive_loop(problem, p) for p in PASSES):
         return False  # PyTorch's own step is its naive loop throughout: seconds, and never faster
     mixed = any(c.implementation is not native for c in choices.values())
     measured = all(c.measurement is not None or c.implementation is native for c in choices.values())

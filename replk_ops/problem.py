@@ -36,6 +36,8 @@ class Problem(NamedTuple):
     dh: int = 1          # dilation
     dw: int = 1
 
+    rank = 2  # spatial dimensions (problem3d.Problem3d has 3)
+
     @property
     def device_type(self) -> str:
         return self.device.split(":", 1)[0]
@@ -52,6 +54,12 @@ class Problem(NamedTuple):
     def rank(self) -> int:
         """The convolution's rank (2-D): what an implementation's ``ranks`` is checked against."""
         return 2
+
+    def map_words(self) -> str:
+        return f"{self.height}x{self.width}"
+
+    def padding_words(self) -> str:
+        return f"({self.ph}, {self.pw})"
 
     def kernel_words(self) -> str:
         return f"a {self.kh}x{self.kw} kernel" + (f" with dilation ({self.dh}, {self.dw})" if self.dilated else "")

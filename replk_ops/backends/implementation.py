@@ -1,7 +1,7 @@
 """``Implementation``: one catalogue entry, what a backend declares it can run.
 
 An entry says which ``backend=`` name selects it, which passes it computes, on which devices, in
-which dtypes, for which ranks (2-D today; a 3-D runner declares ``ranks=(3,)``), up to which kernel
+which dtypes, for which ranks (2-D; ``ranks=(2, 3)`` with a ``runner3d`` for the 3-D passes), up to which kernel
 size, and where ``"auto"`` may pick it. Each backend package lists its own entries
 (``entries()``); ``replk_ops.catalog`` puts them in "auto"'s priority order. A runner that does not
 take dilation is wrapped in space-to-batch here, so no entry can call it dilated.
@@ -13,6 +13,7 @@ from typing import Callable, Optional, Tuple, Union
 
 import torch
 
+from .. import rules3d
 from ..problem import Problem
 from .base import PassRunner
 from .space_to_batch import SpaceToBatch
@@ -36,7 +37,8 @@ class Implementation:
     # a rule for "auto" beyond devices: why it leaves out a problem this can run (a kernel too small
     # for the transforms to pay, for fft), or None
     auto_rule: Optional[Callable[[Problem], Optional[str]]] = None
-    ranks: Tuple[int, ...] = (2,)  # the convolution ranks it runs: (2,) for 2-D
+    ranks: Tuple[int, ...] = (2,)  # the convolution ranks it runs: (2,) for 2-D, (2, 3) with runner3d
+    runner3d: Optional[PassRunner] = None  # the 3-D passes (base3d.PassRunner3d) where ranks has 3
 
     def __post_init__(self):
         if not self.runner.takes_dilation:  # undilated kernels: dilated calls through space-to-batch
@@ -48,6 +50,9 @@ class Implementation:
         (backends/space_to_batch.py); not yet run on a GPU that way, so "auto" leaves them out of
         dilated CUDA calls."""
         return isinstance(self.runner, SpaceToBatch)
+
+    def runner_for(self, rank: int) -> PassRunner:
+        return self.runner3d if rank == 3 else self.runner
 
     def kernel_limit(self) -> Optional[int]:
         return self.max_kernel() if callable(self.max_kernel) else self.max_kernel
@@ -64,7 +69,7 @@ class Implementation:
             return f"runs on {where} tensors only, got a tensor on {problem.device}"
         if problem.dtype not in self.dtypes:
             return f"supports {', '.join(DTYPE_NAMES[d] for d in self.dtypes)}, got {DTYPE_NAMES[problem.dtype]}"
-        why = self.runner.unavailable_reason(problem)
+        why = self.runner_for(problem.rank).unavailable_reason(problem)
         if why is not None:
             return why
         limit = self.kernel_limit()
@@ -74,6 +79,8 @@ class Implementation:
 
     def auto_rejection(self, problem) -> Optional[str]:
         """None if "auto" may pick this implementation for ``problem``, else why not."""
+        if problem.rank == 3:  # 3-D: where "auto" may pick each backend is one rule table
+            return rules3d.auto_rejection(self.backend, problem)
         if problem.device_type not in self.auto_devices:
             return f"available, but \"auto\" does not pick it for {problem.device_type} tensors"
         if self.space_to_batch and problem.dilated and problem.device_type == "cuda":

@@ -16,11 +16,13 @@ from .report import environment, print_table, write_json, write_plot
 from .runner import run
 from .timing import MIN_SAMPLES, WALL_CAP_S, clock_name
 from .shapes import PRESETS, default_batches, model_shapes, parse_shape, preset, with_batches
+from .shapes3d import DESCRIPTIONS_3D
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_PRESET = "replknet31b"
 DEFAULT_BUDGET_S = 0.1
 MODELS = ("replknet31b", "replknet31l", "replknet_xl")
+MODELS_3D = ("uxnet3d", "mednext")  # bench/model3d.py
 
 
 class UsageError(Exception):
@@ -29,7 +31,7 @@ class UsageError(Exception):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m replk_ops.bench", description=__doc__)
-    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS) + sorted(DESCRIPTIONS_3D),
                         help=f"embedded shape set (default: {DEFAULT_PRESET})")
     parser.add_argument("--shape", action="append", default=[], metavar="N,C,H,W,kh,kw[,dilation]",
                         help="a shape to run instead of a preset (repeatable; an optional 7th field: the dilation)")
@@ -47,7 +49,7 @@ def parse_args(argv=None):
                              "time and then says if it got too few samples")
     parser.add_argument("--backends", default=None, help="comma-separated replk_ops backends to time "
                         "(default: every one that 'auto' considers on the device)")
-    parser.add_argument("--model", choices=MODELS, default=None,
+    parser.add_argument("--model", choices=MODELS + MODELS_3D, default=None,
                         help="time a whole model (training step and inference) instead of layers")
     parser.add_argument("--image-size", type=int, default=224, help="with --model (default 224)")
     parser.add_argument("--threads", type=int, default=1,
@@ -130,12 +132,17 @@ def preset_line(name: str, batches, device_type: str) -> str:
 
 
 def _run_model(args, device, env, budget) -> int:
-    from .model_bench import print_rows, run_model
-
     batch = (args.batch or [64 if device.type == "cuda" else 1])[0]
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # the model bench's autocast
-    say(cold_start.start_line(model_shapes(args.model, batch), [dtype], device, _triton_runs(device)))
-    model_rows = run_model(args.model, device, batch, args.image_size, budget)
+    if args.model in MODELS_3D:
+        from .model3d import print_rows, run_model3d
+
+        model_rows = run_model3d(args.model, device, (args.batch or [2 if device.type == "cuda" else 1])[0], budget)
+    else:
+        from .model_bench import print_rows, run_model
+
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # the model bench's autocast
+        say(cold_start.start_line(model_shapes(args.model, batch), [dtype], device, _triton_runs(device)))
+        model_rows = run_model(args.model, device, batch, args.image_size, budget)
     print_rows(model_rows)
     if args.json:
         import json
@@ -175,6 +182,10 @@ def _run_bench(args, device: torch.device) -> int:
         if args.shape or args.preset:
             raise UsageError("--model times a whole network: it takes no --shape or --preset")
         return _run_model(args, device, env, args.budget)
+    if args.preset in DESCRIPTIONS_3D:
+        from .run3d import run_preset3d  # 3-D layers: their own runner and table
+
+        return run_preset3d(args, device, env)
     dtype_names = _list(args.dtype or ("fp32,bf16" if device.type == "cuda" else "fp32"), tuple(DTYPES), "--dtype")
     passes = _list(args.passes, cands.PASSES, "--passes")
     shapes = _shapes(args, device)

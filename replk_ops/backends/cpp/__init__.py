@@ -7,6 +7,7 @@ from ..implementation import Implementation
 from .loader import UNAVAILABLE, instruction_set, note
 from .rules import MAX_UNDILATED_SIDE, NCHW_FORWARD_MAX_SIDE, auto_rejection
 from .runner import CppRunner
+from .runner3d import Cpp3d
 
 NAME = "cpp"  # the ``backend=`` value that selects it
 
@@ -14,9 +15,10 @@ NAME = "cpp"  # the ``backend=`` value that selects it
 def entries() -> Tuple[Implementation, ...]:
     return (Implementation(
         NAME, NAME, CppRunner(), ("cpu",), SUPPORTED_DTYPES, ("cpu",), auto_rule=auto_rejection,
+        ranks=(2, 3), runner3d=Cpp3d(),
         description="compiled C++ loops over zero-padded planes (replk_ops._cpu), any dilation: the CPU route for "
                     "dilated and small kernels"),)
 
 
-__all__ = ["NAME", "MAX_UNDILATED_SIDE", "NCHW_FORWARD_MAX_SIDE", "UNAVAILABLE", "CppRunner", "auto_rejection",
+__all__ = ["NAME", "MAX_UNDILATED_SIDE", "NCHW_FORWARD_MAX_SIDE", "UNAVAILABLE", "Cpp3d", "CppRunner", "auto_rejection",
            "entries", "instruction_set", "note"]

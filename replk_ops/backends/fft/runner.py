@@ -75,7 +75,7 @@ class FFTRunner(PassRunner):
         ho, wo = output_size(h, w, kh, kw, ph, pw)
         xc = _planes(x)
         # kept for the next inference call, or for this step's backward (which takes it out)
-        g = self.cache.get(weight, s, ph, pw, lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
+        g = self.cache.get(weight, s, (ph, pw), lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
         # written chunk by chunk in the caller's layout (the ops then have nothing to copy)
         out = torch.empty((n, c, ho, wo), dtype=xc.dtype, device=x.device, memory_format=memory_format_of(x))
         for cs in transforms.channel_chunks(n, c, s, xc.dtype):
@@ -119,7 +119,7 @@ class FFTRunner(PassRunner):
         dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
         g = None
         if need_input:  # the forward's, where the weight has not changed since
-            g = self.cache.take(weight, s, ph, pw, lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
+            g = self.cache.take(weight, s, (ph, pw), lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
         for cs in transforms.channel_chunks(n, c, s, dyc.dtype):
             dy_spec = transforms.spectrum(dyc[:, cs], s)
             if need_weight:

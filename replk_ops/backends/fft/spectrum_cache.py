@@ -53,13 +53,13 @@ class SpectrumCache:
         return None
 
     @staticmethod
-    def _key(weight: torch.Tensor, s, ph: int, pw: int) -> Tuple:
-        return (tuple(s), ph, pw, weight.dtype, weight.device, tuple(weight.shape), tuple(weight.stride()))
+    def _key(weight: torch.Tensor, s, padding: Tuple[int, ...]) -> Tuple:
+        return (tuple(s), tuple(padding), weight.dtype, weight.device, tuple(weight.shape), tuple(weight.stride()))
 
-    def take(self, weight: torch.Tensor, s, ph: int, pw: int, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def take(self, weight: torch.Tensor, s, padding: Tuple[int, ...], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The spectrum if an entry is valid, removing the entry (a training step's backward: the
         optimizer changes the weight next); else ``compute()``, not kept."""
-        entry = self._valid(weight, self._key(weight, s, ph, pw))
+        entry = self._valid(weight, self._key(weight, s, padding))
         if entry is None:
             self.misses += 1
             return compute()
@@ -69,9 +69,9 @@ class SpectrumCache:
         self.hits += 1
         return entry.spectrum
 
-    def get(self, weight: torch.Tensor, s, ph: int, pw: int, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def get(self, weight: torch.Tensor, s, padding: Tuple[int, ...], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The spectrum if an entry is valid, else ``compute()``, kept for later calls."""
-        key = self._key(weight, s, ph, pw)
+        key = self._key(weight, s, padding)
         ident = id(weight)
         entry = self._valid(weight, key)
         if entry is not None:

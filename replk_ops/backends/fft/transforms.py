@@ -13,7 +13,9 @@ See docs/design.md, "FFT".
 from __future__ import annotations
 
 import functools
-from typing import Tuple
+import itertools
+import math
+from typing import Sequence, Tuple
 
 import torch
 
@@ -54,7 +56,17 @@ def axis_size(length: int, k: int, p: int) -> int:
 
 
 def transform_shape(h: int, w: int, kh: int, kw: int, ph: int, pw: int) -> Tuple[int, int]:
-    return axis_size(h, kh, ph), axis_size(w, kw, pw)
+    return transform_sizes((h, w), (kh, kw), (ph, pw))
+
+
+def transform_sizes(sizes: Sequence[int], kernel: Sequence[int], padding: Sequence[int]) -> Tuple[int, ...]:
+    """The transform length along each axis (any number of axes)."""
+    return tuple(axis_size(n, k, p) for n, k, p in zip(sizes, kernel, padding))
+
+
+def _dims(s) -> Tuple[int, ...]:
+    """The last len(s) dimensions: the axes a transform of size ``s`` runs over."""
+    return tuple(range(-len(s), 0))
 
 
 def _wrapped(k: int, shift: int, size: int, device) -> torch.Tensor:
@@ -75,40 +87,55 @@ def _segments(k: int, shift: int, size: int):
 
 def kernel_spectrum(weight: torch.Tensor, s: Tuple[int, int], ph: int, pw: int) -> torch.Tensor:
     """rfft2 of g (the flipped kernel, tap (i, j) at ((p - i) mod s)): (C, sh, sw // 2 + 1)."""
-    c, kh, kw = weight.shape[0], weight.shape[-2], weight.shape[-1]
-    flipped = weight.reshape(c, kh, kw).flip(-2, -1)
-    placed = weight.new_zeros((c, s[0], s[1]))
-    # flipped tap t sits at t - (k - 1 - p) (modulo s): up to four block copies, not a full-size roll
-    for src_r, dst_r in _segments(kh, ph - kh + 1, s[0]):
-        for src_c, dst_c in _segments(kw, pw - kw + 1, s[1]):
-            placed[:, dst_r, dst_c] = flipped[:, src_r, src_c]
-    return torch.fft.rfft2(placed)
+    return kernel_spectrum_nd(weight, s, (ph, pw))
 
 
+def kernel_spectrum_nd(weight: torch.Tensor, s: Sequence[int], padding: Sequence[int]) -> torch.Tensor:
+    """The real FFT over len(s) axes of g, the flipped kernel with tap t at ((p - t) mod s) along
+    each axis: (C, s[0], ..., s[-1] // 2 + 1)."""
+    c, kernel = weight.shape[0], tuple(weight.shape[-len(s):])
+    dims = _dims(s)
+    flipped = weight.reshape((c,) + kernel).flip(dims)
+    placed = weight.new_zeros((c,) + tuple(s))
+    # flipped tap t sits at t - (k - 1 - p) (modulo s): up to two block copies per axis, not a full-size roll
+    per_axis = [_segments(k, p - k + 1, n) for k, p, n in zip(kernel, padding, s)]
+    for pieces in itertools.product(*per_axis):
+        src = tuple(src for src, _ in pieces)
+        dst = tuple(dst for _, dst in pieces)
+        placed[(slice(None),) + dst] = flipped[(slice(None),) + src]
+    return torch.fft.rfftn(placed, dim=dims)
 def spectrum(t: torch.Tensor, s: Tuple[int, int]) -> torch.Tensor:
-    """rfft2 of each (n, c) plane of ``t``, zero-padded at the end to ``s``."""
-    return torch.fft.rfft2(t, s=s)
+    """The real FFT of each (n, c) plane (or volume) of ``t``, zero-padded at the end to ``s``."""
+    return torch.fft.rfftn(t, s=s, dim=_dims(s))
 
 
-def crop_inverse(spec: torch.Tensor, s: Tuple[int, int], hw: Tuple[int, int]) -> torch.Tensor:
-    """The first hw of irfft2(spec): the column transforms first, so that the row transforms run
-    only on the rows kept (about 20% less work than irfft2 and a crop)."""
-    rows = torch.fft.ifft(spec, dim=-2)[..., :hw[0], :]
-    return torch.fft.irfft(rows, n=s[1], dim=-1)[..., :hw[1]]
+def crop_inverse(spec: torch.Tensor, s: Sequence[int], hw: Sequence[int]) -> torch.Tensor:
+    """The first hw of the inverse real FFT of spec over len(s) axes: the outer axes first, each
+    cropped before the next runs, so that the row transforms run only on the rows kept (about 20%
+    less work than irfft2 and a crop in 2-D)."""
+    for axis in range(-len(s), -1):
+        spec = torch.fft.ifft(spec, dim=axis).narrow(axis, 0, hw[axis])
+    return torch.fft.irfft(spec, n=s[-1], dim=-1)[..., :hw[-1]]
 
 
 def weight_from_correlation(spec: torch.Tensor, s: Tuple[int, int], kh: int, kw: int, ph: int,
                             pw: int) -> torch.Tensor:
     """The taps of dw from the spectrum of ``r[e] = sum_o dy[o] x[o + e]``: tap i is r[(i - p) mod s]."""
-    r = torch.fft.irfft2(spec, s=s)
-    rows = _wrapped(kh, -ph, s[0], spec.device)
-    cols = _wrapped(kw, -pw, s[1], spec.device)
-    return r[:, rows[:, None], cols[None, :]]
+    return weight_from_correlation_nd(spec, s, (kh, kw), (ph, pw))
 
 
-def channel_chunks(n: int, c: int, s: Tuple[int, int], real_dtype: torch.dtype):
-    """Slices over channels whose spectra (N planes each) stay near CHUNK_BYTES."""
+def weight_from_correlation_nd(spec: torch.Tensor, s: Sequence[int], kernel: Sequence[int],
+                               padding: Sequence[int]) -> torch.Tensor:
+    """``weight_from_correlation`` over len(s) axes."""
+    r = torch.fft.irfftn(spec, s=s, dim=_dims(s))
+    for axis, (k, p, n) in enumerate(zip(kernel, padding, s), start=r.dim() - len(s)):
+        r = r.index_select(axis, _wrapped(k, -p, n, spec.device))
+    return r
+
+
+def channel_chunks(n: int, c: int, s: Sequence[int], real_dtype: torch.dtype):
+    """Slices over channels whose spectra (N planes or volumes each) stay near CHUNK_BYTES."""
     itemsize = 2 * torch.empty((), dtype=real_dtype).element_size()
-    per_channel = max(1, n) * s[0] * (s[1] // 2 + 1) * itemsize
+    per_channel = max(1, n) * math.prod(s[:-1]) * (s[-1] // 2 + 1) * itemsize
     step = max(1, CHUNK_BYTES // per_channel)
     return [slice(start, min(start + step, c)) for start in range(0, c, step)]

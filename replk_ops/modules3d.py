@@ -1,0 +1,81 @@
+"""``LargeKernelDWConv3d``, a drop-in ``nn.Conv3d`` for depthwise convs (``convert`` and ``revert``
+in modules.py swap them)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ._checks3d import PaddingArg3d, dilation_triple, kernel_size_triple, padding_triple
+from ._eligibility import ineligibility
+from ._tracing import records_standard_conv
+from .catalog import check_backend_name
+from .eager3d import dwconv3d
+
+
+class LargeKernelDWConv3d(nn.Conv3d):
+    """A depthwise ``nn.Conv3d`` (groups == in == out channels, stride 1, any dilation) that runs on
+    replk_ops. Its parameters, state_dict keys and shapes are exactly those of the equivalent
+    ``nn.Conv3d``, so checkpoints load both ways."""
+
+    def __init__(self, channels: int, kernel_size, bias: bool = True, padding: PaddingArg3d = "same",
+                 backend: str = "auto", device=None, dtype=None, dilation=1):
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels: expected a positive int, got {channels!r}")
+        kernel = kernel_size_triple(kernel_size)
+        dil = dilation_triple(dilation)
+        pad = padding_triple(padding, kernel, dil)
+        self.backend = check_backend_name(backend)
+        super().__init__(channels, channels, kernel, stride=1, padding=pad, dilation=dil, groups=channels,
+                         bias=bias, padding_mode="zeros", device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            # TorchScript compiles nn.Conv3d's own call; the fast path below is never compiled.
+            return self._conv_forward(x, self.weight, self.bias)
+        return self._replk_forward(x)
+
+    @torch.jit.unused
+    def _replk_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if records_standard_conv(x):
+            # jit.trace, FX and ONNX export record nn.Conv3d's call, with this module's sizes
+            return self._conv_forward(x, self.weight, self.bias)
+        return dwconv3d(x, self.weight, self.bias, tuple(self.padding), tuple(self.dilation), backend=self.backend)
+
+    def to_conv3d(self) -> nn.Conv3d:
+        """The equivalent plain ``nn.Conv3d``, sharing this module's parameters."""
+        conv = nn.Conv3d(self.in_channels, self.out_channels, tuple(self.kernel_size), stride=1,
+                         padding=tuple(self.padding), dilation=tuple(self.dilation), groups=self.groups,
+                         bias=self.bias is not None, device="meta", dtype=self.weight.dtype)
+        conv.weight = self.weight
+        conv.bias = self.bias
+        conv.train(self.training)
+        return conv
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", backend={self.backend!r}"
+
+    @staticmethod
+    def ineligibility(conv: nn.Module) -> Optional[str]:
+        """Why ``conv`` cannot be replaced by a LargeKernelDWConv3d, or None if it can."""
+        return ineligibility(conv, nn.Conv3d)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv3d, backend: str = "auto") -> "LargeKernelDWConv3d":
+        """A LargeKernelDWConv3d that shares ``conv``'s parameters (so optimizers keep working)."""
+        why = cls.ineligibility(conv)
+        if why is not None:
+            raise ValueError(f"conv: expected an eligible depthwise nn.Conv3d, got one that is {why}: {conv}")
+        padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
+        new = cls(conv.in_channels, tuple(conv.kernel_size), bias=conv.bias is not None, padding=padding,
+                  backend=backend, device="meta", dtype=conv.weight.dtype, dilation=tuple(conv.dilation))
+        new.weight = conv.weight
+        new.bias = conv.bias
+        new.train(conv.training)
+        return new
+
+    from_conv3d = from_conv
+
+
+__all__ = ["LargeKernelDWConv3d"]
