@@ -1,5 +1,6 @@
-"""Which plain convolution modules ``convert`` may swap: depthwise, stride 1, zero padding, one
-rule for ``nn.Conv2d`` and ``nn.Conv3d``."""
+"""Which plain convolution modules ``convert`` may swap (depthwise, stride 1, zero padding), and
+the parameter sharing between them and replk_ops' modules: one rule for ``nn.Conv2d`` and
+``nn.Conv3d``."""
 from __future__ import annotations
 
 from typing import Optional, Type
@@ -28,3 +29,19 @@ def ineligibility(conv: nn.Module, conv_type: Type[nn.Module]) -> Optional[str]:
             return (f"padding 'same' with an even kernel span {spans} (kernel {tuple(conv.kernel_size)}, "
                     f"dilation {tuple(conv.dilation)}) pads asymmetrically")
     return None
+
+
+def share_parameters(dst: nn.Module, src: nn.Module) -> nn.Module:
+    """``dst`` with ``src``'s weight, bias and training mode (so optimizers keep working)."""
+    dst.weight = src.weight
+    dst.bias = src.bias
+    dst.train(src.training)
+    return dst
+
+
+def plain_conv(module: nn.Module, conv_type: Type[nn.Module]) -> nn.Module:
+    """The plain ``conv_type`` equivalent to the depthwise ``module``, sharing its parameters."""
+    conv = conv_type(module.in_channels, module.out_channels, tuple(module.kernel_size), stride=1,
+                     padding=tuple(module.padding), dilation=tuple(module.dilation), groups=module.groups,
+                     bias=module.bias is not None, device="meta", dtype=module.weight.dtype)
+    return share_parameters(conv, module)

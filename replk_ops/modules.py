@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._checks import PaddingArg, dilation_pair, kernel_size_pair, padding_pair, span
-from ._eligibility import ineligibility
+from ._eligibility import ineligibility, plain_conv, share_parameters
 from ._tracing import records_standard_conv
 from .catalog import check_backend_name
 from .eager import run_eager
@@ -57,15 +57,7 @@ class LargeKernelDWConv2d(nn.Conv2d):
 
     def to_conv2d(self) -> nn.Conv2d:
         """The equivalent plain ``nn.Conv2d``, sharing this module's parameters."""
-        conv = nn.Conv2d(
-            self.in_channels, self.out_channels, tuple(self.kernel_size), stride=1, padding=tuple(self.padding),
-            dilation=tuple(self.dilation), groups=self.groups, bias=self.bias is not None, device="meta",
-            dtype=self.weight.dtype,
-        )
-        conv.weight = self.weight
-        conv.bias = self.bias
-        conv.train(self.training)
-        return conv
+        return plain_conv(self, nn.Conv2d)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", backend={self.backend!r}"
@@ -90,10 +82,7 @@ class LargeKernelDWConv2d(nn.Conv2d):
             conv.in_channels, tuple(conv.kernel_size), bias=conv.bias is not None, padding=padding,
             backend=backend, device="meta", dtype=conv.weight.dtype, dilation=tuple(conv.dilation),
         )
-        new.weight = conv.weight
-        new.bias = conv.bias
-        new.train(conv.training)
-        return new
+        return share_parameters(new, conv)
 
 
 def _drop_in(child: nn.Module):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._checks3d import PaddingArg3d, dilation_triple, kernel_size_triple, padding_triple
-from ._eligibility import ineligibility
+from ._eligibility import ineligibility, plain_conv, share_parameters
 from ._tracing import records_standard_conv
 from .catalog import check_backend_name
 from .eager3d import dwconv3d
@@ -45,13 +45,7 @@ class LargeKernelDWConv3d(nn.Conv3d):
 
     def to_conv3d(self) -> nn.Conv3d:
         """The equivalent plain ``nn.Conv3d``, sharing this module's parameters."""
-        conv = nn.Conv3d(self.in_channels, self.out_channels, tuple(self.kernel_size), stride=1,
-                         padding=tuple(self.padding), dilation=tuple(self.dilation), groups=self.groups,
-                         bias=self.bias is not None, device="meta", dtype=self.weight.dtype)
-        conv.weight = self.weight
-        conv.bias = self.bias
-        conv.train(self.training)
-        return conv
+        return plain_conv(self, nn.Conv3d)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", backend={self.backend!r}"
@@ -70,10 +64,7 @@ class LargeKernelDWConv3d(nn.Conv3d):
         padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
         new = cls(conv.in_channels, tuple(conv.kernel_size), bias=conv.bias is not None, padding=padding,
                   backend=backend, device="meta", dtype=conv.weight.dtype, dilation=tuple(conv.dilation))
-        new.weight = conv.weight
-        new.bias = conv.bias
-        new.train(conv.training)
-        return new
+        return share_parameters(new, conv)
 
     from_conv3d = from_conv
 
