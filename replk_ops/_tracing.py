@@ -18,14 +18,10 @@ from ._checks import dilation_pair, padding_pair
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
-# torch.jit.is_tracing() without its Python wrapper: this check runs on every eager call
-_is_tracing = getattr(torch._C, "_is_tracing", torch.jit.is_tracing)
-
-
 def records_standard_conv(x) -> bool:
     """Whether a depthwise conv on ``x`` is being recorded for a standard runtime."""
     if type(x) in _PLAIN_TENSOR_TYPES:
-        return _is_tracing()  # eager, unless jit.trace records it
+        return torch.jit.is_tracing()  # eager, unless jit.trace records it (dynamo knows this call)
     if torch.jit.is_tracing():
         return True
     if isinstance(x, torch.fx.Proxy):
