@@ -31,11 +31,7 @@ inline BwdWeightLayout bwd_weight_layout(const BwdWeightParams& p, const DeviceI
   const BwdWeightTiling& t = l.tiling;
   l.strips = p.kh * t.kwp / 8;
   l.groups = l.strips <= 256 ? 256 / l.strips : 1;
-  l.stride = static_cast<int>(round_up(t.tw + t.kwp - 4, 32) + 4);
-  l.rows = t.th + p.kh - 1;
-  size_t tiles = static_cast<size_t>(l.rows) * l.stride + static_cast<size_t>(t.th) * t.tw;
-  size_t reduce = static_cast<size_t>(l.groups) * l.strips * 8 + 256;
-  l.smem_bytes = (tiles > reduce ? tiles : reduce) * sizeof(float);
+  size_weight_smem(l, p, t.tw + t.kwp, static_cast<size_t>(l.groups) * l.strips * 8);
   return l;
 }
 

@@ -1,11 +1,28 @@
 // What the two CUDA-core weight-gradient kernels (bwd_weight.cuh, 8 taps per strip and thread;
-// bwd_weight_wide.cuh, two strips per thread) share: which tiles a block sums, staging one tile,
-// the sliding 8-column step that multiplies it, and the fixed-order sums the block writes.
+// bwd_weight_wide.cuh, two strips per thread) share: the size of a block's shared memory, which
+// tiles a block sums, staging one tile, the sliding 8-column step that multiplies it, and the
+// fixed-order sums the block writes.
 #pragma once
 
 #include "common.cuh"
 
 namespace replk_ops {
+
+// Sets the shared-memory fields of a weight-gradient layout `l` (BwdWeightLayout,
+// BwdWeightWideLayout) whose tiling is set: the x tile's rows (th + kh - 1) and row length
+// `stride` (room for `width` columns, = 4 (mod 32) so that float4 loads of consecutive rows fall
+// in distinct bank groups), and smem_bytes for the x and dy tiles or, after the last tile, for
+// `sums` floats of the groups' taps and one bias partial per thread of the 256
+// (write_block_partials), whichever is larger.
+template <typename Layout>
+inline void size_weight_smem(Layout& l, const BwdWeightParams& p, int width, size_t sums) {
+  const BwdWeightTiling& t = l.tiling;
+  l.stride = static_cast<int>(round_up(width - 4, 32) + 4);
+  l.rows = t.th + p.kh - 1;
+  const size_t tiles = static_cast<size_t>(l.rows) * l.stride + static_cast<size_t>(t.th) * t.tw;
+  const size_t reduce = sums + 256;
+  l.smem_bytes = (tiles > reduce ? tiles : reduce) * sizeof(float);
+}
 
 // The range of a channel's tiles that block `split` sums, in order.
 struct WeightTileRange {

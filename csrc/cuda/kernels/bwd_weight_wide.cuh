@@ -30,11 +30,7 @@ inline BwdWeightWideLayout bwd_weight_wide_layout(const BwdWeightParams& p, cons
   l.pairs = static_cast<int>(ceil_div(p.kw, 16));
   l.units = p.kh * l.pairs;
   l.groups = 256 / l.units;
-  l.stride = static_cast<int>(round_up(t.tw + 16 * l.pairs - 4, 32) + 4);
-  l.rows = t.th + p.kh - 1;
-  const size_t tiles = static_cast<size_t>(l.rows) * l.stride + static_cast<size_t>(t.th) * t.tw;
-  const size_t reduce = static_cast<size_t>(l.groups) * l.units * 16 + 256;
-  l.smem_bytes = (tiles > reduce ? tiles : reduce) * sizeof(float);
+  size_weight_smem(l, p, t.tw + 16 * l.pairs, static_cast<size_t>(l.groups) * l.units * 16);
   return l;
 }
 

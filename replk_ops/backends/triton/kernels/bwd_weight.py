@@ -72,18 +72,13 @@ def _bwd_weight_group_rows(
     # A program owns kernel rows i0 .. i0 + R - 1. Loop row h (of Ho + R - 1 per image) pairs the
     # input row h + i0 - PH with grad_out row h - r for kernel row i0 + r, so each gathered input
     # tile serves R products; a row past either map loads as zeros.
-    b = tl.arange(0, BN)
-    a = tl.arange(0, BK)
-    w_out = strip * BN + b
-    w_out_ok = w_out < Wo
-    w_in = strip * BN - PW + a
-    w_in_ok = (w_in >= 0) & (w_in < W)
+    w_out, w_out_ok, w_in, w_in_ok, diagonal = _strip_columns(strip, W, Wo, PW, BN, BK, 1, 1, TRANSPOSED)
     rows_per_image = Ho + R - 1
     total_rows = N * rows_per_image
     row_start = split * ROWS_PER_SPLIT
     row_end = tl.minimum(row_start + ROWS_PER_SPLIT, total_rows)
     dy_chan = dy_ptr + c * sdc
-    acc0, acc1, acc2, acc3, diagonal = _weight_accumulators(a, b, 0, BN, BK, TRANSPOSED)
+    acc0, acc1, acc2, acc3 = _weight_accumulators(diagonal)
     for r0 in range(row_start, row_end, BR):
         rows = r0 + tl.arange(0, BR)
         rows_ok = rows < row_end
@@ -112,16 +107,34 @@ def _bwd_weight_group_rows(
 
 
 @triton.jit
-def _weight_accumulators(a, b, shift, BN: tl.constexpr, BK: tl.constexpr, TRANSPOSED: tl.constexpr):
-    """Four zero products (one per phase) in the orientation of TRANSPOSED, and the kernel
-    column of each of their elements (input column a, which is tile column a - shift past the
-    strip's first input column, against output column b)."""
+def _strip_columns(strip, W, Wo, PW, BN: tl.constexpr, BK: tl.constexpr, ALIGN: tl.constexpr,
+                   DY_ALIGN: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """What both row kinds gather for output columns strip * BN .. + BN - 1: those columns w_out
+    and whether each is inside the map (judged per chunk of DY_ALIGN columns, so the mask is
+    constant along each vector: Wo is a multiple of DY_ALIGN); the tile's input columns w_in and
+    whether each is inside the map (_aligned_input_columns; ALIGN 1 starts at the strip's first
+    input column); and the kernel column of each element of a product in the orientation of
+    TRANSPOSED (input column a, which is tile column a - shift past the strip's first input
+    column, against output column b)."""
+    b = tl.arange(0, BN)
+    a = tl.arange(0, BK)
+    w_out = strip * BN + b
+    if DY_ALIGN > 1:
+        w_out = tl.max_contiguous(tl.multiple_of(w_out, DY_ALIGN), DY_ALIGN)
+    w_out_ok = (strip * BN + (b // DY_ALIGN) * DY_ALIGN) < Wo
+    w_in, w_in_ok, shift = _aligned_input_columns(strip * BN - PW, a, W, ALIGN)
     if TRANSPOSED:  # P^T[a, b] = P[b, a]
         diagonal = a[:, None] - shift - b[None, :]
     else:
         diagonal = a[None, :] - shift - b[:, None]
+    return w_out, w_out_ok, w_in, w_in_ok, diagonal
+
+
+@triton.jit
+def _weight_accumulators(diagonal):
+    """Four zero products (one per phase), shaped like the products' kernel columns."""
     zero = tl.zeros(diagonal.shape, dtype=tl.float32)
-    return zero, zero, zero, zero, diagonal
+    return zero, zero, zero, zero
 
 
 @triton.jit
@@ -155,13 +168,8 @@ def _bwd_weight_batch_rows(
     # ALIGN / DY_ALIGN > 1: vector loads, as in the batch-row forward (the launcher checks the
     # strides and addresses); the input tile starts at the aligned column below the strip's first
     # input column and the diagonals shift by the difference.
-    b = tl.arange(0, BN)
-    a = tl.arange(0, BK)
-    w_out = strip * BN + b
-    if DY_ALIGN > 1:
-        w_out = tl.max_contiguous(tl.multiple_of(w_out, DY_ALIGN), DY_ALIGN)
-    w_out_ok = (strip * BN + (b // DY_ALIGN) * DY_ALIGN) < Wo  # per chunk (Wo is a multiple of DY_ALIGN)
-    w_in, w_in_ok, shift = _aligned_input_columns(strip * BN - PW, a, W, ALIGN)
+    w_out, w_out_ok, w_in, w_in_ok, diagonal = _strip_columns(strip, W, Wo, PW, BN, BK, ALIGN, DY_ALIGN,
+                                                               TRANSPOSED)
     x_chan_offset = c * sxc
     dy_chan_offset = c * sdc
 
@@ -170,7 +178,7 @@ def _bwd_weight_batch_rows(
     hh_lo = tl.maximum(split * per_split, PH - i0)
     hh_hi = tl.minimum(tl.minimum(split * per_split + per_split, loop_rows), H + PH - i0)
 
-    acc0, acc1, acc2, acc3, diagonal = _weight_accumulators(a, b, shift, BN, BK, TRANSPOSED)
+    acc0, acc1, acc2, acc3 = _weight_accumulators(diagonal)
     for n0 in range(0, N, BR):
         n = n0 + tl.arange(0, BR)
         n_ok = n < N

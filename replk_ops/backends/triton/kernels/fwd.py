@@ -56,14 +56,9 @@ def _fwd_group_rows(
     n = (g // groups_per_image).to(tl.int64)
     h_first = (g % groups_per_image) * R  # output row of phase 0
     cols = pid_n * BN + tl.arange(0, BN)
-    a = tl.arange(0, BK)
-    w_in = pid_n * BN - PW + a
-    w_in_ok = (w_in >= 0) & (w_in < W)
+    w_in, w_in_ok, band, band_ok, w_chan = _strip_band(w_ptr, c, pid_n, W, KH, KW, PW, BN, BK, 1)
     x_rows = x_ptr + n * sxn + c * sxc
     x_cols = w_in.to(tl.int64) * sxw
-    band = a[:, None] - tl.arange(0, BN)[None, :]
-    band_ok = (band >= 0) & (band < KW)
-    w_chan = w_ptr + c * KH * KW  # a scalar: the band's offsets stay 32-bit, which saves registers
 
     # input row offsets that reach the image for some group of this tile
     first = pid_m * BM
@@ -74,10 +69,7 @@ def _fwd_group_rows(
     rho_lo = tl.maximum(0, PH - h_hi)
     rho_hi = tl.minimum(KH + R - 1, H + PH - h_lo)
 
-    acc0 = tl.zeros((BM, BN), dtype=tl.float32)
-    acc1 = tl.zeros((BM, BN), dtype=tl.float32)
-    acc2 = tl.zeros((BM, BN), dtype=tl.float32)
-    acc3 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc0, acc1, acc2, acc3 = _zero_accumulators(BM, BN)
     # CARRY_BANDS: gather one band per iteration and carry the previous R - 1 (as the batch-row
     # tiles do); otherwise gather all R per iteration, which needs fewer registers.
     if CARRY_BANDS:
@@ -100,9 +92,7 @@ def _fwd_group_rows(
                 acc2 = _dot(tile, _band(w_chan, rho - 2, KH, KW, band, band_ok), acc2, UPCAST, IEEE)
                 acc3 = _dot(tile, _band(w_chan, rho - 3, KH, KW, band, band_ok), acc3, UPCAST, IEEE)
 
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + c).to(tl.float32)
+    bias = _bias(b_ptr, c, HAS_BIAS)
     y_rows = y_ptr + n * syn + c * syc
     y_cols = cols.to(tl.int64)[None, :] * syw
     out_ok = g_ok[:, None] & (cols < Wo)[None, :]
@@ -116,6 +106,37 @@ def _fwd_group_rows(
                  mask=out_ok)
         tl.store(y_rows[:, None] + (h_first + 3).to(tl.int64)[:, None] * syh + y_cols, (acc3 + bias).to(dtype),
                  mask=out_ok)
+
+
+@triton.jit
+def _strip_band(w_ptr, c, pid_n, W, KH, KW, PW, BN: tl.constexpr, BK: tl.constexpr, ALIGN: tl.constexpr):
+    """What both row kinds gather for output columns pid_n * BN .. + BN - 1 of channel c: the
+    tile's input columns w_in and whether each is inside the map (_aligned_input_columns; ALIGN 1
+    starts at the strip's first input column), the Toeplitz band's offsets into a kernel row
+    (BK x BN, column a of the tile against output column b) and where they fall inside the kernel,
+    and the channel's weights."""
+    a = tl.arange(0, BK)
+    w_in, w_in_ok, shift = _aligned_input_columns(pid_n * BN - PW, a, W, ALIGN)
+    band = a[:, None] - shift - tl.arange(0, BN)[None, :]
+    band_ok = (band >= 0) & (band < KW)
+    w_chan = w_ptr + c * KH * KW  # a scalar: the band's offsets stay 32-bit, which saves registers
+    return w_in, w_in_ok, band, band_ok, w_chan
+
+
+@triton.jit
+def _zero_accumulators(BM: tl.constexpr, BN: tl.constexpr):
+    """One float32 accumulator per phase (four: R <= 4)."""
+    zero = tl.zeros((BM, BN), dtype=tl.float32)
+    return zero, zero, zero, zero
+
+
+@triton.jit
+def _bias(b_ptr, c, HAS_BIAS: tl.constexpr):
+    """Channel c's bias as float32; 0 without one."""
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + c).to(tl.float32)
+    return bias
 
 
 @triton.jit
@@ -168,24 +189,17 @@ def _fwd_batch_rows(
 
     n = pid_m * BM + tl.arange(0, BM)
     n_ok = n < N
-    a = tl.arange(0, BK)
-    w_in, w_in_ok, shift = _aligned_input_columns(pid_n * BN - PW, a, W, ALIGN)
+    w_in, w_in_ok, band, band_ok, w_chan = _strip_band(w_ptr, c, pid_n, W, KH, KW, PW, BN, BK, ALIGN)
     row_offsets = n.to(tl.int64) * sxn
     if ALIGN > 1:
         row_offsets = tl.multiple_of(row_offsets, ALIGN)
     tile_ok = n_ok[:, None] & w_in_ok[None, :]
     offsets = row_offsets[:, None] + w_in.to(tl.int64)[None, :] * sxw
-    band = a[:, None] - shift - tl.arange(0, BN)[None, :]
-    band_ok = (band >= 0) & (band < KW)
-    w_chan = w_ptr + c * KH * KW
 
     # only input rows inside the map: no tile row ever needs a bounds check
     rho_lo = tl.maximum(0, PH - h0)
     rho_hi = tl.minimum(KH + R - 1, H + PH - h0)
-    acc0 = tl.zeros((BM, BN), dtype=tl.float32)
-    acc1 = tl.zeros((BM, BN), dtype=tl.float32)
-    acc2 = tl.zeros((BM, BN), dtype=tl.float32)
-    acc3 = tl.zeros((BM, BN), dtype=tl.float32)
+    acc0, acc1, acc2, acc3 = _zero_accumulators(BM, BN)
     # phase r uses the band of kernel row rho - r: gather one new band per iteration and carry
     # the previous R - 1
     band1, band2, band3 = _bands_before(w_chan, rho_lo, KH, KW, band, band_ok)
@@ -198,9 +212,7 @@ def _fwd_batch_rows(
         acc0, acc1, acc2, acc3, band1, band2, band3 = _carried_products(
             tile, band0, band1, band2, band3, acc0, acc1, acc2, acc3, R, UPCAST, IEEE)
 
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + c).to(tl.float32)
+    bias = _bias(b_ptr, c, HAS_BIAS)
     cols = pid_n * BN + tl.arange(0, BN)
     y_tile = y_ptr + c * syc + n.to(tl.int64)[:, None] * syn + cols.to(tl.int64)[None, :] * syw
     out_ok = n_ok[:, None] & (cols < Wo)[None, :]
