@@ -237,15 +237,21 @@ def test_a_cuda_call_reports_a_missing_extension_once(monkeypatch, planner_env):
 
 
 def test_an_implementation_runs_only_the_ranks_it_declares():
-    """A rank is a capability each catalogue entry declares (2-D everywhere today): a problem of
-    another rank is rejected first, with the reason."""
+    """A rank is a capability each catalogue entry declares (a 3-D one with its 3-D runner): a
+    problem of a rank it does not declare is rejected first, with the reason."""
 
     class Problem3d(Problem):
         @property
         def rank(self):
             return 3
 
+    three_d = set()
     for impl in catalog.implementations():
-        assert impl.ranks == (2,)
-        assert impl.rejection(Problem3d(*problem()), "fwd") == "runs 2-D convolutions only, got a 3-D one"
+        assert 2 in impl.ranks
+        if 3 in impl.ranks:
+            three_d.add(impl.backend)
+            assert impl.runner_for(3) is impl.runner3d is not None
+        else:
+            assert impl.rejection(Problem3d(*problem()), "fwd") == "runs 2-D convolutions only, got a 3-D one"
+    assert three_d == {"torch", "direct", "cpp", "fft"}  # the CUDA kernels and Triton are 2-D only
     assert catalog.by_name("torch").rejection(problem(), "fwd") is None
