@@ -10,7 +10,7 @@ order alternating), the ratio per round (above 1: fft is faster), min and median
 - fp32 error of fft's output and both gradients against float64, relative to the largest magnitude;
 - what ``backend="auto"`` picks there (after its first-call measurements);
 - the crossover: each pass of fft (and its shared backward) against the fastest direct route
-  ("torch", "direct") for square kernels 7 to 31 at 1x128x56x56 (``fft_plan``'s thresholds);
+  ("torch", "direct") for square kernels 7 to 31 at 1x128x56x56 (``backends/fft/thresholds.py``);
 - peak memory of one fwd+bwd: the peak resident set (reset before the step) over the resident set
   before it, in a fresh process (Linux).
 """

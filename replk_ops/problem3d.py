@@ -2,7 +2,7 @@
 
 It carries the names the planner and the catalogue read on every problem (device, dtype, layout,
 channels, kh, kw, dilated, deterministic, ``kind``) plus ``rank = 3``; a backend that does not
-declare rank 3 rejects it (``catalog.Implementation.rejection``).
+declare rank 3 rejects it (``backends.implementation.Implementation.rejection``).
 """
 from __future__ import annotations
 

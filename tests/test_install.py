@@ -1,8 +1,9 @@
 """What ``pip install`` decides about the CUDA extension, run from a scratch copy of setup.py so
 the checkout's own build state is never touched: a toolkit it cannot use leaves the extension
 out (the rest installs) and records why, a compiler of another GCC version than torch's is
-recorded too (whether that matters: tests/test_exception_probe.py), and the import and
-``replk_ops.explain`` then report what was recorded (pip shows none of setup.py's output without -v)."""
+recorded too (whether the library it built works: tests/test_compiled_checks.py and
+tests/test_build_checks.py), and the import and ``replk_ops.explain`` then report what was
+recorded (pip shows none of setup.py's output without -v)."""
 import glob
 import importlib.util
 import inspect
@@ -172,7 +173,8 @@ def test_a_missing_extension_warns_once_on_a_gpu_machine(monkeypatch):
     monkeypatch.setattr(_extension, "STATUS", _compiled.ModuleStatus(False, "no CUDA toolkit (nvcc) was found"))
     monkeypatch.setattr(_extension, "_warned_missing", False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    with pytest.warns(RuntimeWarning, match="CUDA backend is unavailable.*CPU tensors never use replk_ops._C.*no CUDA toolkit"):
+    with pytest.warns(RuntimeWarning,
+                      match="CUDA backend is unavailable.*CPU tensors never use replk_ops._C.*no CUDA toolkit"):
         _extension.warn_once_if_missing()
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -119,7 +119,8 @@ class FFTRunner(PassRunner):
         dw = torch.empty((c, 1, kh, kw), dtype=dyc.dtype, device=grad_out.device) if need_weight else None
         g = None
         if need_input:  # the forward's, where the weight has not changed since
-            g = self.cache.take(weight, s, (ph, pw), lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
+            g = self.cache.take(weight, s, (ph, pw),
+                                lambda: transforms.kernel_spectrum(in_compute_dtype(weight), s, ph, pw))
         for cs in transforms.channel_chunks(n, c, s, dyc.dtype):
             dy_spec = transforms.spectrum(dyc[:, cs], s)
             if need_weight:

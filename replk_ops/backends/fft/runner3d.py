@@ -1,5 +1,5 @@
 """The fft backend's 3-D passes: products of 3-D real FFTs (``torch.fft.rfftn``), with the 2-D
-route's transform sizes, crop and channel chunks (``fft_math``), over three axes.
+route's transform sizes, crop and channel chunks (``transforms``), over three axes.
 
 - forward: ``irfftn(rfftn(x) * G)`` cropped, G the spectrum of the flipped kernel;
 - input gradient: ``irfftn(rfftn(dy) * conj(G))`` cropped;
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from . import transforms as fft_math
+from . import transforms
 from ..._checks import input_sizes, output_sizes
 from ..._layout import memory_format_of
 from ..base3d import PassRunner3d
@@ -38,7 +38,7 @@ def _undilated(dilation) -> None:
 
 
 def _kernel_spectrum(weight, s, padding):
-    return fft_math.kernel_spectrum_nd(_compute(weight), s, padding)
+    return transforms.kernel_spectrum_nd(_compute(weight), s, padding)
 
 
 class FFT3d(PassRunner3d):
@@ -50,13 +50,13 @@ class FFT3d(PassRunner3d):
             return _DIRECT.fwd(x, weight, bias, padding)
         n, c = x.shape[0], x.shape[1]
         kernel = tuple(weight.shape[2:])
-        s = fft_math.transform_sizes(x.shape[2:], kernel, padding)
+        s = transforms.transform_sizes(x.shape[2:], kernel, padding)
         out_size = output_sizes(x.shape[2:], kernel, padding, _UNDILATED)
         xc = _planes(x)
         out = torch.empty((n, c) + out_size, dtype=xc.dtype, device=x.device, memory_format=memory_format_of(x))
-        for cs in fft_math.channel_chunks(n, c, s, xc.dtype):
+        for cs in transforms.channel_chunks(n, c, s, xc.dtype):
             g = _kernel_spectrum(weight[cs], s, padding)
-            out[:, cs] = fft_math.crop_inverse(fft_math.spectrum(xc[:, cs], s).mul_(g), s, out_size)
+            out[:, cs] = transforms.crop_inverse(transforms.spectrum(xc[:, cs], s).mul_(g), s, out_size)
         if bias is not None:
             out += _compute(bias).view(1, c, 1, 1, 1)
         return out.to(x.dtype)
@@ -84,21 +84,21 @@ class FFT3d(PassRunner3d):
             dx = _DIRECT.bwd_input(grad_out, weight, padding) if need_input else None
             dw, db = _DIRECT.bwd_weight(grad_out, x, kernel, padding) if need_weight else (None, None)
             return dx, dw, db
-        s = fft_math.transform_sizes(size, kernel, padding)
+        s = transforms.transform_sizes(size, kernel, padding)
         dyc = _planes(grad_out)
         xc = _planes(x) if need_weight else None
         dx = torch.empty((n, c) + size, dtype=dyc.dtype, device=grad_out.device,
                          memory_format=memory_format_of(grad_out)) if need_input else None
         dw = torch.empty((c, 1) + kernel, dtype=dyc.dtype, device=grad_out.device) if need_weight else None
-        for cs in fft_math.channel_chunks(n, c, s, dyc.dtype):
-            dy_spec = fft_math.spectrum(dyc[:, cs], s)
+        for cs in transforms.channel_chunks(n, c, s, dyc.dtype):
+            dy_spec = transforms.spectrum(dyc[:, cs], s)
             if need_weight:
                 # conj(X) * DY summed over the batch, conjugated once (physical conjugates: see fft.py)
-                corr = fft_math.spectrum(xc[:, cs], s).conj_physical_().mul_(dy_spec).sum(dim=0).conj_physical_()
-                dw[cs, 0] = fft_math.weight_from_correlation_nd(corr, s, kernel, padding)
+                corr = transforms.spectrum(xc[:, cs], s).conj_physical_().mul_(dy_spec).sum(dim=0).conj_physical_()
+                dw[cs, 0] = transforms.weight_from_correlation_nd(corr, s, kernel, padding)
             if need_input:
                 g = _kernel_spectrum(weight[cs], s, padding)
-                dx[:, cs] = fft_math.crop_inverse(dy_spec.mul_(g.conj_physical_()), s, size)
+                dx[:, cs] = transforms.crop_inverse(dy_spec.mul_(g.conj_physical_()), s, size)
         db = None
         if need_weight:
             db = grad_out.sum(dim=(0, 2, 3, 4), dtype=dyc.dtype).to(x.dtype)
