@@ -1,6 +1,8 @@
 """Shared helpers: a float64 reference and dtype-aware error bounds."""
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -143,3 +145,8 @@ from replk_ops.backends.cpp import loader as _cpp  # noqa: E402
 needs_cpp = pytest.mark.skipif(_cpp.UNAVAILABLE is not None, reason=str(_cpp.UNAVAILABLE))
 # The CPU implementations every correctness matrix runs
 CPU_BACKENDS = ["direct", "torch", pytest.param("cpp", marks=needs_cpp)]
+
+# torch.onnx.export's dynamo exporter with custom translation tables (torch >= 2.5)
+HAS_DYNAMO_ONNX = "custom_translation_table" in inspect.signature(torch.onnx.export).parameters
+needs_dynamo_onnx = pytest.mark.skipif(
+    not HAS_DYNAMO_ONNX, reason=f"torch {torch.__version__} has no dynamo-based torch.onnx.export with translation tables")

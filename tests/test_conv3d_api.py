@@ -12,6 +12,7 @@ from torch import nn
 import replk_ops
 from replk_ops.export import decompositions, onnx_translations, standard_program
 from replk_ops.ops3d import dwconv3d_bwd_input, dwconv3d_bwd_weight, dwconv3d_fwd
+from conv_testing import needs_dynamo_onnx
 
 X = torch.randn(1, 4, 6, 6, 6)
 W = torch.randn(4, 1, 3, 3, 3)
@@ -224,6 +225,7 @@ def test_onnx_legacy_exporter(tmp_path):
     assert torch.allclose(_onnx_run(path, x), model(x), atol=1e-4)
 
 
+@needs_dynamo_onnx
 def test_onnx_translation_of_a_program_holding_the_op(tmp_path):
     pytest.importorskip("onnxscript", reason="onnxscript is a test extra")
     pytest.importorskip("onnx", reason="onnx is a test extra")

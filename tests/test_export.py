@@ -19,15 +19,13 @@ from torch import nn
 
 import replk_ops
 from replk_ops import models
-from conv_testing import HANG_GUARD_S, needs_fx_functional, randomize_bn
+from conv_testing import HANG_GUARD_S, needs_dynamo_onnx, needs_fx_functional, randomize_bn
 from replk_ops.export import decompositions, onnx_translations, standard_program
 
 RTOL = 1e-4
 INPUT = (1, 3, 64, 64)  # RepLKNet downsamples 32x; ConvNeXt and InceptionNeXt 32x too
 MODEL_NAMES = ["convnext_atto", "inception_next_atto", "replknet31b_narrow",
                pytest.param("replknet31b", marks=pytest.mark.slow)]
-HAS_DYNAMO_ONNX = "custom_translation_table" in inspect.signature(torch.onnx.export).parameters
-DYNAMO_ONNX_REASON = f"torch {torch.__version__} has no dynamo-based torch.onnx.export with translation tables"
 
 
 @pytest.fixture(autouse=True)
@@ -135,7 +133,7 @@ def _onnxruntime_output(path: str, x: torch.Tensor):
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
 
 
-@pytest.mark.skipif(not HAS_DYNAMO_ONNX, reason=DYNAMO_ONNX_REASON)
+@needs_dynamo_onnx
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_onnx_dynamo_exporter_runs_in_onnxruntime(name, tmp_path, onnx_and_runtime):
     pytest.importorskip("onnxscript", reason="onnxscript is a test extra (the dynamo exporter needs it)")
@@ -153,7 +151,7 @@ def test_onnx_legacy_exporter_runs_in_onnxruntime(name, tmp_path, onnx_and_runti
     _assert_matches(_onnxruntime_output(path, x), ref, f"{name} via torch.onnx.export(dynamo=False)")
 
 
-@pytest.mark.skipif(not HAS_DYNAMO_ONNX, reason=DYNAMO_ONNX_REASON)
+@needs_dynamo_onnx
 def test_onnx_translation_exports_a_program_that_holds_the_fast_op(tmp_path, onnx_and_runtime):
     pytest.importorskip("onnxscript", reason="onnxscript is a test extra (the dynamo exporter needs it)")
     model = nn.Sequential(replk_ops.LargeKernelDWConv2d(6, (13, 7)), nn.ReLU(),
