@@ -144,16 +144,16 @@ def test_every_catalogue_entry_is_explained():
 
 def test_steady_state_call_is_cached():
     """The second call of a signature builds nothing: it reuses the ready call."""
-    from replk_ops import eager
+    from replk_ops import ready_calls
 
     x, w = torch.randn(1, 4, 16, 16), torch.randn(4, 1, 31, 31)
     replk_ops.dwconv2d(x, w)
-    size = len(eager._CALLS)
+    size = len(ready_calls._CALLS)
     for _ in range(3):
         replk_ops.dwconv2d(x, w)
-    assert len(eager._CALLS) == size
+    assert len(ready_calls._CALLS) == size
     replk_ops.reset()
-    assert len(eager._CALLS) == 0
+    assert len(ready_calls._CALLS) == 0
 
 
 def test_all_torch_plan_is_nn_conv2d_itself(timed):
@@ -172,7 +172,7 @@ def test_mixed_plan_runs_the_planned_passes(timed):
     x = torch.randn(2, 4, 10, 10, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 1, 31, 31, dtype=torch.float64, requires_grad=True)
     y = replk_ops.dwconv2d(x, w)
-    assert "_EagerDWConv2d" in type(y.grad_fn).__name__
+    assert "PlannedStep" in type(y.grad_fn).__name__
     y.sum().backward()
     x2, w2 = x.detach().requires_grad_(), w.detach().requires_grad_()
     F.conv2d(x2, w2, padding=15, groups=4).sum().backward()
