@@ -2,23 +2,24 @@
 ``revert``."""
 from __future__ import annotations
 
-from typing import Optional
-
-import torch
 from torch import nn
 
 from ._checks import PaddingArg, dilation_pair, kernel_size_pair, padding_pair, span
-from ._eligibility import ineligibility, plain_conv, share_parameters
-from ._tracing import records_standard_conv
+from ._eligibility import plain_conv, share_parameters
 from .catalog import check_backend_name
-from .eager import run_eager
+from .drop_in import DropInConv
+from .eager import prepare_call, run_eager
 from .modules3d import LargeKernelDWConv3d
 
 
-class LargeKernelDWConv2d(nn.Conv2d):
+class LargeKernelDWConv2d(DropInConv, nn.Conv2d):
     """A depthwise ``nn.Conv2d`` (groups == in == out channels, stride 1, any dilation) that runs on
     replk_ops. Its parameters, state_dict keys and shapes are exactly those of the equivalent
     ``nn.Conv2d``, so checkpoints load both ways."""
+
+    plain_type = nn.Conv2d
+    _run_eager = staticmethod(run_eager)
+    _prepare_call = staticmethod(prepare_call)
 
     def __init__(
         self,
@@ -42,30 +43,9 @@ class LargeKernelDWConv2d(nn.Conv2d):
             bias=bias, padding_mode="zeros", device=device, dtype=dtype,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            # TorchScript compiles nn.Conv2d's own call; the fast path below is never compiled.
-            return self._conv_forward(x, self.weight, self.bias)
-        return self._replk_forward(x)
-
-    @torch.jit.unused
-    def _replk_forward(self, x: torch.Tensor) -> torch.Tensor:
-        if records_standard_conv(x):
-            # jit.trace, FX and ONNX export record nn.Conv2d's call, with this module's sizes
-            return self._conv_forward(x, self.weight, self.bias)
-        return run_eager(x, self.weight, self.bias, self.padding, self.dilation, self.backend)
-
     def to_conv2d(self) -> nn.Conv2d:
         """The equivalent plain ``nn.Conv2d``, sharing this module's parameters."""
         return plain_conv(self, nn.Conv2d)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", backend={self.backend!r}"
-
-    @staticmethod
-    def ineligibility(conv: nn.Module) -> Optional[str]:
-        """Why ``conv`` cannot be replaced by a LargeKernelDWConv2d, or None if it can."""
-        return ineligibility(conv, nn.Conv2d)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, backend: str = "auto") -> "LargeKernelDWConv2d":

@@ -2,22 +2,23 @@
 in modules.py swap them)."""
 from __future__ import annotations
 
-from typing import Optional
-
-import torch
 from torch import nn
 
 from ._checks3d import PaddingArg3d, dilation_triple, kernel_size_triple, padding_triple
-from ._eligibility import ineligibility, plain_conv, share_parameters
-from ._tracing import records_standard_conv
+from ._eligibility import plain_conv, share_parameters
 from .catalog import check_backend_name
-from .eager3d import dwconv3d
+from .drop_in import DropInConv
+from .eager3d import prepare_call3d, run_eager3d
 
 
-class LargeKernelDWConv3d(nn.Conv3d):
+class LargeKernelDWConv3d(DropInConv, nn.Conv3d):
     """A depthwise ``nn.Conv3d`` (groups == in == out channels, stride 1, any dilation) that runs on
     replk_ops. Its parameters, state_dict keys and shapes are exactly those of the equivalent
     ``nn.Conv3d``, so checkpoints load both ways."""
+
+    plain_type = nn.Conv3d
+    _run_eager = staticmethod(run_eager3d)
+    _prepare_call = staticmethod(prepare_call3d)
 
     def __init__(self, channels: int, kernel_size, bias: bool = True, padding: PaddingArg3d = "same",
                  backend: str = "auto", device=None, dtype=None, dilation=1):
@@ -30,30 +31,9 @@ class LargeKernelDWConv3d(nn.Conv3d):
         super().__init__(channels, channels, kernel, stride=1, padding=pad, dilation=dil, groups=channels,
                          bias=bias, padding_mode="zeros", device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            # TorchScript compiles nn.Conv3d's own call; the fast path below is never compiled.
-            return self._conv_forward(x, self.weight, self.bias)
-        return self._replk_forward(x)
-
-    @torch.jit.unused
-    def _replk_forward(self, x: torch.Tensor) -> torch.Tensor:
-        if records_standard_conv(x):
-            # jit.trace, FX and ONNX export record nn.Conv3d's call, with this module's sizes
-            return self._conv_forward(x, self.weight, self.bias)
-        return dwconv3d(x, self.weight, self.bias, tuple(self.padding), tuple(self.dilation), backend=self.backend)
-
     def to_conv3d(self) -> nn.Conv3d:
         """The equivalent plain ``nn.Conv3d``, sharing this module's parameters."""
         return plain_conv(self, nn.Conv3d)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", backend={self.backend!r}"
-
-    @staticmethod
-    def ineligibility(conv: nn.Module) -> Optional[str]:
-        """Why ``conv`` cannot be replaced by a LargeKernelDWConv3d, or None if it can."""
-        return ineligibility(conv, nn.Conv3d)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv3d, backend: str = "auto") -> "LargeKernelDWConv3d":
