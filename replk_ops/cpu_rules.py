@@ -9,12 +9,16 @@ orders them.
   oneDNN call.
 - Where fft can win (``fft.thresholds``): its backward rule, else a timing against the direct
   routes with PyTorch's naive NCHW loop left out.
-- Dilated: every pass runs on the compiled CPU kernels (``cpp``) where they were built: 1.5 to 3
-  times faster than the best oneDNN route at UniRepLKNet's branch shapes, and PyTorch's dilated
-  backward is a slow loop. Without them, both backward passes run on ``direct`` (2 to 20 times
-  faster than PyTorch's), and the forward on PyTorch's own call while oneDNN keeps its fast path
-  (padding up to ``ONEDNN_DILATED_MAX_PAD``), else on ``direct``, which pads the input first. Timing
-  these on a busy machine sent some of them back to PyTorch's slow backward, hence a rule.
+- Dilated: the backward passes run on the compiled CPU kernels (``cpp``) where they were built
+  (PyTorch's dilated backward is a slow loop), and so does the forward where PyTorch's own call
+  has lost oneDNN's fast path (padding over ``ONEDNN_DILATED_MAX_PAD``) or runs half precision.
+  Where oneDNN keeps it, the forward is timed: ``cpp`` is 1.5 to 3 times faster at 3x3 kernels,
+  but oneDNN's AVX-512 kernel beat it at 7x7 with dilation 2 (0.15 against 0.21 ms at
+  1x80x28x28), and a busy machine's misleading timing costs at most that ratio. Without the
+  compiled kernels, both backward passes run on ``direct`` (2 to 20 times faster than PyTorch's),
+  and the forward on PyTorch's own call while oneDNN keeps its fast path, else on ``direct``, which
+  pads the input first. Timing the backward passes on a busy machine sent some of them back to
+  PyTorch's slow backward, hence rules.
 - Undilated: ``cpp`` runs NCHW forwards up to ``cpp.NCHW_FORWARD_MAX_SIDE`` by rule and joins the
   timed candidates for kernels up to ``cpp.MAX_UNDILATED_SIDE`` (``cpp.rules``).
 """
@@ -43,6 +47,8 @@ def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
     if "fft" in names:
         return fft.cpu_rule(problem, pass_name, names)
     if problem.dilated and "cpp" in names:
+        if pass_name == "fwd" and _onednn_fast_dilated_forward(problem):
+            return None  # timed
         return "cpp", "dilated: the compiled CPU kernels beat oneDNN's routes, and PyTorch's dilated backward is a slow loop"
     if not {"torch", "direct"} <= set(names):
         return None
@@ -64,12 +70,18 @@ def rule(problem: Problem, pass_name: str, names: List[str]) -> Rule:
     return None
 
 
+def _onednn_fast_dilated_forward(problem: Problem) -> bool:
+    """Whether PyTorch's own dilated forward keeps oneDNN's fast path here."""
+    return (problem.dtype in (torch.float32, torch.float64)
+            and max(problem.ph, problem.pw) <= ONEDNN_DILATED_MAX_PAD)
+
+
 def _dilated_rule(problem: Problem, pass_name: str) -> Rule:
     if problem.dtype not in (torch.float32, torch.float64):
         return None  # half precision is measured
     if pass_name != "fwd":
         return "direct", "dilated: PyTorch's dilated backward is a slow loop; direct runs it as a forward conv"
-    if max(problem.ph, problem.pw) <= ONEDNN_DILATED_MAX_PAD:
+    if _onednn_fast_dilated_forward(problem):
         return "torch", f"dilated, padding at most {ONEDNN_DILATED_MAX_PAD}: PyTorch's own call is oneDNN's fast path"
     return "direct", f"dilated, padding over {ONEDNN_DILATED_MAX_PAD}: oneDNN is fast only on an input padded first"
 
@@ -82,7 +94,10 @@ def candidates(problem: Problem, pass_name: str, names: List[str]) -> List[str]:
 
 
 def fallback(problem: Problem, names: List[str]) -> str:
-    """Without a measurement: PyTorch's own path where oneDNN's NCHW kernel covers the kernel."""
+    """Without a measurement: the compiled kernels for a dilated conv, else PyTorch's own path
+    where oneDNN's NCHW kernel covers the kernel."""
+    if problem.dilated and "cpp" in names:
+        return "cpp"
     small = max(problem.kh, problem.kw) <= ONEDNN_NCHW_MAX_SIDE and not problem.dilated  # dilated: direct
     if "torch" in names and (small or "direct" not in names):
         return "torch"
