@@ -34,7 +34,7 @@ class DropInConv:
     plain_type: type  # nn.Conv2d or nn.Conv3d
     _run_eager: Callable  # the rank's eager call: (x, weight, bias, padding, dilation, backend) -> y
     _prepare_call: Callable[..., Ready]  # the rank's checks and plan (ready_calls.ready_call)
-    _kept_call = None  # (signature, F.convNd call): see the module docstring
+    _kept_call = None  # (signature, F.convNd, padding, dilation, groups): see the module docstring
     __jit_ignored_attributes__ = ["_kept_call"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,10 +60,10 @@ class DropInConv:
                      self.padding, self.dilation, self.backend, _generation[0])
         kept = self._kept_call
         if kept is not None and kept[0] == signature:
-            return kept[1](x, weight, bias)
+            return kept[1](x, weight, bias, 1, kept[2], kept[3], kept[4])  # NativeCall, without its frame
         ready = ready_call(self._prepare_call, x, weight, bias, self.padding, self.dilation, self.backend)
-        if ready.native and ready.lasting:
-            self._kept_call = (signature, ready.call)
+        if ready.native is not None and ready.lasting:
+            self._kept_call = (signature,) + tuple(ready.native)
         return ready.call(x, weight, bias)
 
     def _apply(self, *args, **kwargs):

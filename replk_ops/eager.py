@@ -19,7 +19,8 @@ from .catalog import check_backend_name
 from .ops import dwconv2d_fwd, gradients_through_ops
 from .passes import run_backward_on, run_bwd_input_on, run_bwd_weight_on, run_fwd_on
 from .problem import Problem
-from .ready_calls import Passes, Ready, any_autocast, autocast_args, plan_call, ready_call, via_registered_op
+from .ready_calls import (NativeCall, Passes, Ready, any_autocast, autocast_args, plan_call, ready_call,
+                          via_registered_op)
 
 
 def dwconv2d(
@@ -81,9 +82,6 @@ def prepare_call(x, weight, bias, padding, dilation, backend: str) -> Ready:
         return via_registered_op(lambda x, w, b: dwconv2d_fwd(x, w, b, ph, pw, backend, *dil))
     kh, kw, channels = weight.shape[2], weight.shape[3], x.shape[1]
 
-    def native(x, w, b):
-        return F.conv2d(x, w, b, 1, (ph, pw), dil, channels)
-
     def passes_for(fwd: Implementation, bwd_input: Implementation, bwd_weight: Implementation) -> Passes:
         return Passes(
             fwd=lambda x, w, b: run_fwd_on(fwd, x, w, b, ph, pw, dil),
@@ -96,7 +94,7 @@ def prepare_call(x, weight, bias, padding, dilation, backend: str) -> Ready:
                 dy, x, w, needs, has_bias, (ph, pw), dil, backend))
 
     problem = Problem.of(x, kh, kw, ph, pw, dilation=dil)
-    return plan_call(x, weight, bias, backend, problem, native, passes_for)
+    return plan_call(x, weight, bias, backend, problem, NativeCall(F.conv2d, (ph, pw), dil, channels), passes_for)
 
 
 def explain(x: torch.Tensor, weight: torch.Tensor, padding: PaddingArg = "same", backend: str = "auto",

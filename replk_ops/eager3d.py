@@ -18,7 +18,8 @@ from .catalog import check_backend_name
 from .ops3d import (dwconv3d_fwd, gradients_through_ops, run_backward_on, run_bwd_input_on, run_bwd_weight_on,
                     run_fwd_on)
 from .problem3d import Problem3d
-from .ready_calls import Passes, Ready, any_autocast, autocast_args, plan_call, ready_call, via_registered_op
+from .ready_calls import (NativeCall, Passes, Ready, any_autocast, autocast_args, plan_call, ready_call,
+                          via_registered_op)
 
 
 def dwconv3d(
@@ -74,9 +75,6 @@ def prepare_call3d(x, weight, bias, padding, dilation, backend: str) -> Ready:
         return via_registered_op(lambda x, w, b: dwconv3d_fwd(x, w, b, list(pad), backend, list(dil)))
     kernel, channels = tuple(weight.shape[2:]), x.shape[1]
 
-    def native(x, w, b):
-        return F.conv3d(x, w, b, 1, pad, dil, channels)
-
     def passes_for(fwd: Implementation, bwd_input: Implementation, bwd_weight: Implementation) -> Passes:
         return Passes(
             fwd=lambda x, w, b: run_fwd_on(fwd, x, w, b, pad, dil),
@@ -88,7 +86,8 @@ def prepare_call3d(x, weight, bias, padding, dilation, backend: str) -> Ready:
             through_ops=lambda dy, x, w, needs, has_bias: gradients_through_ops(
                 dy, x, w, needs, has_bias, pad, dil, backend))
 
-    return plan_call(x, weight, bias, backend, Problem3d.of(x, kernel, pad, dil), native, passes_for)
+    problem = Problem3d.of(x, kernel, pad, dil)
+    return plan_call(x, weight, bias, backend, problem, NativeCall(F.conv3d, pad, dil, channels), passes_for)
 
 
 def explain3d(x, weight, padding: PaddingArg3d = "same", backend: str = "auto", *, bias=None,

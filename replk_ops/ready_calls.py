@@ -51,9 +51,21 @@ class PlannedStep(torch.autograd.Function):
                          passes.bwd_weight, passes.backward) + (None,)
 
 
+class NativeCall(NamedTuple):
+    """PyTorch's own depthwise call, stride 1, with one signature's checked sizes."""
+
+    conv: Callable  # F.conv2d or F.conv3d
+    padding: tuple
+    dilation: tuple
+    groups: int
+
+    def __call__(self, x, weight, bias):
+        return self.conv(x, weight, bias, 1, self.padding, self.dilation, self.groups)
+
+
 class Ready(NamedTuple):
     call: Callable  # (x, weight, bias) -> y
-    native: bool  # the call is F.conv2d / F.conv3d itself, with the caller's padding and dilation
+    native: Optional[NativeCall]  # the call, where it is PyTorch's own
     lasting: bool  # the plan is final (no measurement still to come), so the call may be kept
 
 
@@ -159,7 +171,7 @@ def ready_call(prepare: Callable[..., Ready], x, weight, bias, padding, dilation
     return ready
 
 
-def plan_call(x, weight, bias, backend: str, problem, native: Callable,
+def plan_call(x, weight, bias, backend: str, problem, native: NativeCall,
               passes_for: Callable[[Implementation, Implementation, Implementation], Passes]) -> Ready:
     """The ready call of a checked signature on plain tensors: ``native`` (PyTorch's own call) where
     the plan is PyTorch's own convolution for every pass it runs, else the planned passes
@@ -171,8 +183,8 @@ def plan_call(x, weight, bias, backend: str, problem, native: Callable,
         choice = planner.plan_pass(problem, "fwd", backend, batch=x.shape[0])
         fwd = choice.implementation
         if fwd.name == "torch" and native_ok:
-            return Ready(native, True, choice.final)
-        return Ready(passes_for(fwd, fwd, fwd).fwd, False, choice.final)
+            return Ready(native, native, choice.final)
+        return Ready(passes_for(fwd, fwd, fwd).fwd, None, choice.final)
 
     def planned_step(passes: Passes) -> Callable:
         return lambda x, w, b: PlannedStep.apply(x, w, b, passes)
@@ -185,11 +197,11 @@ def plan_call(x, weight, bias, backend: str, problem, native: Callable,
     lasting = all(choice.final for choice in choices.values())
     impls: Sequence[Implementation] = [choices[name].implementation for name in planner.PASSES]
     if all(impl.name == "torch" for impl in impls) and native_ok:
-        return Ready(native, True, lasting)
-    return Ready(planned_step(passes_for(*impls)), False, lasting)
+        return Ready(native, native, lasting)
+    return Ready(planned_step(passes_for(*impls)), None, lasting)
 
 
 def via_registered_op(op_call: Callable) -> Ready:
     """Tensor subclasses (fake tensors, DTensor) go through the registered op."""
-    return Ready(op_call, False, True)
+    return Ready(op_call, None, True)
 
