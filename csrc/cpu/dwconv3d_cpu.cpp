@@ -2,7 +2,7 @@
 // the small kernels where oneDNN's route for this pass (a depthwise conv with the output gradient
 // as a kernel as large as the map) runs at a fraction of its forward speed: MedNeXt's 3x3x3 at
 // 1x32x64^3 took 75 to 100 ms against 33 ms for the forward. Registered as the torch op
-// replk_ops_cpu3d::weight_grad in replk_ops._cpu (replk_ops/backends/cpp3d.py calls it).
+// replk_ops_cpu3d::weight_grad in replk_ops._cpu (replk_ops/backends/cpp/runner3d.py calls it).
 //
 // Each (n, c) volume is copied once into a zero-bordered buffer whose rows are Wp = W + 2 * pw long
 // and planes Hp * Wp, and the output gradient into the same "wide" layout with zeros in the
@@ -17,44 +17,13 @@
 #include <cstdint>
 #include <vector>
 
-#define REPLK_ISA baseline
-#define REPLK_ISA_ATTR
-#include "dwconv_cpu_kernels.h"
-#undef REPLK_ISA
-#undef REPLK_ISA_ATTR
-
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define REPLK_HAVE_AVX2_BUILD 1
-#define REPLK_ISA avx2
-#define REPLK_ISA_ATTR __attribute__((target("avx2,fma")))
-#include "dwconv_cpu_kernels.h"
-#undef REPLK_ISA
-#undef REPLK_ISA_ATTR
-#endif
+#include "dwconv_cpu_isa.h"
 
 namespace {
 
 // Elements of the output gradient per block: the block, and the input window it meets (the block
 // plus the largest shift, about two planes for a 3x3x3 kernel), stay in the 2 MiB L2 cache.
 constexpr int64_t kBlock = 4096;
-
-template <typename T>
-T dot3d(const T* a, const T* b, int64_t n) {
-#ifdef REPLK_HAVE_AVX2_BUILD
-  static const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2_fma) return avx2::dot<T>(a, b, n);
-#endif
-  return baseline::dot<T>(a, b, n);
-}
-
-template <typename T>
-void forward_wide3d(const T* xpad, const T* w, const int64_t* shift, int64_t taps, T bias, T* out, int64_t n) {
-#ifdef REPLK_HAVE_AVX2_BUILD
-  static const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2_fma) return avx2::forward_wide<T>(xpad, w, shift, taps, bias, out, n);
-#endif
-  baseline::forward_wide<T>(xpad, w, shift, taps, bias, out, n);
-}
 
 void check_float(const at::Tensor& t, const char* op) {
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "replk_ops_cpu3d::", op,
@@ -124,7 +93,7 @@ void weight_grad_impl(const at::Tensor& x, const at::Tensor& dy, at::Tensor& out
           for (int64_t q = 0; q < count; q += kBlock) {
             const int64_t len = std::min(kBlock, count - q);
             for (int64_t t = 0; t < taps; ++t)
-              sums[g * taps + t] += dot3d<T>(dyptr[g] + q, xptr[g] + q + shift[t], len);
+              sums[g * taps + t] += dot<T>(dyptr[g] + q, xptr[g] + q + shift[t], len);
           }
       }
       std::copy(sums.begin(), sums.begin() + size * taps, result + c0 * taps);
@@ -158,7 +127,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const c10::opti
     for (int64_t volume = begin; volume < end; ++volume) {
       const int64_t ch = volume % c;
       place(xs + volume * vin, 0, xst, in, dst, 1, plane, wp, p[0], p[1], p[2]);  // borders stay zero
-      forward_wide3d<T>(xpad.data(), ws + ch * taps, shift.data(), taps, bs ? bs[ch] : T(0), wide.data(), count);
+      forward_wide<T>(xpad.data(), ws + ch * taps, shift.data(), taps, bs ? bs[ch] : T(0), wide.data(), count);
       T* out = ys + volume * vout;
       for (int64_t z = 0; z < o.d; ++z)
         for (int64_t r = 0; r < o.h; ++r)

@@ -1,6 +1,6 @@
 // replk_ops._cpu: depthwise conv2d passes (stride 1, any padding >= 0, any dilation) on CPU, for
 // float32 / float64 tensors that Python has already checked and allocated
-// (replk_ops/backends/cpp.py): NCHW-contiguous, or channels_last with the weight tap-major. Built
+// (replk_ops/backends/cpp/runner.py): NCHW-contiguous, or channels_last with the weight tap-major. Built
 // without nvcc; no function here throws: a call it cannot take returns false.
 //
 // Why it exists (docs/design.md, "Dilation"): at the small maps of UniRepLKNet's dilated branches
@@ -19,47 +19,9 @@
 #include <cstring>
 #include <vector>
 
-#define REPLK_ISA baseline
-#define REPLK_ISA_ATTR
-#include "dwconv_cpu_kernels.h"
-#undef REPLK_ISA
-#undef REPLK_ISA_ATTR
-
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define REPLK_HAVE_AVX2_BUILD 1
-#define REPLK_ISA avx2
-#define REPLK_ISA_ATTR __attribute__((target("avx2,fma")))
-#include "dwconv_cpu_kernels.h"
-#undef REPLK_ISA
-#undef REPLK_ISA_ATTR
-#endif
+#include "dwconv_cpu_isa.h"
 
 namespace {
-
-bool use_avx2() {
-#ifdef REPLK_HAVE_AVX2_BUILD
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-#else
-  return false;
-#endif
-}
-
-template <typename T>
-void forward_wide(const T* xpad, const T* w, const int64_t* shift, int64_t taps, T bias, T* out, int64_t n) {
-#ifdef REPLK_HAVE_AVX2_BUILD
-  if (use_avx2()) return avx2::forward_wide<T>(xpad, w, shift, taps, bias, out, n);
-#endif
-  baseline::forward_wide<T>(xpad, w, shift, taps, bias, out, n);
-}
-
-template <typename T>
-T dot(const T* a, const T* b, int64_t n) {
-#ifdef REPLK_HAVE_AVX2_BUILD
-  if (use_avx2()) return avx2::dot<T>(a, b, n);
-#endif
-  return baseline::dot<T>(a, b, n);
-}
 
 template <typename T>
 void forward_row_nhwc(const T* xrow, const T* w, const int64_t* shift, int64_t taps, const T* bias, T* out, int64_t wo,
