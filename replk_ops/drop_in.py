@@ -5,7 +5,8 @@ An eager call takes the rank's ready call (ready_calls.py); where that is PyTorc
 module also keeps it beside the few facts its plan depends on, so that a converted layer which
 PyTorch runs fastest costs little more than the ``nn.ConvNd`` it replaced: a steady-state call
 reads the input's sizes, strides, dtype and device and whether autograd records, compares them
-with the kept ones, and calls ``F.conv2d`` / ``F.conv3d``. That call checks the weight and bias
+with the kept ones, and calls ``F.conv2d`` / ``F.conv3d``; it reads the weight and bias from the
+parameter dict, not through ``nn.Module.__getattr__`` as ``nn.ConvNd`` does, which pays for the rest. That call checks the weight and bias
 against the input itself, as ``nn.ConvNd`` does, and honours deterministic mode itself, so only
 what chose the plan is compared; converting the module's parameters (``.to``, ``.half``) drops the
 kept call, so that the checks see the next one.
@@ -45,13 +46,18 @@ class DropInConv:
 
     @torch.jit.unused
     def _replk_forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.weight, self.bias
         if (type(x) not in _PLAIN_TENSOR_TYPES or _is_compiling() or any_autocast()
                 or _jit_tracing_state() is not None):
+            weight, bias = self.weight, self.bias
             if records_standard_conv(x):
                 # jit.trace, FX and ONNX export record nn.ConvNd's call, with this module's sizes
                 return self._conv_forward(x, weight, bias)
             return self._run_eager(x, weight, bias, self.padding, self.dilation, self.backend)
+        params = self._parameters
+        try:  # as attributes, through nn.Module.__getattr__, they cost about 1 us a call each
+            weight, bias = params["weight"], params["bias"]
+        except KeyError:  # a parametrization or weight_norm has moved them out of the parameter dict
+            weight, bias = self.weight, self.bias
         # NCHW-contiguous is one cheap bool (F.convNd's output then has the input's layout, as a
         # native plan needs); other layouts compare their strides
         signature = (x.shape, x.is_contiguous() or x.stride(), x.dtype, x.device,

@@ -113,3 +113,30 @@ def test_a_module_with_a_kept_call_pickles_copies_and_scripts(rank):
         torch.testing.assert_close(clone(x), _expected(conv_fn, module, x), rtol=0, atol=0)
     scripted = torch.jit.script(module)
     torch.testing.assert_close(scripted(x), _expected(conv_fn, module, x))
+
+
+class _Doubled(torch.nn.Module):
+    def forward(self, weight):
+        return 2 * weight
+
+
+def test_parametrized_and_weight_normed_parameters_are_the_ones_used(rank):
+    """Both move a parameter out of the module's parameter dict, which the call reads first."""
+    cls, conv_fn, shape, _ = rank
+    x = torch.randn(shape)
+    module = cls(4, 3, backend="torch")
+    torch.nn.utils.parametrize.register_parametrization(module, "bias", _Doubled())
+    for _ in range(2):
+        torch.testing.assert_close(module(x), _expected(conv_fn, module, x), rtol=0, atol=0)
+    assert torch.equal(module.bias, 2 * module.parametrizations.bias.original)
+    normed = torch.nn.utils.weight_norm(cls(4, 3, backend="torch"))
+    with torch.no_grad():
+        normed.weight_g.mul_(3)
+    for _ in range(2):
+        y = normed(x)
+        torch.testing.assert_close(y, _expected(conv_fn, normed, x), rtol=0, atol=0)
+    reference = cls(4, 3, backend="torch")
+    with torch.no_grad():
+        reference.weight.copy_(normed.weight)
+        reference.bias.copy_(normed.bias)
+    torch.testing.assert_close(y, reference(x), rtol=0, atol=0)
