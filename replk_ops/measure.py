@@ -46,15 +46,19 @@ def workload(problem: Problem, batch: int):
 
 
 def pass_runner(problem: Problem, pass_name: str, impl: Implementation, tensors) -> Callable[[], object]:
+    """The pass as a call runs it, outputs in the caller's layout included (a runner whose output
+    needs a copy into it is slower than its kernel alone)."""
     if problem.rank == 3:
-        return measure3d.pass_runner(problem, pass_name, impl.runner3d, tensors)
+        return measure3d.pass_runner(problem, pass_name, impl, tensors)
+    from .passes import run_bwd_input_on, run_bwd_weight_on, run_fwd_on  # passes -> planner -> here
+
     x, weight, bias, grad_out = tensors
-    runner, ph, pw, dilation = impl.runner, problem.ph, problem.pw, problem.dilation
+    ph, pw, dilation = problem.ph, problem.pw, problem.dilation
     if pass_name == "fwd":
-        return lambda: runner.fwd(x, weight, bias, ph, pw, dilation)
+        return lambda: run_fwd_on(impl, x, weight, bias, ph, pw, dilation)
     if pass_name == "bwd_input":
-        return lambda: runner.bwd_input(grad_out, weight, ph, pw, dilation)
-    return lambda: runner.bwd_weight(grad_out, x, problem.kh, problem.kw, ph, pw, dilation)
+        return lambda: run_bwd_input_on(impl, grad_out, weight, ph, pw, dilation)
+    return lambda: run_bwd_weight_on(impl, grad_out, x, problem.kh, problem.kw, ph, pw, dilation)
 
 
 def time_cuda(run: Callable[[], object]) -> float:

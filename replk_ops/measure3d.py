@@ -20,11 +20,14 @@ def workload(problem, batch: int):
     return x, weight, bias, grad_out
 
 
-def pass_runner(problem, pass_name: str, runner, tensors) -> Callable[[], object]:
+def pass_runner(problem, pass_name: str, impl, tensors) -> Callable[[], object]:
+    """The pass as a call runs it, outputs in the caller's layout included."""
+    from .ops3d import run_bwd_input_on, run_bwd_weight_on, run_fwd_on  # ops3d -> planner -> measure -> here
+
     x, weight, bias, grad_out = tensors
     padding, dilation = problem.padding, problem.dilation
     if pass_name == "fwd":
-        return lambda: runner.fwd(x, weight, bias, padding, dilation)
+        return lambda: run_fwd_on(impl, x, weight, bias, padding, dilation)
     if pass_name == "bwd_input":
-        return lambda: runner.bwd_input(grad_out, weight, padding, dilation)
-    return lambda: runner.bwd_weight(grad_out, x, problem.kernel, padding, dilation)
+        return lambda: run_bwd_input_on(impl, grad_out, weight, padding, dilation)
+    return lambda: run_bwd_weight_on(impl, grad_out, x, problem.kernel, padding, dilation)
