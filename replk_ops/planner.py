@@ -250,7 +250,7 @@ def _choose(problem: Problem, pass_name: str, requested: str, may_measure: bool,
         if rule is not None:
             return choice(rule[0], f"by rule: {rule[1]}")
         names = rules.candidates(problem, pass_name, names)
-        reasons.update((name, rules.not_timed(name)) for name in reasons if reasons[name] is None and name not in names)
+        reasons.update((name, rules.not_timed(problem, name)) for name in reasons if reasons[name] is None and name not in names)
     timed = cuda_backend.without_repeats(  # each kernel timed once
         problem, pass_name, names, lambda name: catalog.by_name(name, pass_name).rejection(problem, pass_name))
     reasons.update((name, cuda_backend.REPEATS_AN_ALGO) for name in names if name not in timed)

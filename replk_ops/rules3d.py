@@ -35,7 +35,7 @@ FFT_BACKWARD_MIN_TAPS = 2197
 Rule = Optional[Tuple[str, str]]
 
 
-def not_timed(name: str) -> str:
+def not_timed(problem, name: str) -> str:
     """Why ``candidates`` leaves ``name`` out of a timing."""
     return "PyTorch's CPU conv3d backward is a slow loop (6 to 150 times its forward): not timed"
 
