@@ -36,6 +36,7 @@ def extra_shapes():
         Shape(1, 96, 56, 56, 51, 5, "slak 51x5"), Shape(1, 96, 56, 56, 5, 51, "slak 5x51"),
         Shape(1, 192, 28, 28, 49, 5, "slak 49x5"),
         Shape(1, 96, 56, 56, 7, 7, "convnext"), Shape(8, 384, 14, 14, 7, 7, "convnext"),
+        Shape(1, 256, 24, 24, 11, 3, "rectangular 11x3"),
     ] + dilated_shapes()
 
 
