@@ -239,7 +239,22 @@ def test_cpu_variants_are_interleaved_round_by_round_with_the_first_rotating():
     fns = {name: (lambda name=name: (calls.append(name), _spin(2e-3)())) for name in "abc"}
     timings = time_interleaved(fns, budget_s=0.001, wall_cap_s=float("inf"), min_samples=3)
     assert {t.samples for t in timings.values()} == {3}
-    assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then 3 rounds
+    # a first call as long as a sample is timed again: warm-up, then 3 rounds
+    assert calls == list("aabbcc") + list("abc") + list("bca") + list("cab")
+
+
+def test_a_slow_first_call_does_not_decide_how_many_calls_make_a_sample():
+    """A layer's first call may plan and time candidates for a call of microseconds: sampled one
+    call at a time, beside a variant sampled many calls at a time, it would look slower than it is."""
+    calls = []
+
+    def first_call_slow():
+        calls.append(1)
+        _spin(5e-3 if len(calls) == 1 else 1e-5)()
+
+    timings = time_interleaved({"v": first_call_slow}, budget_s=0.0, wall_cap_s=float("inf"), min_samples=2)
+    assert timings["v"].samples == 2
+    assert len(calls) >= 2 + 2 * 50  # two warm-up calls, then samples of a millisecond of 10 us calls
 
 
 def test_thread_cpu_time_does_not_count_time_spent_off_the_cpu():

@@ -84,12 +84,18 @@ def interleaved_samples(fns: Mapping[str, Callable], budget_s: float, clock: Cal
     warm-up call each (first-call allocations, oneDNN primitives, the planner's measurement), then
     rounds in which every variant gives one sample, until each has spent ``budget_s`` of ``clock``
     over at least ``min_samples`` rounds, or ``wall_cap_s`` of wall time has passed (then fewer
-    samples). Round i starts with variant i, so no variant always runs first."""
+    samples). Round i starts with variant i, so no variant always runs first. How many calls make a
+    sample comes from the first call, or from a second where the first took a sample's length."""
     names = list(fns)
     wall_start = time.perf_counter()
     calls = {}
     for name in names:
         first = _per_call(fns[name], 1, clock)
+        if first >= MIN_SAMPLE_S:
+            # the first call may have planned and timed candidates (tens of ms) for a call of
+            # microseconds: sampled one call at a time, beside a variant sampled many calls at a
+            # time, its samples would carry the clock's and the caches' cost (+15 us at 60 us)
+            first = _per_call(fns[name], 1, clock)
         calls[name] = max(1, math.ceil(MIN_SAMPLE_S / max(first, 1e-9)))
     samples = {name: [] for name in names}
     spent = dict.fromkeys(names, 0.0)
