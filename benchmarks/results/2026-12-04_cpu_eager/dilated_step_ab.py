@@ -1,3 +1,9 @@
+"""A dilated 7x7 layer (1x80x28x28, dilation 2) side by side: nn.Conv2d, LargeKernelDWConv2d with
+"auto" (PyTorch's forward, the compiled backward) and with backend="cpp" (the compiled kernels
+throughout), inference and training step, one torch thread, three interleaved groups.
+
+    python benchmarks/results/2026-12-04_cpu_eager/dilated_step_ab.py
+"""
 import torch
 torch.set_num_threads(1)
 import replk_ops
