@@ -3,13 +3,13 @@
 TorchScript compiles ``nn.ConvNd``'s own call, and tracers and exporters record it (_tracing.py).
 An eager call takes the rank's ready call (ready_calls.py); where that is PyTorch's own conv, the
 module also keeps it beside the few facts its plan depends on, so that a converted layer which
-PyTorch runs fastest costs little more than the ``nn.ConvNd`` it replaced: a steady-state call
-reads the input's sizes, strides, dtype and device and whether autograd records, compares them
-with the kept ones, and calls ``F.conv2d`` / ``F.conv3d``; it reads the weight and bias from the
-parameter dict, not through ``nn.Module.__getattr__`` as ``nn.ConvNd`` does, which pays for the rest. That call checks the weight and bias
-against the input itself, as ``nn.ConvNd`` does, and honours deterministic mode itself, so only
-what chose the plan is compared; converting the module's parameters (``.to``, ``.half``) drops the
-kept call, so that the checks see the next one.
+PyTorch runs fastest costs no more than the ``nn.ConvNd`` it replaced. A steady-state call reads
+the input's sizes, strides, dtype and device and whether autograd records, compares them with the
+kept ones, and calls ``F.conv2d`` / ``F.conv3d``, which checks the weight and bias against the
+input and honours deterministic mode itself, as in ``nn.ConvNd``, so only what chose the plan is
+compared. The weight and bias come from the parameter dict rather than through
+``nn.Module.__getattr__`` as in ``nn.ConvNd``, which pays for the comparison. Converting the
+module's parameters (``.to``, ``.half``) drops the kept call, so that the checks see the next one.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from torch import nn
 
 from ._eligibility import ineligibility
 from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv
-from .ready_calls import Ready, _generation, any_autocast, ready_call
+from .ready_calls import RESETS, Ready, any_autocast, ready_call
 
 _is_compiling = torch.compiler.is_compiling
 _grad_enabled = torch.is_grad_enabled
@@ -63,7 +63,7 @@ class DropInConv:
         signature = (x.shape, x.is_contiguous() or x.stride(), x.dtype, x.device,
                      _grad_enabled() and (weight.requires_grad or x.requires_grad
                                           or (bias is not None and bias.requires_grad)),
-                     self.padding, self.dilation, self.backend, _generation[0])
+                     self.padding, self.dilation, self.backend, RESETS[0])
         kept = self._kept_call
         if kept is not None and kept[0] == signature:
             return kept[1](x, weight, bias, 1, kept[2], kept[3], kept[4])  # NativeCall, without its frame

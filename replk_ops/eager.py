@@ -13,14 +13,14 @@ import torch.nn.functional as F
 
 from . import planner
 from ._checks import PaddingArg, check_conv_args, dilation_pair, padding_pair
-from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv, standard_dwconv2d
+from ._tracing import records_standard_conv, standard_dwconv2d
 from .backends.implementation import Implementation
 from .catalog import check_backend_name
 from .ops import dwconv2d_fwd, gradients_through_ops
 from .passes import run_backward_on, run_bwd_input_on, run_bwd_weight_on, run_fwd_on
 from .problem import Problem
-from .ready_calls import (NativeCall, Passes, Ready, any_autocast, autocast_args, plan_call, ready_call,
-                          via_registered_op)
+from .ready_calls import (NativeCall, Passes, Ready, any_autocast, autocast_args, plain_tensors, plan_call,
+                          ready_call, via_registered_op)
 
 
 def dwconv2d(
@@ -78,7 +78,7 @@ def _through_registered_op(x, weight, bias, padding, dilation, backend):
 def prepare_call(x, weight, bias, padding, dilation, backend: str) -> Ready:
     """The ready call for this signature: checks done, passes planned."""
     (ph, pw), dil = _checked_args(x, weight, bias, padding, dilation, backend)
-    if not all(type(t) in _PLAIN_TENSOR_TYPES for t in ((x, weight) if bias is None else (x, weight, bias))):
+    if not plain_tensors(x, weight, bias):  # tensor subclasses: the registered op
         return via_registered_op(lambda x, w, b: dwconv2d_fwd(x, w, b, ph, pw, backend, *dil))
     kh, kw, channels = weight.shape[2], weight.shape[3], x.shape[1]
 

@@ -12,14 +12,14 @@ import torch.nn.functional as F
 
 from . import planner
 from ._checks3d import PaddingArg3d, check_conv3d_args, dilation_triple, padding_triple
-from ._tracing import _PLAIN_TENSOR_TYPES, records_standard_conv, standard_dwconv3d
+from ._tracing import records_standard_conv, standard_dwconv3d
 from .backends.implementation import Implementation
 from .catalog import check_backend_name
 from .ops3d import (dwconv3d_fwd, gradients_through_ops, run_backward_on, run_bwd_input_on, run_bwd_weight_on,
                     run_fwd_on)
 from .problem3d import Problem3d
-from .ready_calls import (NativeCall, Passes, Ready, any_autocast, autocast_args, plan_call, ready_call,
-                          via_registered_op)
+from .ready_calls import (NativeCall, Passes, Ready, any_autocast, autocast_args, plain_tensors, plan_call,
+                          ready_call, via_registered_op)
 
 
 def dwconv3d(
@@ -71,7 +71,7 @@ def _checked_args(x, weight, bias, padding, dilation, backend):
 def prepare_call3d(x, weight, bias, padding, dilation, backend: str) -> Ready:
     """The ready call for this signature: checks done, passes planned."""
     pad, dil = _checked_args(x, weight, bias, padding, dilation, backend)
-    if not all(type(t) in _PLAIN_TENSOR_TYPES for t in ((x, weight) if bias is None else (x, weight, bias))):
+    if not plain_tensors(x, weight, bias):  # tensor subclasses: the registered op
         return via_registered_op(lambda x, w, b: dwconv3d_fwd(x, w, b, list(pad), backend, list(dil)))
     kernel, channels = tuple(weight.shape[2:]), x.shape[1]
 

@@ -17,6 +17,7 @@ import torch
 
 from . import measure, planner
 from ._layout import dense_strides, memory_format_of
+from ._tracing import _PLAIN_TENSOR_TYPES
 from .backends.implementation import Implementation
 from .passes import gradients
 
@@ -106,31 +107,25 @@ def native_allowed(x: torch.Tensor) -> bool:
 # --- the table ----------------------------------------------------------------------------------
 _CALLS: Dict[tuple, Ready] = {}
 _MAX_CALLS = 4096  # every new shape adds one
-_generation = [0]  # bumped by planner.reset(): a module's kept call (drop_in.py) is then stale
+# How many times planner.reset() ran: a module's kept call (drop_in.py) from before is stale.
+RESETS = [0]
 
 
 def _forget() -> None:
     _CALLS.clear()
-    _generation[0] += 1
+    RESETS[0] += 1
 
 
 planner.on_reset(_forget)
 
 
-def generation() -> int:
-    return _generation[0]
-
-
 _SCALAR_KEYS = (int, str)
 
 
-def _key_part(value):
-    """``value`` as a key part: strings, exact ints and tuples or lists of exact ints; anything else
-    (a bool, which equals 1 for a dict, must reach the checks) makes the call unkeyed (None)."""
-    kind = type(value)
-    if kind is int or kind is str:
-        return value
-    if kind is tuple or kind is list:
+def _ints_key(value):
+    """A tuple or list of exact ints as a key part; anything else (a bool, which equals 1 for a
+    dict, must reach the checks) makes the call unkeyed (None)."""
+    if type(value) is tuple or type(value) is list:
         for item in value:
             if type(item) is not int:
                 return None
@@ -138,12 +133,17 @@ def _key_part(value):
     return None
 
 
+def plain_tensors(x, weight, bias) -> bool:
+    """Whether the call's tensors are plain eager tensors (not fake tensors, DTensor or FX proxies)."""
+    return all(type(t) in _PLAIN_TENSOR_TYPES for t in ((x, weight) if bias is None else (x, weight, bias)))
+
+
 def call_key(prepare: Callable, x, weight, bias, padding, dilation, backend) -> Optional[tuple]:
     """The signature of a call to ``prepare``'s rank, or None where it cannot be keyed (the checks
     then say why)."""
-    # strings and ints, the common arguments, skip the call
-    padding_part = padding if type(padding) in _SCALAR_KEYS else _key_part(padding)
-    dilation_part = dilation if type(dilation) in _SCALAR_KEYS else _key_part(dilation)
+    # strings and ints, the common arguments, are their own key parts
+    padding_part = padding if type(padding) in _SCALAR_KEYS else _ints_key(padding)
+    dilation_part = dilation if type(dilation) in _SCALAR_KEYS else _ints_key(dilation)
     if padding_part is None or dilation_part is None or type(backend) is not str:
         return None
     try:
