@@ -254,7 +254,9 @@ def test_a_slow_first_call_does_not_decide_how_many_calls_make_a_sample():
 
     timings = time_interleaved({"v": first_call_slow}, budget_s=0.0, wall_cap_s=float("inf"), min_samples=2)
     assert timings["v"].samples == 2
-    assert len(calls) >= 2 + 2 * 50  # two warm-up calls, then samples of a millisecond of 10 us calls
+    # two warm-up calls, then samples of a millisecond of 10 us calls (at least 10 each however busy
+    # the machine: sized by the first call, each sample would be one call)
+    assert len(calls) >= 2 + 2 * 10
 
 
 def test_thread_cpu_time_does_not_count_time_spent_off_the_cpu():
